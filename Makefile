@@ -1,0 +1,113 @@
+# appliance - top-level build.
+#
+#   make               build everything into build/ (program: build/appliance)
+#   make deps          install the Debian packages the project needs
+#   make check         build, then run every test suite (unit, command, TOML)
+#   make check SANITIZE=1   the same under ASan+UBSan (into build-san/)
+#   make check SLOW=1  also run the tests tagged slow
+#   make install PREFIX=/usr/local
+#
+# Every library is the *.c files of its folder (not subfolders), so a new
+# module needs no Makefile edit.  BUILD=dir puts the objects elsewhere,
+# which lets several builds (or several developers) share a checkout.
+
+.DEFAULT_GOAL := all
+SANITIZE ?=
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	    -fno-omit-frame-pointer
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+PREFIX ?= /usr/local
+CC ?= cc
+OPT ?= -O2
+PKGS := libzstd libarchive libcrypto zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow \
+	  -Wno-missing-field-initializers \
+	  -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread -I. -Iimgfmt \
+	  -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
+LDLIBS := $(PKG_LIBS) -lm
+
+LIBDIRS := imgfmt builder appliances runtime
+define lib_rules
+$(1)_SRCS := $$(wildcard $(1)/*.c)
+$(1)_OBJS := $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_SRCS))
+$(BUILD)/lib$(1).a: $$($(1)_OBJS)
+	@mkdir -p $$(@D)
+	rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach d,$(LIBDIRS),$(eval $(call lib_rules,$(d))))
+LIBS := $(foreach d,$(LIBDIRS),$(BUILD)/lib$(d).a)
+LINK_LIBS := -Wl,--start-group $(LIBS) -Wl,--end-group
+
+CLI_SRCS := $(wildcard cli/*.c)
+CLI_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRCS))
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TEST_HELPER_SRCS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+TEST_HELPER_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TEST_HELPER_SRCS))
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRCS))
+
+PROGRAM := $(BUILD)/appliance
+
+.PHONY: all deps check install clean demo
+all: $(PROGRAM) $(UNIT_BINS) $(TOOL_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(PROGRAM): $(CLI_OBJS) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LINK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPER_OBJS) $(LINK_LIBS) $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
+
+# The Debian packages the project needs to build, test and run.
+DEB_PACKAGES := build-essential pkg-config check libzstd-dev libarchive-dev \
+	libssl-dev zlib1g-dev libcurl4-openssl-dev zstd qemu-utils \
+	e2fsprogs python3 minisign
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    --no-install-recommends $$missing; \
+	else echo "all Debian packages present"; fi
+
+check: all
+	BUILD=$(BUILD) SLOW=$(SLOW) SANITIZE=$(SANITIZE) sh tests/run.sh
+
+install: $(PROGRAM)
+	install -D -m 0755 $(PROGRAM) $(DESTDIR)$(PREFIX)/bin/appliance
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

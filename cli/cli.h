@@ -1,0 +1,45 @@
+/*
+ * cli.h - shared pieces of the `appliance` command-line front end.
+ *
+ * Only the CLI prints and picks exit statuses: 0 success, 1 failure (or
+ * problems found), 2 usage error.  Each sub-command lives in its own file
+ * (cmd-img.c, ...) and is listed in the table in main.c.
+ */
+#ifndef CLI_H
+#define CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+struct cli_command {
+	const char *name;
+	int (*run)(int argc, char **argv);   /* argv[0] is the command name */
+	const char *summary;
+	const char *help;                    /* full text for `help NAME` */
+};
+
+/* Print "appliance: <message>" to stderr. */
+void cli__error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print a usage error plus a pointer to `appliance help CMD`; returns 2. */
+int cli__usage(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Parse a size such as "512", "64K", "10G", "1.5M" (binary units, optional
+ * trailing "iB"/"B").  Returns 0 or -1 on malformed or overflowing input. */
+int cli__parse_size(const char *s, uint64_t *out);
+/* Parse a non-negative decimal or 0x-hex integer. */
+int cli__parse_u64(const char *s, uint64_t *out);
+/* "1.5 GiB" style rendering into buf. */
+const char *cli__human_size(uint64_t n, char *buf, size_t len);
+
+/* Print a string as a JSON string literal (with quotes). */
+void cli__json_string(FILE *f, const char *s);
+
+int cmd_img(int argc, char **argv);
+extern const char cmd_img_help[];
+
+#endif /* CLI_H */

@@ -1,0 +1,516 @@
+/*
+ * cmd-img.c - `appliance img ...`: disk image commands, shaped like
+ * qemu-img's so that its users feel at home.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "imgfmt.h"
+
+const char cmd_img_help[] =
+	"usage: appliance img SUBCOMMAND [OPTIONS] ...\n"
+	"\n"
+	"  create [-f FMT] [-b BACKING [-F BFMT]] [-o cluster_size=N] FILE [SIZE]\n"
+	"        create an image (default format avd; SIZE like 10G; with a\n"
+	"        backing file SIZE defaults to the backing file's size)\n"
+	"  info [-f FMT] [--json] FILE\n"
+	"        show format, sizes, cluster size, backing chain\n"
+	"  map [-f FMT] [--json] FILE\n"
+	"        list extents: data, zero, or from the backing file\n"
+	"  check [-f FMT] [--repair] FILE\n"
+	"        check metadata and checksums (exit 1 if problems remain)\n"
+	"  resize [-f FMT] FILE SIZE\n"
+	"        grow the virtual disk (SIZE absolute, or +SIZE)\n"
+	"  read [-f FMT] FILE OFFSET LENGTH\n"
+	"        copy LENGTH bytes at OFFSET of the virtual disk to stdout\n"
+	"  write [-f FMT] FILE OFFSET LENGTH\n"
+	"        copy LENGTH bytes from stdin to OFFSET of the virtual disk,\n"
+	"        then flush\n"
+	"\n"
+	"Formats: avd (ours), raw, qcow2, vmdk, vhd; detected by magic unless\n"
+	"-f names one.  Exit status: 0 ok, 1 failure or problems found,\n"
+	"2 usage error.\n";
+
+/* Options every image sub-command shares. */
+struct img_args {
+	const char *format;
+	int json;
+	int repair;
+	const char *backing, *backing_format;
+	uint32_t cluster_size;
+};
+
+enum { OPT_JSON = 1000, OPT_REPAIR };
+
+static const struct option img_long_opts[] = {
+	{ "format", required_argument, NULL, 'f' },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "repair", no_argument, NULL, OPT_REPAIR },
+	{ "backing", required_argument, NULL, 'b' },
+	{ "backing-format", required_argument, NULL, 'F' },
+	{ "option", required_argument, NULL, 'o' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* -o key=value[,key=value...] */
+static int parse_create_options(const char *s, struct img_args *a)
+{
+	char *copy = strdup(s), *save = NULL;
+	int rc = 0;
+
+	for (char *kv = strtok_r(copy, ",", &save); kv && rc == 0;
+	     kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		uint64_t v;
+		if (!eq) {
+			rc = cli__usage("img", "option '%s' needs a value", kv);
+			break;
+		}
+		*eq = '\0';
+		if (strcmp(kv, "cluster_size") == 0) {
+			if (cli__parse_size(eq + 1, &v) < 0 || v > UINT32_MAX)
+				rc = cli__usage("img", "bad cluster_size '%s'",
+						eq + 1);
+			else
+				a->cluster_size = (uint32_t)v;
+		} else {
+			rc = cli__usage("img", "unknown option '%s'", kv);
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+/* Parse options; returns 0, or an exit status to return (usage/help). */
+static int parse_img_args(int argc, char **argv, struct img_args *a)
+{
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:b:F:o:h", img_long_opts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'f': a->format = optarg; break;
+		case 'b': a->backing = optarg; break;
+		case 'F': a->backing_format = optarg; break;
+		case 'o': {
+			int rc = parse_create_options(optarg, a);
+			if (rc)
+				return rc;
+			break;
+		}
+		case OPT_JSON: a->json = 1; break;
+		case OPT_REPAIR: a->repair = 1; break;
+		case 'h': fputs(cmd_img_help, stdout); return -1;
+		default: return cli__usage("img", "bad option for 'img %s'",
+					   argv[0]);
+		}
+	}
+	return 0;
+}
+
+static int open_image(const char *path, const struct img_args *a, int rw,
+		      imgfmt_image **img)
+{
+	struct imgfmt_open_opts o = { .format = a->format };
+
+	if (rw)
+		o.flags |= IMGFMT_OPEN_RDWR;
+	if (imgfmt__open(path, &o, img) < 0) {
+		cli__error("%s", imgfmt__error());
+		return -1;
+	}
+	return 0;
+}
+
+static int img_create(int argc, char **argv)
+{
+	struct img_args a;
+	int rc = parse_img_args(argc, argv, &a);
+	uint64_t size = 0;
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (optind >= argc || argc - optind > 2)
+		return cli__usage("img", "img create: expected FILE [SIZE]");
+	if (argc - optind == 2 && cli__parse_size(argv[optind + 1], &size) < 0)
+		return cli__usage("img", "img create: bad size '%s'",
+				  argv[optind + 1]);
+	if (argc - optind == 1 && !a.backing)
+		return cli__usage("img", "img create: SIZE is required "
+				  "without a backing file");
+	struct imgfmt_create_opts o = {
+		.format = a.format,
+		.size = size,
+		.cluster_size = a.cluster_size,
+		.backing_file = a.backing,
+		.backing_format = a.backing_format,
+	};
+	if (imgfmt__create(argv[optind], &o) < 0) {
+		cli__error("%s", imgfmt__error());
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+static void print_hex_uuid(FILE *f, const uint8_t *u)
+{
+	for (int i = 0; i < 16; i++) {
+		fprintf(f, "%02x", u[i]);
+		if (i == 3 || i == 5 || i == 7 || i == 9)
+			fputc('-', f);
+	}
+}
+
+static int img_info(int argc, char **argv)
+{
+	struct img_args a;
+	int rc = parse_img_args(argc, argv, &a);
+	imgfmt_image *img;
+	struct imgfmt_info info;
+	char h1[32], h2[32];
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 1)
+		return cli__usage("img", "img info: expected FILE");
+	if (open_image(argv[optind], &a, 0, &img) < 0)
+		return EXIT_FAIL;
+	if (imgfmt__info(img, &info) < 0) {
+		cli__error("%s", imgfmt__error());
+		imgfmt__close(img);
+		return EXIT_FAIL;
+	}
+	if (a.json) {
+		printf("{\n  \"filename\": ");
+		cli__json_string(stdout, argv[optind]);
+		printf(",\n  \"format\": ");
+		cli__json_string(stdout, info.format);
+		if (info.subformat[0]) {
+			printf(",\n  \"subformat\": ");
+			cli__json_string(stdout, info.subformat);
+		}
+		printf(",\n  \"virtual-size\": %llu,\n  \"file-size\": %llu,\n"
+		       "  \"actual-size\": %llu,\n  \"cluster-size\": %u,\n"
+		       "  \"dirty\": %s",
+		       (unsigned long long)info.virtual_size,
+		       (unsigned long long)info.file_size,
+		       (unsigned long long)info.allocated_bytes,
+		       info.cluster_size, info.dirty ? "true" : "false");
+		if (info.has_uuid) {
+			printf(",\n  \"uuid\": \"");
+			print_hex_uuid(stdout, info.uuid);
+			printf("\"");
+		}
+		if (info.backing_file[0]) {
+			printf(",\n  \"backing-filename\": ");
+			cli__json_string(stdout, info.backing_file);
+			printf(",\n  \"backing-format\": ");
+			cli__json_string(stdout, info.backing_format);
+		}
+		printf(",\n  \"chain-depth\": %d\n}\n", info.chain_depth);
+	} else {
+		printf("image: %s\nfile format: %s%s%s%s\n", argv[optind],
+		       info.format, info.subformat[0] ? " (" : "",
+		       info.subformat, info.subformat[0] ? ")" : "");
+		printf("virtual size: %s (%llu bytes)\n",
+		       cli__human_size(info.virtual_size, h1, sizeof(h1)),
+		       (unsigned long long)info.virtual_size);
+		printf("disk size: %s\n",
+		       cli__human_size(info.allocated_bytes, h2, sizeof(h2)));
+		if (info.cluster_size)
+			printf("cluster size: %u\n", info.cluster_size);
+		if (info.has_uuid) {
+			printf("uuid: ");
+			print_hex_uuid(stdout, info.uuid);
+			printf("\n");
+		}
+		if (info.backing_file[0])
+			printf("backing file: %s (format %s)\n",
+			       info.backing_file, info.backing_format);
+		if (info.chain_depth > 1)
+			printf("backing chain depth: %d\n", info.chain_depth);
+		if (info.dirty)
+			printf("dirty: yes (not closed cleanly; run 'appliance "
+			       "img check --repair')\n");
+	}
+	imgfmt__close(img);
+	return EXIT_OK;
+}
+
+static const char *extent_kind_name(enum imgfmt_extent_kind k)
+{
+	switch (k) {
+	case IMGFMT_EXTENT_DATA: return "data";
+	case IMGFMT_EXTENT_ZERO: return "zero";
+	case IMGFMT_EXTENT_BACKING: return "backing";
+	}
+	return "?";
+}
+
+static int img_map(int argc, char **argv)
+{
+	struct img_args a;
+	int rc = parse_img_args(argc, argv, &a);
+	imgfmt_image *img;
+	struct imgfmt_info info;
+	struct imgfmt_extent prev = { 0 }, e;
+	int have_prev = 0, first = 1;
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 1)
+		return cli__usage("img", "img map: expected FILE");
+	if (open_image(argv[optind], &a, 0, &img) < 0)
+		return EXIT_FAIL;
+	imgfmt__info(img, &info);
+	if (a.json)
+		printf("[");
+	else
+		printf("%-20s %-20s %-8s %s\n", "offset", "length", "kind",
+		       "file-offset");
+	/* Merge adjacent extents of the same kind (and contiguous file
+	 * offsets) so the listing is as short as the layout allows. */
+	for (uint64_t off = 0;; off += e.length) {
+		int end = off >= info.virtual_size;
+		if (!end && imgfmt__map(img, off, info.virtual_size - off,
+					&e) < 0) {
+			cli__error("%s", imgfmt__error());
+			imgfmt__close(img);
+			return EXIT_FAIL;
+		}
+		if (!end && have_prev && e.kind == prev.kind &&
+		    e.flags == prev.flags &&
+		    ((prev.file_offset < 0 && e.file_offset < 0) ||
+		     (prev.file_offset >= 0 &&
+		      e.file_offset == prev.file_offset +
+				       (int64_t)prev.length))) {
+			prev.length += e.length;
+			continue;
+		}
+		if (have_prev) {
+			if (a.json) {
+				printf("%s\n  {\"start\": %llu, \"length\": %llu, "
+				       "\"kind\": \"%s\", \"compressed\": %s",
+				       first ? "" : ",",
+				       (unsigned long long)prev.offset,
+				       (unsigned long long)prev.length,
+				       extent_kind_name(prev.kind),
+				       prev.flags & IMGFMT_EXTENT_COMPRESSED
+					       ? "true" : "false");
+				if (prev.file_offset >= 0)
+					printf(", \"offset\": %lld",
+					       (long long)prev.file_offset);
+				printf("}");
+			} else {
+				printf("%-20llu %-20llu %-8s",
+				       (unsigned long long)prev.offset,
+				       (unsigned long long)prev.length,
+				       extent_kind_name(prev.kind));
+				if (prev.file_offset >= 0)
+					printf(" %lld",
+					       (long long)prev.file_offset);
+				if (prev.flags & IMGFMT_EXTENT_COMPRESSED)
+					printf(" compressed");
+				printf("\n");
+			}
+			first = 0;
+		}
+		if (end)
+			break;
+		prev = e;
+		have_prev = 1;
+	}
+	if (a.json)
+		printf("\n]\n");
+	imgfmt__close(img);
+	return EXIT_OK;
+}
+
+static int img_check(int argc, char **argv)
+{
+	struct img_args a;
+	int rc = parse_img_args(argc, argv, &a);
+	imgfmt_image *img;
+	struct imgfmt_check_result res;
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 1)
+		return cli__usage("img", "img check: expected FILE");
+	if (open_image(argv[optind], &a, a.repair, &img) < 0)
+		return EXIT_FAIL;
+	if (imgfmt__check(img, a.repair, &res) < 0) {
+		cli__error("%s", imgfmt__error());
+		imgfmt__close(img);
+		return EXIT_FAIL;
+	}
+	if (imgfmt__close(img) < 0) {
+		cli__error("%s", imgfmt__error());
+		return EXIT_FAIL;
+	}
+	uint64_t problems = res.corruptions + res.leaks + res.checksum_errors;
+	if (res.was_dirty)
+		printf("image was not closed cleanly%s\n",
+		       a.repair ? "; repaired" : "");
+	if (problems == 0) {
+		printf("No errors were found on the image.\n");
+		return (res.was_dirty && !a.repair) ? EXIT_FAIL : EXIT_OK;
+	}
+	printf("%llu corruptions, %llu leaked clusters, %llu checksum errors"
+	       " found\n", (unsigned long long)res.corruptions,
+	       (unsigned long long)res.leaks,
+	       (unsigned long long)res.checksum_errors);
+	if (res.first_problem[0])
+		printf("first problem: %s\n", res.first_problem);
+	if (a.repair)
+		printf("%llu repaired\n", (unsigned long long)res.repaired);
+	return (a.repair && res.repaired >= problems) ? EXIT_OK : EXIT_FAIL;
+}
+
+static int img_resize(int argc, char **argv)
+{
+	struct img_args a;
+	int rc = parse_img_args(argc, argv, &a);
+	imgfmt_image *img;
+	uint64_t size;
+	const char *s;
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 2)
+		return cli__usage("img", "img resize: expected FILE SIZE");
+	s = argv[optind + 1];
+	if (cli__parse_size(s[0] == '+' ? s + 1 : s, &size) < 0)
+		return cli__usage("img", "img resize: bad size '%s'", s);
+	if (open_image(argv[optind], &a, 1, &img) < 0)
+		return EXIT_FAIL;
+	struct imgfmt_info info;
+	imgfmt__info(img, &info);
+	if (s[0] == '+')
+		size += info.virtual_size;
+	if (imgfmt__resize(img, size) < 0 || imgfmt__close(img) < 0) {
+		cli__error("%s", imgfmt__error());
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* Move bytes between the virtual disk and stdin/stdout, so scripts and
+ * tests can drive any image without a mount. */
+static int img_readwrite(int argc, char **argv, int writing)
+{
+	struct img_args a;
+	int rc = parse_img_args(argc, argv, &a);
+	imgfmt_image *img;
+	uint64_t off, len;
+	size_t bufsize = 1u << 20;
+	char *buf;
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 3)
+		return cli__usage("img", "img %s: expected FILE OFFSET LENGTH",
+				  argv[0]);
+	if (cli__parse_size(argv[optind + 1], &off) < 0 ||
+	    cli__parse_size(argv[optind + 2], &len) < 0)
+		return cli__usage("img", "img %s: bad offset or length",
+				  argv[0]);
+	if (open_image(argv[optind], &a, writing, &img) < 0)
+		return EXIT_FAIL;
+	buf = malloc(bufsize);
+	if (!buf) {
+		cli__error("out of memory");
+		imgfmt__close(img);
+		return EXIT_FAIL;
+	}
+	rc = EXIT_OK;
+	while (len > 0) {
+		size_t n = len < bufsize ? (size_t)len : bufsize;
+		if (writing) {
+			size_t got = fread(buf, 1, n, stdin);
+			if (got < n) {
+				cli__error("img write: stdin ended %llu bytes "
+					   "early", (unsigned long long)
+					   (len - got));
+				rc = EXIT_FAIL;
+				n = got;
+			}
+			if (n && imgfmt__pwrite(img, buf, n, off) < 0) {
+				cli__error("%s", imgfmt__error());
+				rc = EXIT_FAIL;
+				break;
+			}
+			if (rc)
+				break;
+		} else {
+			if (imgfmt__pread(img, buf, n, off) < 0) {
+				cli__error("%s", imgfmt__error());
+				rc = EXIT_FAIL;
+				break;
+			}
+			if (fwrite(buf, 1, n, stdout) != n) {
+				cli__error("writing stdout: %s",
+					   strerror(errno));
+				rc = EXIT_FAIL;
+				break;
+			}
+		}
+		off += n;
+		len -= n;
+	}
+	free(buf);
+	if (writing && rc == EXIT_OK && imgfmt__flush(img) < 0) {
+		cli__error("%s", imgfmt__error());
+		rc = EXIT_FAIL;
+	}
+	if (imgfmt__close(img) < 0 && rc == EXIT_OK) {
+		cli__error("%s", imgfmt__error());
+		rc = EXIT_FAIL;
+	}
+	if (!writing && fflush(stdout) != 0)
+		rc = EXIT_FAIL;
+	return rc;
+}
+
+static int img_read(int argc, char **argv)
+{
+	return img_readwrite(argc, argv, 0);
+}
+
+static int img_write(int argc, char **argv)
+{
+	return img_readwrite(argc, argv, 1);
+}
+
+static const struct cli_command img_commands[] = {
+	{ "create", img_create, "create an image", NULL },
+	{ "info", img_info, "show image information", NULL },
+	{ "map", img_map, "show the allocation map", NULL },
+	{ "check", img_check, "check (and repair) an image", NULL },
+	{ "resize", img_resize, "grow an image", NULL },
+	{ "read", img_read, "copy bytes out of an image", NULL },
+	{ "write", img_write, "copy bytes into an image", NULL },
+	{ NULL, NULL, NULL, NULL },
+};
+
+int cmd_img(int argc, char **argv)
+{
+	if (argc < 2)
+		return cli__usage("img", "img: missing subcommand");
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		fputs(cmd_img_help, stdout);
+		return EXIT_OK;
+	}
+	for (const struct cli_command *c = img_commands; c->name; c++)
+		if (strcmp(c->name, argv[1]) == 0)
+			return c->run(argc - 1, argv + 1);
+	return cli__usage("img", "img: unknown subcommand '%s'", argv[1]);
+}

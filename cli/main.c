@@ -1,0 +1,78 @@
+/*
+ * main.c - `appliance`: dispatch to a sub-command.
+ *
+ * One table maps command names to the functions in cmd-*.c (git's and
+ * kvmtool's layout), and `appliance help [CMD]` prints from the same table.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char main_help[] =
+	"usage: appliance COMMAND [ARGS...]\n"
+	"\n"
+	"Build, sign, distribute and run virtual appliances, and work with\n"
+	"virtual disk images.\n";
+
+static int cmd_help(int argc, char **argv);
+
+static const struct cli_command commands[] = {
+	{ "img", cmd_img, "work with disk images (create, info, convert, ...)",
+	  cmd_img_help },
+	{ "help", cmd_help, "show help for a command", NULL },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static void print_overview(FILE *f)
+{
+	fputs(main_help, f);
+	fputs("\ncommands:\n", f);
+	for (const struct cli_command *c = commands; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fputs("\n'appliance help COMMAND' shows a command's options.\n", f);
+}
+
+static const struct cli_command *find_command(const char *name)
+{
+	for (const struct cli_command *c = commands; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_overview(stdout);
+		return EXIT_OK;
+	}
+	const struct cli_command *c = find_command(argv[1]);
+	if (!c || !c->help)
+		return cli__usage("help", "no help for '%s'", argv[1]);
+	fputs(c->help, stdout);
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_overview(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		print_overview(stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		puts("appliance 0.1");
+		return EXIT_OK;
+	}
+	const struct cli_command *c = find_command(argv[1]);
+	if (!c) {
+		cli__error("unknown command '%s'", argv[1]);
+		print_overview(stderr);
+		return EXIT_USAGE;
+	}
+	return c->run(argc - 1, argv + 1);
+}

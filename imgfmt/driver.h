@@ -1,0 +1,110 @@
+/*
+ * driver.h - what a format module implements, and what the core gives it.
+ *
+ * Internal to imgfmt/.  Each format lives in its own file (avd.c, raw.c,
+ * qcow2.c, vmdk.c, vhd.c) and exports one `const struct imgfmt_driver`.
+ * The core (imgfmt.c) detects the format by asking every driver to bid on
+ * the first bytes of the file (libarchive's scheme), opens the backing
+ * chain, checks every caller-supplied range against the virtual size, and
+ * only then calls the driver, so drivers see in-range requests only.
+ *
+ * Drivers must treat every byte they read from a file as hostile: bounds-
+ * check offsets and lengths against the file size before use, cap every
+ * allocation whose size comes from the file, and report corruption with
+ * imgfmt_err() naming the field.
+ */
+#ifndef IMGFMT_DRIVER_H
+#define IMGFMT_DRIVER_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/types.h>
+
+#include "imgfmt.h"
+
+struct imgfmt_driver {
+	const char *name;
+
+	/* How sure the driver is that `head` (the first `len` bytes of a
+	 * file of `file_size` bytes) is its format: 0 not at all, 100 magic
+	 * matched.  raw bids 1 on anything. */
+	int (*probe)(const uint8_t *head, size_t len, uint64_t file_size);
+
+	/* Parse the image.  On entry img->fd, img->path, img->base,
+	 * img->file_length and img->read_only are set.  The driver sets
+	 * img->virtual_size, img->priv, and, if the image has a backing
+	 * file, img->backing_name / img->backing_format (the core opens it
+	 * after open returns).  On failure the driver frees what it
+	 * allocated and returns imgfmt_err(...). */
+	int (*open)(imgfmt_image *img);
+	void (*close)(imgfmt_image *img);
+
+	/* Ranges are within [0, virtual_size) and len > 0. */
+	int (*pread)(imgfmt_image *img, void *buf, size_t len, uint64_t off);
+	int (*pwrite)(imgfmt_image *img, const void *buf, size_t len,
+		      uint64_t off);                       /* NULL: read-only */
+	int (*flush)(imgfmt_image *img);                   /* NULL: no-op */
+	int (*discard)(imgfmt_image *img, uint64_t off, uint64_t len);
+	int (*write_zeroes)(imgfmt_image *img, uint64_t off, uint64_t len,
+			    unsigned flags);
+	int (*map)(imgfmt_image *img, uint64_t off, uint64_t len,
+		   struct imgfmt_extent *ext);
+	int (*resize)(imgfmt_image *img, uint64_t new_size);
+	/* Fill format-specific fields; the core has filled the generic ones
+	 * (format, virtual_size, file_size, read_only, backing, chain). */
+	int (*info)(imgfmt_image *img, struct imgfmt_info *info);
+	int (*check)(imgfmt_image *img, int repair,
+		     struct imgfmt_check_result *res);
+
+	/* Create an empty image at `path` (the file does not exist yet and
+	 * must be created with O_EXCL). */
+	int (*create)(const char *path, const struct imgfmt_create_opts *opts);
+};
+
+struct imgfmt_image {
+	const struct imgfmt_driver *drv;
+	char *path;            /* as given to imgfmt__open */
+	int fd;
+	int read_only;
+	unsigned flags;        /* enum imgfmt_open_flags */
+	size_t cache_bytes;    /* metadata cache bound (never 0) */
+	uint64_t base;         /* image byte 0 is at this file offset */
+	uint64_t file_length;  /* bytes of the file that belong to the image */
+	uint64_t virtual_size;
+	void *priv;            /* the driver's state */
+
+	/* Backing chain.  The driver names the file; the core opens it. */
+	char *backing_name;    /* as recorded in the image, or NULL */
+	char *backing_format;  /* NULL: detect */
+	imgfmt_image *backing; /* opened read-only, or NULL */
+	int depth;             /* 1 + depth of the backing chain below */
+};
+
+/* Record an error message (printf-style) for this thread and return -err.
+ * `err` is a positive errno value. */
+int imgfmt_err(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* pread/pwrite the image's file at image-relative offset `off`, looping
+ * over short transfers.  Reading past the image's end in the file is an
+ * error (-EIO with a message naming `what`). */
+int imgfmt_file_read(imgfmt_image *img, void *buf, size_t len, uint64_t off,
+		     const char *what);
+int imgfmt_file_write(imgfmt_image *img, const void *buf, size_t len,
+		      uint64_t off);
+
+/* Read from the backing chain for a range this image does not hold:
+ * zeros where there is no backing image or it is shorter. */
+int imgfmt_backing_read(imgfmt_image *img, void *buf, size_t len,
+			uint64_t off);
+
+/* Does the buffer hold only zero bytes? (fast, word at a time) */
+int imgfmt_is_zero(const void *buf, size_t len);
+
+/* Every driver the library knows, NULL-terminated, in probe order. */
+extern const struct imgfmt_driver *const imgfmt_drivers[];
+const struct imgfmt_driver *imgfmt_driver_find(const char *name);
+
+extern const struct imgfmt_driver imgfmt_raw_driver;
+
+#endif /* IMGFMT_DRIVER_H */

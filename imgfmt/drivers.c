@@ -1,0 +1,12 @@
+/*
+ * drivers.c - the list of format drivers, in probe order.
+ *
+ * Detection asks every driver to bid (driver.h); order only breaks ties.
+ * raw is last: it bids on anything, so it is what an unrecognised file is.
+ */
+#include "driver.h"
+
+const struct imgfmt_driver *const imgfmt_drivers[] = {
+	&imgfmt_raw_driver,
+	NULL,
+};

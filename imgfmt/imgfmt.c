@@ -1,0 +1,611 @@
+/*
+ * imgfmt.c - the format-independent core: detection, open/close, the
+ * backing chain, range checks and dispatch to the format drivers.
+ *
+ * The core is deliberately thin.  It owns only what is the same for every
+ * format: it validates caller arguments once so that no driver has to, it
+ * opens backing files (so loop detection and the depth cap live in one
+ * place), and it keeps the thread-local error message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+/* ---- errors ---------------------------------------------------------- */
+
+static __thread char imgfmt_errbuf[1024];
+
+const char *imgfmt__error(void)
+{
+	return imgfmt_errbuf;
+}
+
+int imgfmt_err(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(imgfmt_errbuf, sizeof(imgfmt_errbuf), fmt, ap);
+	va_end(ap);
+	if (err <= 0)
+		err = EIO;
+	return -err;
+}
+
+/* ---- file helpers ---------------------------------------------------- */
+
+int imgfmt_file_read(imgfmt_image *img, void *buf, size_t len, uint64_t off,
+		     const char *what)
+{
+	uint8_t *p = buf;
+
+	if (off > img->file_length || len > img->file_length - off)
+		return imgfmt_err(EIO, "%s: %s at offset %llu (+%zu) is past "
+				  "the end of the image (%llu bytes)",
+				  img->path, what, (unsigned long long)off, len,
+				  (unsigned long long)img->file_length);
+	while (len > 0) {
+		ssize_t n = pread(img->fd, p, len, (off_t)(img->base + off));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return imgfmt_err(errno, "%s: reading %s: %s",
+					  img->path, what, strerror(errno));
+		if (n == 0)
+			return imgfmt_err(EIO, "%s: reading %s: unexpected end "
+					  "of file", img->path, what);
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int imgfmt_file_write(imgfmt_image *img, const void *buf, size_t len,
+		      uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(img->fd, p, len, (off_t)(img->base + off));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return imgfmt_err(errno, "%s: write at %llu: %s",
+					  img->path,
+					  (unsigned long long)off,
+					  strerror(errno));
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int imgfmt_is_zero(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	/* Check a 16-byte head by hand, then compare the buffer with itself
+	 * shifted by 16: memcmp is vectorised and this needs no zero page. */
+	if (len <= 16) {
+		for (size_t i = 0; i < len; i++)
+			if (p[i])
+				return 0;
+		return 1;
+	}
+	for (size_t i = 0; i < 16; i++)
+		if (p[i])
+			return 0;
+	return memcmp(p, p + 16, len - 16) == 0;
+}
+
+int imgfmt_backing_read(imgfmt_image *img, void *buf, size_t len,
+			uint64_t off)
+{
+	imgfmt_image *b = img->backing;
+	size_t from_backing = 0;
+
+	if (b && off < b->virtual_size) {
+		from_backing = len;
+		if (b->virtual_size - off < from_backing)
+			from_backing = (size_t)(b->virtual_size - off);
+		int r = imgfmt__pread(b, buf, from_backing, off);
+		if (r < 0)
+			return r;
+	}
+	memset((uint8_t *)buf + from_backing, 0, len - from_backing);
+	return 0;
+}
+
+/* ---- driver registry ------------------------------------------------- */
+
+const struct imgfmt_driver *imgfmt_driver_find(const char *name)
+{
+	for (size_t i = 0; imgfmt_drivers[i]; i++)
+		if (strcmp(imgfmt_drivers[i]->name, name) == 0)
+			return imgfmt_drivers[i];
+	return NULL;
+}
+
+const char *const *imgfmt__formats(void)
+{
+	static const char *names[16];
+
+	if (!names[0]) {
+		size_t i;
+		for (i = 0; imgfmt_drivers[i] && i < 15; i++)
+			names[i] = imgfmt_drivers[i]->name;
+		names[i] = NULL;
+	}
+	return names;
+}
+
+/* Ask every driver to bid on the image's first bytes; highest bid wins. */
+static const struct imgfmt_driver *probe_fd(int fd, uint64_t base,
+					    uint64_t length)
+{
+	uint8_t head[4096];
+	ssize_t n;
+	const struct imgfmt_driver *best = &imgfmt_raw_driver;
+	int best_bid = 0;
+
+	do
+		n = pread(fd, head, sizeof(head), (off_t)base);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		n = 0;
+	if ((uint64_t)n > length)
+		n = (ssize_t)length;
+	for (size_t i = 0; imgfmt_drivers[i]; i++) {
+		int bid = imgfmt_drivers[i]->probe
+			? imgfmt_drivers[i]->probe(head, (size_t)n, length) : 0;
+		if (bid > best_bid) {
+			best_bid = bid;
+			best = imgfmt_drivers[i];
+		}
+	}
+	return best;
+}
+
+int imgfmt__probe(const char *path, char *name, size_t name_size)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return imgfmt_err(errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return imgfmt_err(e, "%s: %s", path, strerror(e));
+	}
+	const struct imgfmt_driver *d = probe_fd(fd, 0, (uint64_t)st.st_size);
+	close(fd);
+	snprintf(name, name_size, "%s", d->name);
+	return 0;
+}
+
+/* ---- open / close ---------------------------------------------------- */
+
+/* Where a relative backing name points: next to the overlay, as qemu-img
+ * does, so an image and its backing file can move together. */
+static char *resolve_backing_path(const char *image_path, const char *name)
+{
+	if (name[0] == '/')
+		return strdup(name);
+	const char *slash = strrchr(image_path, '/');
+	if (!slash)
+		return strdup(name);
+	size_t dirlen = (size_t)(slash - image_path) + 1;
+	char *p = malloc(dirlen + strlen(name) + 1);
+	if (!p)
+		return NULL;
+	memcpy(p, image_path, dirlen);
+	strcpy(p + dirlen, name);
+	return p;
+}
+
+struct chain_seen {
+	dev_t dev[IMGFMT_MAX_CHAIN];
+	ino_t ino[IMGFMT_MAX_CHAIN];
+	int n;
+};
+
+static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
+		      struct chain_seen *seen, imgfmt_image **out);
+
+static int open_backing(imgfmt_image *img, const struct imgfmt_open_opts *o,
+			struct chain_seen *seen)
+{
+	struct imgfmt_open_opts bo = { 0 };
+	char *bpath;
+	int r;
+
+	if (seen->n >= IMGFMT_MAX_CHAIN)
+		return imgfmt_err(ELOOP, "%s: backing chain is deeper than %d "
+				  "images", img->path, IMGFMT_MAX_CHAIN);
+	bpath = resolve_backing_path(img->path, img->backing_name);
+	if (!bpath)
+		return imgfmt_err(ENOMEM, "out of memory");
+	bo.format = img->backing_format;
+	bo.cache_bytes = o->cache_bytes;
+	bo.flags = o->flags & ~(unsigned)IMGFMT_OPEN_RDWR;
+	r = open_chain(bpath, &bo, seen, &img->backing);
+	if (r < 0) {
+		/* Keep the inner message but say whose backing file it was. */
+		char inner[sizeof(imgfmt_errbuf)];
+		snprintf(inner, sizeof(inner), "%s", imgfmt_errbuf);
+		imgfmt_err(-r, "%s: backing file %s: %s", img->path, bpath,
+			   inner);
+		free(bpath);
+		return r;
+	}
+	free(bpath);
+	img->depth = 1 + img->backing->depth;
+	return 0;
+}
+
+static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
+		      struct chain_seen *seen, imgfmt_image **out)
+{
+	struct imgfmt_open_opts defaults = { 0 };
+	const struct imgfmt_open_opts *o = opts ? opts : &defaults;
+	int rw = (o->flags & IMGFMT_OPEN_RDWR) != 0;
+	struct stat st;
+	imgfmt_image *img;
+	int r;
+
+	*out = NULL;
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return imgfmt_err(ENOMEM, "out of memory");
+	img->fd = -1;
+	img->path = strdup(path);
+	if (!img->path) {
+		free(img);
+		return imgfmt_err(ENOMEM, "out of memory");
+	}
+	img->read_only = !rw;
+	img->flags = o->flags;
+	img->cache_bytes = o->cache_bytes ? o->cache_bytes : 32u << 20;
+	img->depth = 1;
+
+	img->fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (img->fd < 0) {
+		r = imgfmt_err(errno, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(img->fd, &st) < 0) {
+		r = imgfmt_err(errno, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	for (int i = 0; i < seen->n; i++) {
+		if (seen->dev[i] == st.st_dev && seen->ino[i] == st.st_ino) {
+			r = imgfmt_err(ELOOP, "%s: backing chain loops back to "
+				       "this image", path);
+			goto fail;
+		}
+	}
+	seen->dev[seen->n] = st.st_dev;
+	seen->ino[seen->n] = st.st_ino;
+	seen->n++;
+
+	img->base = o->offset;
+	if (o->offset || o->length) {
+		if (!S_ISREG(st.st_mode) || o->offset > (uint64_t)st.st_size ||
+		    o->length > (uint64_t)st.st_size - o->offset) {
+			r = imgfmt_err(EINVAL, "%s: embedded image at %llu+%llu "
+				       "lies outside the file", path,
+				       (unsigned long long)o->offset,
+				       (unsigned long long)o->length);
+			goto fail;
+		}
+		img->file_length = o->length;
+	} else if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(img->fd, 0, SEEK_END);
+		img->file_length = end > 0 ? (uint64_t)end : 0;
+	} else {
+		img->file_length = (uint64_t)st.st_size;
+	}
+
+	if (o->format) {
+		img->drv = imgfmt_driver_find(o->format);
+		if (!img->drv) {
+			r = imgfmt_err(EINVAL, "%s: unknown image format '%s'",
+				       path, o->format);
+			goto fail;
+		}
+	} else {
+		img->drv = probe_fd(img->fd, img->base, img->file_length);
+	}
+	if (rw && !img->drv->pwrite) {
+		r = imgfmt_err(EROFS, "%s: the %s driver cannot write images",
+			       path, img->drv->name);
+		goto fail;
+	}
+
+	r = img->drv->open(img);
+	if (r < 0) {
+		img->drv = NULL;
+		goto fail;
+	}
+	if (img->virtual_size > IMGFMT_MAX_VIRTUAL_SIZE) {
+		r = imgfmt_err(EFBIG, "%s: virtual size %llu is larger than "
+			       "the supported maximum", path,
+			       (unsigned long long)img->virtual_size);
+		goto fail;
+	}
+	if (img->backing_name && !(o->flags & IMGFMT_OPEN_NO_BACKING)) {
+		r = open_backing(img, o, seen);
+		if (r < 0)
+			goto fail;
+	}
+	*out = img;
+	return 0;
+
+fail:
+	imgfmt__close(img);
+	return r;
+}
+
+int imgfmt__open(const char *path, const struct imgfmt_open_opts *opts,
+		 imgfmt_image **out)
+{
+	struct chain_seen seen = { .n = 0 };
+
+	return open_chain(path, opts, &seen, out);
+}
+
+int imgfmt__close(imgfmt_image *img)
+{
+	int r = 0;
+
+	if (!img)
+		return 0;
+	if (img->drv) {
+		if (!img->read_only && img->drv->flush)
+			r = img->drv->flush(img);
+		if (img->drv->close)
+			img->drv->close(img);
+	}
+	if (img->backing)
+		imgfmt__close(img->backing);
+	if (img->fd >= 0)
+		close(img->fd);
+	free(img->backing_name);
+	free(img->backing_format);
+	free(img->path);
+	free(img);
+	return r;
+}
+
+int imgfmt__create(const char *path, const struct imgfmt_create_opts *opts)
+{
+	const char *fmt = opts && opts->format ? opts->format : "avd";
+	const struct imgfmt_driver *d = imgfmt_driver_find(fmt);
+	struct imgfmt_create_opts o = { 0 };
+
+	if (!d)
+		return imgfmt_err(EINVAL, "unknown image format '%s'", fmt);
+	if (!d->create)
+		return imgfmt_err(ENOTSUP, "cannot create %s images", fmt);
+	if (opts)
+		o = *opts;
+	if (!o.cluster_size)
+		o.cluster_size = IMGFMT_DEFAULT_CLUSTER;
+	if (o.size == 0 && o.backing_file) {
+		/* Take the size from the backing image, resolved relative to
+		 * the new image as it will be on open. */
+		struct imgfmt_open_opts bo = { .format = o.backing_format };
+		imgfmt_image *b;
+		char *bpath = resolve_backing_path(path, o.backing_file);
+		if (!bpath)
+			return imgfmt_err(ENOMEM, "out of memory");
+		int r = imgfmt__open(bpath, &bo, &b);
+		free(bpath);
+		if (r < 0)
+			return r;
+		o.size = b->virtual_size;
+		imgfmt__close(b);
+	}
+	if (o.size > IMGFMT_MAX_VIRTUAL_SIZE)
+		return imgfmt_err(EFBIG, "%s: size %llu is larger than the "
+				  "supported maximum (64 TiB)", path,
+				  (unsigned long long)o.size);
+	return d->create(path, &o);
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+static int check_range(imgfmt_image *img, uint64_t off, uint64_t len,
+		       const char *op)
+{
+	if (off > img->virtual_size || len > img->virtual_size - off)
+		return imgfmt_err(EINVAL, "%s: %s of %llu bytes at offset %llu "
+				  "is past the end of the disk (%llu bytes)",
+				  img->path, op, (unsigned long long)len,
+				  (unsigned long long)off,
+				  (unsigned long long)img->virtual_size);
+	return 0;
+}
+
+static int check_writable(imgfmt_image *img, const char *op)
+{
+	if (img->read_only)
+		return imgfmt_err(EROFS, "%s: %s: image is open read-only",
+				  img->path, op);
+	return 0;
+}
+
+int imgfmt__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
+{
+	int r = check_range(img, off, len, "read");
+
+	if (r < 0 || len == 0)
+		return r;
+	return img->drv->pread(img, buf, len, off);
+}
+
+int imgfmt__pwrite(imgfmt_image *img, const void *buf, size_t len,
+		   uint64_t off)
+{
+	int r = check_writable(img, "write");
+
+	if (r == 0)
+		r = check_range(img, off, len, "write");
+	if (r < 0 || len == 0)
+		return r;
+	return img->drv->pwrite(img, buf, len, off);
+}
+
+int imgfmt__flush(imgfmt_image *img)
+{
+	if (img->read_only || !img->drv->flush)
+		return 0;
+	return img->drv->flush(img);
+}
+
+int imgfmt__discard(imgfmt_image *img, uint64_t off, uint64_t len)
+{
+	int r = check_writable(img, "discard");
+
+	if (r == 0)
+		r = check_range(img, off, len, "discard");
+	if (r < 0 || len == 0)
+		return r;
+	if (!img->drv->discard)
+		return imgfmt_err(ENOTSUP, "%s: %s images cannot discard",
+				  img->path, img->drv->name);
+	return img->drv->discard(img, off, len);
+}
+
+int imgfmt__write_zeroes(imgfmt_image *img, uint64_t off, uint64_t len,
+			 unsigned flags)
+{
+	int r = check_writable(img, "write-zeroes");
+
+	if (r == 0)
+		r = check_range(img, off, len, "write-zeroes");
+	if (r < 0 || len == 0)
+		return r;
+	if (img->drv->write_zeroes)
+		return img->drv->write_zeroes(img, off, len, flags);
+
+	/* Fallback: write a zero buffer. */
+	static const uint8_t zeros[65536];
+	while (len > 0) {
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		r = img->drv->pwrite(img, zeros, n, off);
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int imgfmt__resize(imgfmt_image *img, uint64_t new_size)
+{
+	int r = check_writable(img, "resize");
+
+	if (r < 0)
+		return r;
+	if (new_size < img->virtual_size)
+		return imgfmt_err(ENOTSUP, "%s: shrinking is not supported "
+				  "(%llu < %llu)", img->path,
+				  (unsigned long long)new_size,
+				  (unsigned long long)img->virtual_size);
+	if (new_size > IMGFMT_MAX_VIRTUAL_SIZE)
+		return imgfmt_err(EFBIG, "%s: size %llu is larger than the "
+				  "supported maximum", img->path,
+				  (unsigned long long)new_size);
+	if (new_size == img->virtual_size)
+		return 0;
+	if (!img->drv->resize)
+		return imgfmt_err(ENOTSUP, "%s: %s images cannot be resized",
+				  img->path, img->drv->name);
+	return img->drv->resize(img, new_size);
+}
+
+int imgfmt__map(imgfmt_image *img, uint64_t off, uint64_t len,
+		struct imgfmt_extent *ext)
+{
+	int r = check_range(img, off, len, "map");
+
+	if (r < 0)
+		return r;
+	if (len == 0)
+		return imgfmt_err(EINVAL, "%s: map of an empty range",
+				  img->path);
+	memset(ext, 0, sizeof(*ext));
+	ext->offset = off;
+	ext->file_offset = -1;
+	if (img->drv->map) {
+		r = img->drv->map(img, off, len, ext);
+		if (r < 0)
+			return r;
+		if (ext->length == 0 || ext->length > len)
+			return imgfmt_err(EIO, "%s: %s driver returned a bad "
+					  "extent", img->path, img->drv->name);
+		/* A hole with nothing underneath is simply zeros. */
+		if (ext->kind == IMGFMT_EXTENT_BACKING &&
+		    (!img->backing || off >= img->backing->virtual_size))
+			ext->kind = IMGFMT_EXTENT_ZERO;
+		return 0;
+	}
+	ext->kind = IMGFMT_EXTENT_DATA;
+	ext->length = len;
+	return 0;
+}
+
+int imgfmt__info(imgfmt_image *img, struct imgfmt_info *info)
+{
+	struct stat st;
+
+	memset(info, 0, sizeof(*info));
+	snprintf(info->format, sizeof(info->format), "%s", img->drv->name);
+	info->virtual_size = img->virtual_size;
+	info->file_size = img->file_length;
+	info->allocated_bytes = img->file_length;
+	if (img->base == 0 && fstat(img->fd, &st) == 0 && S_ISREG(st.st_mode))
+		info->allocated_bytes = (uint64_t)st.st_blocks * 512;
+	info->read_only = img->read_only;
+	if (img->backing_name)
+		snprintf(info->backing_file, sizeof(info->backing_file), "%s",
+			 img->backing_name);
+	if (img->backing_format)
+		snprintf(info->backing_format, sizeof(info->backing_format),
+			 "%s", img->backing_format);
+	else if (img->backing)
+		snprintf(info->backing_format, sizeof(info->backing_format),
+			 "%s", img->backing->drv->name);
+	info->chain_depth = img->depth;
+	return img->drv->info ? img->drv->info(img, info) : 0;
+}
+
+imgfmt_image *imgfmt__backing(imgfmt_image *img)
+{
+	return img->backing;
+}
+
+int imgfmt__check(imgfmt_image *img, int repair,
+		  struct imgfmt_check_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (repair && img->read_only)
+		return imgfmt_err(EROFS, "%s: repair needs the image open "
+				  "read-write", img->path);
+	if (!img->drv->check)
+		return 0;
+	return img->drv->check(img, repair, res);
+}
