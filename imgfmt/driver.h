@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "imgfmt.h"
+#include "writer.h"
 
 struct imgfmt_driver {
 	const char *name;
@@ -59,6 +60,29 @@ struct imgfmt_driver {
 	/* Create an empty image at `path` (the file does not exist yet and
 	 * must be created with O_EXCL). */
 	int (*create)(const char *path, const struct imgfmt_create_opts *opts);
+
+	/* Streaming writer (writer.h).  All NULL: imgfmt/writer.c writes the
+	 * format through create + open read-write + pwrite instead.
+	 * writer_open is called with w->fd open on the new file and
+	 * w->chunk_size set to the default; it may change chunk_size. */
+	int (*writer_open)(struct imgfmt_writer *w);
+	int (*writer_encode)(struct imgfmt_writer *w, const void *data,
+			     uint64_t off, uint32_t len,
+			     struct imgfmt_chunk *chunk);
+	int (*writer_put)(struct imgfmt_writer *w, struct imgfmt_chunk *chunk);
+	int (*writer_finish)(struct imgfmt_writer *w);
+	void (*writer_abort)(struct imgfmt_writer *w);
+};
+
+struct imgfmt_writer {
+	const struct imgfmt_driver *drv;
+	struct imgfmt_writer_opts opts; /* strings owned by the caller */
+	char *path;
+	int fd;
+	uint32_t chunk_size;
+	uint64_t next_offset;  /* put() must not go below this */
+	void *priv;            /* the driver's state */
+	imgfmt_image *img;     /* the create+pwrite fallback's image */
 };
 
 struct imgfmt_image {
