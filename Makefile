@@ -7,8 +7,8 @@
 #   make check SLOW=1  also run the tests tagged slow
 #   make install PREFIX=/usr/local
 #
-# Every library is the *.c files of its folder (not subfolders), so a new
-# module needs no Makefile edit.  BUILD=dir puts the objects elsewhere,
+# Every library is the *.c files of its folder and its subfolders (one
+# level: runtime/virtio/*.c), so a new module needs no Makefile edit.  BUILD=dir puts the objects elsewhere,
 # which lets several builds (or several developers) share a checkout.
 
 .DEFAULT_GOAL := all
@@ -40,7 +40,7 @@ LDLIBS := $(PKG_LIBS) -lm
 
 LIBDIRS := imgfmt builder appliances runtime
 define lib_rules
-$(1)_SRCS := $$(wildcard $(1)/*.c)
+$(1)_SRCS := $$(wildcard $(1)/*.c $(1)/*/*.c)
 $(1)_OBJS := $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_SRCS))
 $(BUILD)/lib$(1).a: $$($(1)_OBJS)
 	@mkdir -p $$(@D)
@@ -88,7 +88,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBS)
 # The Debian packages the project needs to build, test and run.
 DEB_PACKAGES := build-essential pkg-config check libzstd-dev libarchive-dev \
 	libssl-dev zlib1g-dev libcurl4-openssl-dev zstd qemu-utils \
-	e2fsprogs python3 minisign
+	e2fsprogs python3 minisign busybox-static qemu-system-x86 mmdebstrap \
+	cpio kmod passt libnbd-bin nbdkit fio signify-openbsd
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
