@@ -64,7 +64,9 @@ struct imgfmt_driver {
 	/* Streaming writer (writer.h).  All NULL: imgfmt/writer.c writes the
 	 * format through create + open read-write + pwrite instead.
 	 * writer_open is called with w->fd open on the new file and
-	 * w->chunk_size set to the default; it may change chunk_size. */
+	 * w->chunk_size set to the default; it may change chunk_size.
+	 * writer_finish and writer_abort free w->priv (finish even when it
+	 * fails); the core closes w->fd and unlinks nothing. */
 	int (*writer_open)(struct imgfmt_writer *w);
 	int (*writer_encode)(struct imgfmt_writer *w, const void *data,
 			     uint64_t off, uint32_t len,
