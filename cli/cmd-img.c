@@ -30,6 +30,9 @@ const char cmd_img_help[] =
 	"  write [-f FMT] FILE OFFSET LENGTH\n"
 	"        copy LENGTH bytes from stdin to OFFSET of the virtual disk,\n"
 	"        then flush\n"
+	"  serve [-f FMT] (--socket PATH | --port N [--bind ADDR]) [--read-only]\n"
+	"        [--export-name NAME] FILE\n"
+	"        export the image over NBD until SIGTERM/SIGINT (then flush)\n"
 	"\n"
 	"Formats: avd (ours), raw, qcow2, vmdk, vhd; detected by magic unless\n"
 	"-f names one.  Exit status: 0 ok, 1 failure or problems found,\n"
@@ -497,6 +500,7 @@ static const struct cli_command img_commands[] = {
 	{ "resize", img_resize, "grow an image", NULL },
 	{ "read", img_read, "copy bytes out of an image", NULL },
 	{ "write", img_write, "copy bytes into an image", NULL },
+	{ "serve", img_serve, "export an image over NBD", NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -1,0 +1,73 @@
+# nbd-serve.sh - `appliance img serve` against real NBD clients (qemu-img,
+# nbdinfo, nbdcopy, qemu-io, fio) and a hostile one.
+. "$TOP/tests/cli/lib.sh"
+A=$APPLIANCE
+SOCK=$T_TMP/nbd.sock
+URI="nbd+unix:///?socket=$SOCK"
+
+start_server() { # IMAGE [ARGS...]
+	rm -f "$SOCK"
+	"$A" img serve --socket "$SOCK" "$@" 2>server.log &
+	SERVER=$!
+	for i in $(seq 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
+	echo "server did not start"; cat server.log; return 1
+}
+stop_server() {
+	kill -TERM "$SERVER"; wait "$SERVER"; SERVER_RC=$?
+}
+
+for fmt in raw avd qcow2; do
+	if [ "$fmt" != raw ] && ! $A img create -f $fmt probe.$fmt 1M >/dev/null 2>&1; then
+		echo "format $fmt not available yet: skipped"
+		continue
+	fi
+	rm -f probe.$fmt
+	# A source with data, zeros and holes.
+	qemu-img create -q -f raw src.raw 64M
+	qemu-io -f raw -c "write -P 0x5a 1M 3M" -c "write -P 0x11 40M 64k" src.raw >/dev/null
+	$A img create -f $fmt disk.$fmt 64M >/dev/null
+	start_server disk.$fmt
+	t_run "$fmt: qemu-img info over NBD" qemu-img info "$URI"
+	t_run "$fmt: qemu-img convert into the export" qemu-img convert -n -f raw -O raw src.raw "$URI"
+	t_run "$fmt: qemu-img compare over NBD" qemu-img compare -f raw src.raw "$URI"
+	nbdinfo --map "$URI" > map.txt 2>&1
+	t_check "$fmt: nbdinfo --map shows data at 1M" grep -Eq '^ +1048576 +3145728 +0 +data' map.txt
+	t_check "$fmt: nbdinfo --map shows the hole after it" grep -Eq '^ +4194304 +[0-9]+ +3 +hole,zero' map.txt
+	t_run "$fmt: nbdcopy out" nbdcopy "$URI" copy.raw
+	t_run "$fmt: nbdcopy copy is identical" cmp copy.raw src.raw
+	t_run "$fmt: qemu-io write-zeroes and trim" qemu-io -f raw -c "write -z 1M 64k" -c "discard 2M 1M" "$URI"
+	t_check "$fmt: zeroed range reads zero" sh -c "qemu-io -f raw -c 'read -P 0 1M 64k' '$URI' | grep -q 'read 65536'"
+	# Concurrent readers.
+	( for i in 1 2 3 4; do nbdcopy "$URI" c$i.raw & done; wait )
+	t_check "$fmt: four concurrent readers got the same bytes" sh -c 'cmp c1.raw c2.raw && cmp c1.raw c3.raw && cmp c1.raw c4.raw'
+	stop_server
+	t_check "$fmt: SIGTERM stops the server cleanly" [ "$SERVER_RC" = 0 ]
+	$A img read disk.$fmt 0 64M > final.raw
+	t_run "$fmt: what NBD clients wrote is in the image after shutdown" cmp final.raw c1.raw
+	[ "$fmt" = raw ] || t_run "$fmt: image checks clean after serving" $A img check disk.$fmt
+	rm -f disk.$fmt src.raw copy.raw c?.raw final.raw
+done
+
+# Read-only export refuses writes.
+qemu-img create -q -f raw ro.raw 8M
+start_server ro.raw --read-only
+t_check "read-only export says so" sh -c "nbdinfo '$URI' | grep -q 'is_read_only: true'"
+t_fail "write to read-only export fails" 1 qemu-io -f raw -c "write 0 4k" "$URI"
+stop_server
+
+# Hostile client.
+qemu-img create -q -f raw h.raw 64M
+start_server h.raw
+python3 "$TOP/tests/cli/nbd_hostile.py" "$SOCK"
+t_check "server survived the hostile clients" kill -0 "$SERVER"
+stop_server
+
+# fio's nbd engine, briefly (the benchmark runs it for real).
+if fio --enghelp 2>/dev/null | grep -qw nbd; then
+	qemu-img create -q -f raw f.raw 64M
+	start_server f.raw
+	t_run "fio nbd engine, random 4k writes+reads with verify" fio --name=t --ioengine=nbd --uri="$URI" \
+		--rw=randwrite --bs=4k --size=16M --iodepth=16 --verify=crc32c --do_verify=1 --output=/dev/null
+	stop_server
+fi
+t_done
