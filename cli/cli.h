@@ -40,6 +40,8 @@ const char *cli__human_size(uint64_t n, char *buf, size_t len);
 void cli__json_string(FILE *f, const char *s);
 
 int cmd_img(int argc, char **argv);
+int cmd_img_convert(int argc, char **argv);
+int cmd_img_compare(int argc, char **argv);
 int img_serve(int argc, char **argv);
 extern const char cmd_img_help[];
 

@@ -33,6 +33,12 @@ const char cmd_img_help[] =
 	"  serve [-f FMT] (--socket PATH | --port N [--bind ADDR]) [--read-only]\n"
 	"        [--export-name NAME] FILE\n"
 	"        export the image over NBD until SIGTERM/SIGINT (then flush)\n"
+	"  convert [-f FMT] -O FMT [-c] [--level N] [-o compression_type=zstd,\n"
+	"        cluster_size=N,subformat=S] [-p] [-j N] [--force] SRC DST\n"
+	"        copy SRC (backing chain flattened) into a new image; zero\n"
+	"        ranges stay sparse; DST appears only when complete\n"
+	"  compare [-f FMT] [-F FMT] A B\n"
+	"        compare contents (exit 0 identical, 1 different, 2 error)\n"
 	"\n"
 	"Formats: avd (ours), raw, qcow2, vmdk, vhd; detected by magic unless\n"
 	"-f names one.  Exit status: 0 ok, 1 failure or problems found,\n"
@@ -500,6 +506,8 @@ static const struct cli_command img_commands[] = {
 	{ "resize", img_resize, "grow an image", NULL },
 	{ "read", img_read, "copy bytes out of an image", NULL },
 	{ "write", img_write, "copy bytes into an image", NULL },
+	{ "convert", cmd_img_convert, "convert between formats", NULL },
+	{ "compare", cmd_img_compare, "compare two images' contents", NULL },
 	{ "serve", img_serve, "export an image over NBD", NULL },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -6,7 +6,10 @@
  */
 #include "driver.h"
 
+extern const struct imgfmt_driver imgfmt_qcow2_driver;
+
 const struct imgfmt_driver *const imgfmt_drivers[] = {
+	&imgfmt_qcow2_driver,
 	&imgfmt_raw_driver,
 	NULL,
 };

@@ -1,0 +1,345 @@
+/*
+ * convert.c - the conversion engine (convert.h).
+ *
+ * A small pipeline over a ring of `window` chunk slots:
+ *
+ *   workers (N threads)  take the next chunk that the source's allocation
+ *                        map says is not all zero, read it (imgfmt__pread
+ *                        is thread-safe), drop it if it reads as zeros,
+ *                        else encode it (compress) into its slot;
+ *   the calling thread   puts finished slots in ascending order, the only
+ *                        order the streaming writers accept.
+ *
+ * Workers never run more than `window` chunks ahead of the writer, which
+ * bounds memory to window x chunk size whatever the image size.  Errors
+ * raised on a worker are carried to the calling thread with their message
+ * (imgfmt's messages are thread-local).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "convert.h"
+#include "driver.h"
+
+enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_READY };
+
+struct slot {
+	enum slot_state state;
+	int skip;                  /* all zero: nothing to put */
+	struct imgfmt_chunk chunk;
+};
+
+struct pipeline {
+	imgfmt_image *src;
+	imgfmt_writer *w;
+	uint64_t size;
+	uint32_t cs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;       /* any state change */
+	struct slot *slots;
+	uint64_t window;
+	uint64_t seq_next;         /* next sequence number to hand out */
+	uint64_t seq_put;          /* next sequence number to put */
+	uint64_t cursor;           /* next virtual offset to consider */
+	int workers_left;
+	int err;                   /* first error (negative errno) */
+	char errmsg[1024];
+	struct imgfmt_convert_stats st;
+};
+
+static void fail_locked(struct pipeline *p, int r)
+{
+	if (!p->err) {
+		p->err = r;
+		snprintf(p->errmsg, sizeof(p->errmsg), "%s", imgfmt__error());
+	}
+	pthread_cond_broadcast(&p->cond);
+}
+
+/* Move the cursor past whole chunks the source maps as zero.  Called
+ * with the lock held; map is cheap (metadata only). */
+static int skip_zero_chunks(struct pipeline *p)
+{
+	while (p->cursor < p->size) {
+		struct imgfmt_extent e;
+		int r = imgfmt__map(p->src, p->cursor, p->size - p->cursor,
+				    &e);
+		if (r < 0)
+			return r;
+		if (e.kind != IMGFMT_EXTENT_ZERO)
+			return 0;
+		uint64_t end = p->cursor + e.length;
+		uint64_t next = end >= p->size ? p->size
+					       : end - end % p->cs;
+		if (next <= p->cursor)
+			return 0; /* zero run ends inside this chunk */
+		p->st.chunks_skipped += (next - p->cursor + p->cs - 1) / p->cs;
+		p->cursor = next;
+	}
+	return 0;
+}
+
+static void *worker(void *arg)
+{
+	struct pipeline *p = arg;
+	uint8_t *buf = malloc(p->cs);
+
+	pthread_mutex_lock(&p->lock);
+	if (!buf)
+		fail_locked(p, imgfmt_err(ENOMEM, "out of memory"));
+	for (;;) {
+		while (!p->err && p->cursor < p->size &&
+		       p->seq_next - p->seq_put >= p->window)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->err)
+			break;
+		int r = skip_zero_chunks(p);
+		if (r < 0) {
+			fail_locked(p, r);
+			break;
+		}
+		if (p->cursor >= p->size)
+			break;
+		uint64_t seq = p->seq_next++;
+		uint64_t off = p->cursor;
+		uint32_t len = p->size - off < p->cs ? (uint32_t)(p->size - off)
+						     : p->cs;
+		struct slot *s = &p->slots[seq % p->window];
+		p->cursor += len;
+		s->state = SLOT_BUSY;
+		s->skip = 0;
+		memset(&s->chunk, 0, sizeof(s->chunk));
+		pthread_mutex_unlock(&p->lock);
+
+		struct imgfmt_chunk c;
+		int skip = 0;
+		memset(&c, 0, sizeof(c));
+		r = imgfmt__pread(p->src, buf, len, off);
+		if (r == 0 && imgfmt_is_zero(buf, len))
+			skip = 1;
+		else if (r == 0)
+			r = imgfmt__writer_encode(p->w, buf, off, len, &c);
+
+		pthread_mutex_lock(&p->lock);
+		p->st.bytes_read += len;
+		if (r < 0) {
+			imgfmt__chunk_release(&c);
+			fail_locked(p, r);
+			break;
+		}
+		s->chunk = c;
+		s->chunk.offset = off;
+		s->chunk.length = len;
+		s->skip = skip;
+		s->state = SLOT_READY;
+		pthread_cond_broadcast(&p->cond);
+	}
+	p->workers_left--;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	free(buf);
+	return NULL;
+}
+
+/* The calling thread: put READY slots in sequence order. */
+static void writer_loop(struct pipeline *p, const struct imgfmt_convert_opts *co)
+{
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct slot *s = &p->slots[p->seq_put % p->window];
+		while (!p->err && !(p->seq_put < p->seq_next &&
+				    s->state == SLOT_READY) &&
+		       !(p->workers_left == 0 && p->seq_put == p->seq_next))
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->err || (p->workers_left == 0 &&
+			       p->seq_put == p->seq_next))
+			break;
+		int skip = s->skip;
+		pthread_mutex_unlock(&p->lock);
+
+		/* The writer's state is ours alone: put without the lock. */
+		int r = skip ? 0 : imgfmt__writer_put(p->w, &s->chunk);
+		uint64_t done = s->chunk.offset + s->chunk.length;
+		imgfmt__chunk_release(&s->chunk);
+
+		pthread_mutex_lock(&p->lock);
+		if (r < 0) {
+			fail_locked(p, r);
+			break;
+		}
+		if (skip)
+			p->st.chunks_skipped++;
+		else
+			p->st.chunks_written++;
+		s->state = SLOT_FREE;
+		p->seq_put++;
+		pthread_cond_broadcast(&p->cond);
+		if (co->progress) {
+			pthread_mutex_unlock(&p->lock);
+			co->progress(done, p->size, co->progress_arg);
+			pthread_mutex_lock(&p->lock);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* DST.tmp-XXXXXX next to the destination, so the final rename stays
+ * within one filesystem. */
+static void temp_name(char *out, size_t outlen, const char *dst)
+{
+	static const char al[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	uint8_t rnd[6];
+	char sfx[7];
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			rnd[i] = (uint8_t)(rand() ^ getpid());
+	for (size_t i = 0; i < 6; i++)
+		sfx[i] = al[rnd[i] % (sizeof(al) - 1)];
+	sfx[6] = '\0';
+	snprintf(out, outlen, "%s.tmp-%s", dst, sfx);
+}
+
+static int sync_dir_of(const char *path)
+{
+	char *dir = strdup(path);
+	char *slash;
+	int fd, r = 0;
+
+	if (!dir)
+		return imgfmt_err(ENOMEM, "out of memory");
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fsync(fd) < 0 && errno != EINVAL)
+			r = imgfmt_err(errno, "%s: fsync: %s", dir,
+				       strerror(errno));
+		close(fd);
+	}
+	free(dir);
+	return r;
+}
+
+int imgfmt__convert(imgfmt_image *src, const char *dst_path,
+		    const struct imgfmt_writer_opts *wo_in,
+		    const struct imgfmt_convert_opts *co_in,
+		    struct imgfmt_convert_stats *stats)
+{
+	struct imgfmt_convert_opts co = { 0 };
+	struct imgfmt_writer_opts wo = *wo_in;
+	struct pipeline p;
+	pthread_t tids[64];
+	int nthreads, started = 0, r;
+	char tmp[4096 + 16];
+
+	if (co_in)
+		co = *co_in;
+	if (!wo.size)
+		wo.size = src->virtual_size;
+	if (wo.size < src->virtual_size)
+		return imgfmt_err(EINVAL, "%s: destination size %llu is smaller "
+				  "than the source (%llu bytes)", dst_path,
+				  (unsigned long long)wo.size,
+				  (unsigned long long)src->virtual_size);
+	if (wo.backing_file)
+		/* Sparse chunks would show the backing file instead of the
+		 * source's zeros; copying only differences needs a compare
+		 * pass this engine does not have. */
+		return imgfmt_err(ENOTSUP, "%s: converting to an image with a "
+				  "backing file is not supported", dst_path);
+	if (strlen(dst_path) > 4096)
+		return imgfmt_err(ENAMETOOLONG, "%s: name too long", dst_path);
+	if (!co.overwrite && access(dst_path, F_OK) == 0)
+		return imgfmt_err(EEXIST, "%s: destination exists (use "
+				  "overwrite to replace it)", dst_path);
+	nthreads = co.threads;
+	if (nthreads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = n > 0 ? (int)n : 1;
+	}
+	if (nthreads > 64)
+		nthreads = 64;
+
+	memset(&p, 0, sizeof(p));
+	for (int tries = 0;; tries++) {
+		temp_name(tmp, sizeof(tmp), dst_path);
+		r = imgfmt__writer_open(tmp, &wo, &p.w);
+		if (r != -EEXIST || tries >= 16)
+			break;
+	}
+	if (r < 0) {
+		if (r != -EEXIST)
+			unlink(tmp);
+		return r;
+	}
+	p.src = src;
+	p.size = src->virtual_size;
+	p.cs = imgfmt__writer_chunk_size(p.w);
+	p.window = (uint64_t)nthreads * 2 + 2;
+	p.slots = calloc(p.window, sizeof(*p.slots));
+	if (!p.slots) {
+		r = imgfmt_err(ENOMEM, "out of memory");
+		goto fail;
+	}
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.cond, NULL);
+	p.workers_left = nthreads;
+	for (; started < nthreads; started++) {
+		if (pthread_create(&tids[started], NULL, worker, &p) != 0)
+			break;
+	}
+	pthread_mutex_lock(&p.lock);
+	p.workers_left -= nthreads - started;
+	if (started == 0)
+		fail_locked(&p, imgfmt_err(EAGAIN, "cannot start threads"));
+	pthread_mutex_unlock(&p.lock);
+
+	writer_loop(&p, &co);
+	for (int i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	for (uint64_t i = 0; i < p.window; i++)
+		imgfmt__chunk_release(&p.slots[i].chunk);
+	free(p.slots);
+	pthread_mutex_destroy(&p.lock);
+	pthread_cond_destroy(&p.cond);
+	if (p.err) {
+		r = imgfmt_err(-p.err, "%s", p.errmsg);
+		goto fail;
+	}
+
+	r = imgfmt__writer_finish(p.w);
+	p.w = NULL;
+	if (r < 0)
+		goto fail_unlink;
+	if (co.overwrite)
+		r = rename(tmp, dst_path);
+	else
+		r = renameat2(AT_FDCWD, tmp, AT_FDCWD, dst_path,
+			      RENAME_NOREPLACE);
+	if (r < 0) {
+		r = imgfmt_err(errno, "%s: %s", dst_path, strerror(errno));
+		goto fail_unlink;
+	}
+	r = sync_dir_of(dst_path);
+	if (r == 0 && stats)
+		*stats = p.st;
+	return r;
+
+fail:
+	imgfmt__writer_abort(p.w);
+fail_unlink:
+	unlink(tmp);
+	return r;
+}
