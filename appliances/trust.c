@@ -185,7 +185,8 @@ static int scan_store(enum trust_scope scope, struct trust_entry **arr,
 		names = nn;
 		nnames++;
 	}
-	qsort(names, nnames, sizeof(*names), cmp_names);
+	if (nnames)
+		qsort(names, nnames, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < nnames; i++) {
 		if (*count == *cap) {
 			size_t ncap = *cap ? *cap * 2 : 8;
