@@ -6,8 +6,10 @@
  *   - The whole input is UTF-8-validated before parsing, so the grammar
  *     code only has to refuse ASCII control characters.
  *   - Positions are byte offsets while parsing; line and column are worked
- *     out lazily from a cache that only moves forward in the common case,
- *     so recording a position per value stays linear in the input size.
+ *     out lazily from a cache that only moves forward, so recording a
+ *     position per value stays linear in the input size.  Every position
+ *     is therefore resolved as soon as it is passed (keys in parse_key,
+ *     values in new_value); going backwards rescans from the start.
  *   - Nesting (arrays, inline tables, dotted keys, headers) is counted as
  *     depth in the final tree and capped at TOML_MAX_DEPTH, which bounds
  *     both the parser's recursion and every later tree walk (toml__free).
@@ -68,6 +70,8 @@ struct keypart {
 	char *s;
 	size_t len;
 	size_t pos;
+	int line, col;          /* of pos, worked out while the cache is
+	                           still behind it (see loc()) */
 };
 
 /* ---- positions and errors -------------------------------------------- */
@@ -175,8 +179,9 @@ static char *buf_take(struct parser *P, struct buf *b)
 
 /* ---- values and tables ----------------------------------------------- */
 
-static struct toml_value *new_value(struct parser *P, enum toml_type t,
-				    size_t pos)
+/* A value whose position was resolved earlier (keys, headers). */
+static struct toml_value *new_value_lc(struct parser *P, enum toml_type t,
+				       int line, int col)
 {
 	struct toml_value *v = calloc(1, sizeof(*v));
 	if (!v) {
@@ -184,8 +189,17 @@ static struct toml_value *new_value(struct parser *P, enum toml_type t,
 		return NULL;
 	}
 	v->type = t;
-	loc(P, pos, &v->line, &v->col);
+	v->line = line;
+	v->col = col;
 	return v;
+}
+
+static struct toml_value *new_value(struct parser *P, enum toml_type t,
+				    size_t pos)
+{
+	int line, col;
+	loc(P, pos, &line, &col);
+	return new_value_lc(P, t, line, col);
 }
 
 void toml__free(struct toml_value *v)
@@ -295,7 +309,8 @@ static int tab_insert(struct parser *P, struct toml_value *t,
 	kv->key = kp->s;
 	kv->keylen = kp->len;
 	kv->value = v;
-	loc(P, kp->pos, &kv->line, &kv->col);
+	kv->line = kp->line;
+	kv->col = kp->col;
 	kp->s = NULL;
 
 	size_t len = t->u.tab.len;
@@ -689,6 +704,7 @@ static int parse_key(struct parser *P, struct keypart *parts, int *nparts)
 		parts[n].len = b.len;
 		parts[n].s = buf_take(P, &b);
 		parts[n].pos = pos;
+		loc(P, pos, &parts[n].line, &parts[n].col);
 		if (!parts[n].s) {
 			free_parts(parts, n);
 			return -1;
@@ -1257,8 +1273,9 @@ static int parse_keyval(struct parser *P, struct toml_value *t, int depth)
 	for (i = 0; i < n - 1; i++) {
 		struct toml_keyval *kv = tab_find(t, parts[i].s, parts[i].len);
 		if (!kv) {
-			struct toml_value *nt = new_value(P, TOML_TABLE,
-							  parts[i].pos);
+			struct toml_value *nt = new_value_lc(P, TOML_TABLE,
+							     parts[i].line,
+							     parts[i].col);
 			if (!nt || tab_insert(P, t, &parts[i], nt))
 				goto bad;
 			nt->flags = TF_DOTTED;
@@ -1322,8 +1339,10 @@ static int parse_header(struct parser *P)
 	char name[256], tmp[48];
 	size_t start = P->p;
 	int aot = peek(P, 1) == '[';
-	int n, i, depth = 0;
+	int n, i, depth = 0, line, col;
 	struct toml_value *t = P->root;
+
+	loc(P, start, &line, &col);     /* before the key moves the cache */
 
 	P->p += aot ? 2 : 1;
 	skip_ws(P);
@@ -1340,8 +1359,9 @@ static int parse_header(struct parser *P)
 	for (i = 0; i < n - 1; i++) {
 		struct toml_keyval *kv = tab_find(t, parts[i].s, parts[i].len);
 		if (!kv) {
-			struct toml_value *nt = new_value(P, TOML_TABLE,
-							  parts[i].pos);
+			struct toml_value *nt = new_value_lc(P, TOML_TABLE,
+							     parts[i].line,
+							     parts[i].col);
 			if (!nt || tab_insert(P, t, &parts[i], nt))
 				goto bad;
 			t = nt;
@@ -1376,7 +1396,7 @@ static int parse_header(struct parser *P)
 	if (aot) {
 		struct toml_value *a;
 		if (!kv) {
-			a = new_value(P, TOML_ARRAY, start);
+			a = new_value_lc(P, TOML_ARRAY, line, col);
 			if (!a || tab_insert(P, t, last, a))
 				goto bad;
 			a->flags = TF_AOT;
@@ -1389,7 +1409,7 @@ static int parse_header(struct parser *P)
 				goto bad;
 			}
 		}
-		struct toml_value *nt = new_value(P, TOML_TABLE, start);
+		struct toml_value *nt = new_value_lc(P, TOML_TABLE, line, col);
 		if (!nt || arr_push(P, a, nt))
 			goto bad;
 		nt->flags = TF_DEFINED;
@@ -1398,7 +1418,7 @@ static int parse_header(struct parser *P)
 	} else {
 		struct toml_value *v;
 		if (!kv) {
-			v = new_value(P, TOML_TABLE, start);
+			v = new_value_lc(P, TOML_TABLE, line, col);
 			if (!v || tab_insert(P, t, last, v))
 				goto bad;
 		} else {
@@ -1419,7 +1439,8 @@ static int parse_header(struct parser *P)
 				goto bad;
 			}
 			/* An implicit table made real: point at its header. */
-			loc(P, start, &v->line, &v->col);
+			v->line = line;
+			v->col = col;
 		}
 		v->flags |= TF_DEFINED;
 		P->cur = v;
@@ -1595,8 +1616,10 @@ const char *toml__datetime_format(const struct toml_value *v, char *buf,
 	int w;
 #define PUT(...) do { \
 		w = snprintf(buf + k, len - k, __VA_ARGS__); \
-		if (w < 0 || (size_t)w >= len - k) \
+		if (w < 0 || (size_t)w >= len - k) { \
+			buf[0] = 0;     /* no misleading half value */ \
 			return buf; \
+		} \
 		k += (size_t)w; \
 	} while (0)
 	if (dt->has_date)
