@@ -1,0 +1,72 @@
+/*
+ * engine-qemu.h - run an appliance under qemu-system-x86_64.
+ *
+ * For hosts where the builtin monitor cannot run guests at hardware speed
+ * (no /dev/kvm, or a nested KVM that emulates): the same kernel, initrd,
+ * command line and disks under QEMU's microvm machine, with KVM when it is
+ * usable and TCG otherwise.  QEMU cannot read AVD, so every disk is
+ * exported to it over NBD by our own server (nbd/server.h) on a private
+ * unix socket, running in this process: nothing is converted or copied,
+ * and writes land in the image exactly as the builtin monitor's would.
+ */
+#ifndef RUNTIME_ENGINE_QEMU_H
+#define RUNTIME_ENGINE_QEMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define QEMU_ENGINE_MAX_DISKS 8
+#define QEMU_ENGINE_MAX_PORTS 16
+
+struct qemu_port_forward {
+	int host_port;
+	int guest_port;
+	bool udp;
+};
+
+struct qemu_engine_config {
+	uint64_t mem_size;
+	int nr_cpus;
+	const char *kernel;
+	const char *initrd;          /* NULL: none */
+	const char *cmdline;         /* NULL: "console=ttyS0" */
+	const char *const *disks;    /* image paths, any format imgfmt reads */
+	const bool *disk_readonly;   /* NULL: all writable */
+	int nr_disks;
+	const struct qemu_port_forward *ports;
+	int nr_ports;                /* > 0 adds a user-mode network device */
+	bool network;                /* network even without forwards */
+	bool use_kvm;                /* -accel kvm, else TCG */
+	int console_out_fd;          /* guest serial output */
+	int console_in_fd;           /* guest serial input, -1: none */
+	const char *qemu_binary;     /* NULL: qemu-system-x86_64 from PATH */
+	const char *work_dir;        /* where the NBD sockets go; NULL: a
+	                                fresh directory under $TMPDIR */
+};
+
+struct qemu_engine_result {
+	int qemu_status;             /* QEMU's exit status, -1 if signalled */
+	bool stopped_by_signal;      /* we stopped it on SIGINT/SIGTERM */
+	char message[512];
+};
+
+/* Message of the most recent failure in this thread. */
+const char *qemu_engine__error(void);
+
+/* The argument vector QEMU would be started with (for `--dry-run` and
+ * tests); NULL-terminated, free with qemu_engine__free_argv().  The
+ * socket paths name disks in order: sockets[i] serves disks[i]. */
+char **qemu_engine__argv(const struct qemu_engine_config *cfg,
+			 const char *const *sockets);
+void qemu_engine__free_argv(char **argv);
+
+/* Run until QEMU exits (guest poweroff) or SIGINT/SIGTERM arrives (the
+ * caller's handler calls qemu_engine__stop()).  0 on a clean guest
+ * poweroff, negative errno otherwise with the reason in res->message. */
+int qemu_engine__run(const struct qemu_engine_config *cfg,
+		     struct qemu_engine_result *res);
+
+/* Async-signal-safe: ask the running engine to stop QEMU. */
+void qemu_engine__stop(void);
+
+#endif /* RUNTIME_ENGINE_QEMU_H */
