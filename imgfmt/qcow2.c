@@ -64,8 +64,9 @@ struct q2_run {
 static int qcow2__probe(const uint8_t *head, size_t len, uint64_t file_size)
 {
 	(void)file_size;
-	if (len >= 8 && q2_be32(head) == QCOW2_MAGIC &&
-	    (q2_be32(head + 4) == 2 || q2_be32(head + 4) == 3))
+	/* Magic alone: a qcow2 of an unknown version must be refused as
+	 * such, not served as a raw disk. */
+	if (len >= 4 && q2_be32(head) == QCOW2_MAGIC)
 		return 100;
 	return 0;
 }
