@@ -1,0 +1,249 @@
+/*
+ * avd-writer.c - the streaming AVD writer (writer.h): the fast path of
+ * `convert -O avd` and of `compact`.
+ *
+ * Layout it produces: header cluster, then data in ascending virtual
+ * order (uncompressed clusters cluster-aligned, compressed payloads packed
+ * byte to byte), each L2 table appended as soon as the chunks it covers
+ * are past, and the L1 table last.  Only one L2 table is in memory at a
+ * time, so memory does not grow with the disk.  The file is written under
+ * a temporary name by the caller and renamed when complete, so no ordering
+ * inside it matters for crash safety; finish() writes the header last.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "avd.h"
+#include "crc32c.h"
+
+#define CHUNK_ZERO 1u
+#define CHUNK_COMP 2u
+
+struct avd_writer {
+	struct avd_header h;
+	uint32_t C, nsub, esize, epl;
+	uint64_t pos;       /* next free byte of the file */
+	uint8_t *l2;        /* table being filled */
+	int64_t cur;        /* its L1 index, -1: none */
+	uint64_t *l1;
+	int level;
+};
+
+static int wr_write(struct imgfmt_writer *w, const void *buf, size_t len,
+		    uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return imgfmt_err(errno, "%s: write at %llu: %s",
+					  w->path, (unsigned long long)off,
+					  strerror(errno));
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static uint64_t wr_align(struct avd_writer *aw, uint64_t v)
+{
+	return (v + aw->C - 1) & ~(uint64_t)(aw->C - 1);
+}
+
+int avd__writer_open(struct imgfmt_writer *w)
+{
+	struct avd_writer *aw = calloc(1, sizeof(*aw));
+	uint32_t C = w->opts.cluster_size ? w->opts.cluster_size
+					  : IMGFMT_DEFAULT_CLUSTER;
+	int r;
+
+	if (!aw)
+		return imgfmt_err(ENOMEM, "out of memory");
+	w->priv = aw;
+	r = avd_header_init(w->path, &aw->h, w->opts.size, C, w->opts.uuid,
+			    w->opts.backing_file, w->opts.backing_format, 0);
+	if (r < 0)
+		return r;
+	aw->C = C;
+	aw->nsub = C / AVD_SUB;
+	aw->esize = avd_entry_size(C);
+	aw->epl = C / aw->esize;
+	aw->cur = -1;
+	aw->pos = C;
+	aw->level = w->opts.compress_level ? w->opts.compress_level : 3;
+	aw->l2 = calloc(1, C);
+	aw->l1 = calloc(aw->h.l1_entries, 8);
+	if (!aw->l2 || !aw->l1)
+		return imgfmt_err(ENOMEM, "out of memory");
+	w->chunk_size = C;
+	return 0;
+}
+
+/* Thread-safe: touches only the chunk and read-only writer fields. */
+int avd__writer_encode(struct imgfmt_writer *w, const void *data,
+		       uint64_t off, uint32_t len, struct imgfmt_chunk *chunk)
+{
+	struct avd_writer *aw = w->priv;
+	uint32_t C = aw->C;
+	uint8_t *raw;
+
+	(void)off;
+	if (imgfmt_is_zero(data, len)) {
+		chunk->flags = CHUNK_ZERO;
+		return 0;
+	}
+	/* Stored form of an uncompressed cluster: C bytes (the disk's last
+	 * chunk zero-padded), followed by its sub-block checksums. */
+	raw = malloc((size_t)C + 4u * aw->nsub);
+	if (!raw)
+		return imgfmt_err(ENOMEM, "out of memory");
+	memcpy(raw, data, len);
+	memset(raw + len, 0, C - len);
+	if (w->opts.compress) {
+		size_t bound = ZSTD_compressBound(C);
+		uint8_t *z = malloc(bound);
+		if (!z) {
+			free(raw);
+			return imgfmt_err(ENOMEM, "out of memory");
+		}
+		size_t n = ZSTD_compress(z, bound, raw, C, aw->level);
+		/* Keep it only if it saves at least one 4 KiB block: a
+		 * barely smaller payload costs a decompression per read for
+		 * nothing. */
+		if (!ZSTD_isError(n) && n + AVD_SUB <= C) {
+			free(raw);
+			chunk->data = z;
+			chunk->data_len = n;
+			chunk->flags = CHUNK_COMP;
+			chunk->checksum = crc32c(0, z, n);
+			return 0;
+		}
+		free(z);
+	}
+	for (uint32_t s = 0; s < aw->nsub; s++)
+		avd_put32(raw + C + 4 * s,
+			  crc32c(0, raw + (size_t)s * AVD_SUB, AVD_SUB));
+	chunk->data = raw;
+	chunk->data_len = C;
+	chunk->flags = 0;
+	return 0;
+}
+
+/* Append the current L2 table and point its L1 entry at it. */
+static int wr_flush_table(struct imgfmt_writer *w)
+{
+	struct avd_writer *aw = w->priv;
+	int r;
+
+	if (aw->cur < 0)
+		return 0;
+	aw->pos = wr_align(aw, aw->pos);
+	r = wr_write(w, aw->l2, aw->C, aw->pos);
+	if (r < 0)
+		return r;
+	aw->l1[aw->cur] = aw->pos;
+	aw->pos += aw->C;
+	aw->cur = -1;
+	memset(aw->l2, 0, aw->C);
+	return 0;
+}
+
+int avd__writer_put(struct imgfmt_writer *w, struct imgfmt_chunk *chunk)
+{
+	struct avd_writer *aw = w->priv;
+	uint64_t vc = chunk->offset / aw->C;
+	uint64_t l1i = vc / aw->epl;
+	uint8_t *e;
+	int r;
+
+	if (chunk->offset % aw->C || l1i >= aw->h.l1_entries)
+		return imgfmt_err(EINVAL, "%s: chunk at %llu is not a cluster "
+				  "of the disk", w->path,
+				  (unsigned long long)chunk->offset);
+	if ((int64_t)l1i != aw->cur) {
+		r = wr_flush_table(w);
+		if (r < 0)
+			return r;
+		aw->cur = (int64_t)l1i;
+	}
+	e = aw->l2 + (vc % aw->epl) * aw->esize;
+	memset(e, 0, aw->esize);
+	if (chunk->flags & CHUNK_ZERO) {
+		avd_put64(e, AVD_DESC(AVD_T_ZERO, 0));
+		return 0;
+	}
+	if (chunk->flags & CHUNK_COMP) {
+		r = wr_write(w, chunk->data, chunk->data_len, aw->pos);
+		if (r < 0)
+			return r;
+		avd_put64(e, AVD_DESC(AVD_T_COMP, aw->pos));
+		avd_put32(e + 8, (uint32_t)chunk->data_len);
+		avd_put32(e + 12, chunk->checksum);
+		aw->pos += chunk->data_len;
+		return 0;
+	}
+	aw->pos = wr_align(aw, aw->pos);
+	r = wr_write(w, chunk->data, aw->C, aw->pos);
+	if (r < 0)
+		return r;
+	avd_put64(e, AVD_DESC(AVD_T_DATA, aw->pos));
+	memcpy(e + 12, (uint8_t *)chunk->data + aw->C, 4u * aw->nsub);
+	aw->pos += aw->C;
+	return 0;
+}
+
+static void wr_free(struct imgfmt_writer *w)
+{
+	struct avd_writer *aw = w->priv;
+
+	if (!aw)
+		return;
+	free(aw->l2);
+	free(aw->l1);
+	free(aw);
+	w->priv = NULL;
+}
+
+int avd__writer_finish(struct imgfmt_writer *w)
+{
+	struct avd_writer *aw = w->priv;
+	uint8_t hdr[AVD_HEADER_SIZE];
+	int r = wr_flush_table(w);
+
+	if (r == 0) {
+		uint64_t bytes = (uint64_t)aw->h.l1_entries * 8;
+		uint64_t clusters = (bytes + aw->C - 1) / aw->C;
+		uint8_t *buf = calloc(clusters, aw->C);
+		if (!buf) {
+			r = imgfmt_err(ENOMEM, "out of memory");
+			goto out;
+		}
+		for (uint64_t i = 0; i < aw->h.l1_entries; i++)
+			avd_put64(buf + i * 8, aw->l1[i]);
+		aw->pos = wr_align(aw, aw->pos);
+		aw->h.l1_offset = aw->pos;
+		r = wr_write(w, buf, clusters * aw->C, aw->pos);
+		free(buf);
+		aw->pos += clusters * aw->C;
+	}
+	if (r == 0) {
+		avd_header_encode(&aw->h, hdr);
+		r = wr_write(w, hdr, sizeof(hdr), 0);
+	}
+	if (r == 0 && ftruncate(w->fd, (off_t)aw->pos) < 0)
+		r = imgfmt_err(errno, "%s: %s", w->path, strerror(errno));
+out:
+	wr_free(w);
+	return r;
+}
+
+void avd__writer_abort(struct imgfmt_writer *w)
+{
+	wr_free(w);
+}

@@ -1,0 +1,183 @@
+/*
+ * crc32c.c - CRC-32C with a hardware fast path.
+ *
+ * AVD verifies a CRC-32C on every 4 KiB read, so this sits on the hot path
+ * of random reads.  The crc32 instruction has a latency of three cycles
+ * but a throughput of one per cycle, so long buffers are split into three
+ * interleaved streams whose results are then merged with the usual
+ * GF(2) "shift a CRC by n zero bytes" arithmetic (as zlib's crc32_combine
+ * does).  That roughly triples the speed over a single dependent chain.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "crc32c.h"
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
+
+#define CRC32C_POLY 0x82f63b78u /* reflected Castagnoli polynomial */
+
+static uint32_t crc32c_table[8][256];
+static uint32_t x2n_table[32];  /* x^(2^n) mod P, for shifting CRCs */
+static int have_sse42;
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+/* a(x) * b(x) mod P(x), both in the reflected representation. */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+	uint32_t m = 1u << 31, p = 0;
+
+	for (;;) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0)
+				break;
+		}
+		m >>= 1;
+		b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1;
+	}
+	return p;
+}
+
+/* x^(n * 2^k) mod P: with k = 3, the operator that appends n zero bytes. */
+static uint32_t x2nmodp(uint64_t n, unsigned k)
+{
+	uint32_t p = 1u << 31; /* x^0 */
+
+	while (n) {
+		if (n & 1)
+			p = multmodp(x2n_table[k & 31], p);
+		n >>= 1;
+		k++;
+	}
+	return p;
+}
+
+static void crc32c_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int j = 0; j < 8; j++)
+			c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+		crc32c_table[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = crc32c_table[0][i];
+		for (int t = 1; t < 8; t++) {
+			c = crc32c_table[0][c & 0xff] ^ (c >> 8);
+			crc32c_table[t][i] = c;
+		}
+	}
+	uint32_t p = 1u << 30; /* x^1 */
+	x2n_table[0] = p;
+	for (int n = 1; n < 32; n++)
+		x2n_table[n] = p = multmodp(p, p);
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	have_sse42 = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+/* Slicing-by-8 on the raw (non-inverted) register. */
+static uint32_t crc32c_sw_raw(uint32_t c, const uint8_t *p, size_t len)
+{
+	while (len && ((uintptr_t)p & 7)) {
+		c = crc32c_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+		len--;
+	}
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		w ^= c;
+		c = crc32c_table[7][w & 0xff] ^
+		    crc32c_table[6][(w >> 8) & 0xff] ^
+		    crc32c_table[5][(w >> 16) & 0xff] ^
+		    crc32c_table[4][(w >> 24) & 0xff] ^
+		    crc32c_table[3][(w >> 32) & 0xff] ^
+		    crc32c_table[2][(w >> 40) & 0xff] ^
+		    crc32c_table[1][(w >> 48) & 0xff] ^
+		    crc32c_table[0][w >> 56];
+		p += 8;
+		len -= 8;
+	}
+	while (len--)
+		c = crc32c_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+	return c;
+}
+
+uint32_t crc32c__sw(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&crc32c_once, crc32c_init);
+	return ~crc32c_sw_raw(~crc, buf, len);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hw_raw(uint32_t c, const uint8_t *p, size_t len)
+{
+	uint64_t c64;
+
+	while (len && ((uintptr_t)p & 7)) {
+		c = _mm_crc32_u8(c, *p++);
+		len--;
+	}
+	c64 = c;
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		c64 = _mm_crc32_u64(c64, w);
+		p += 8;
+		len -= 8;
+	}
+	c = (uint32_t)c64;
+	while (len--)
+		c = _mm_crc32_u8(c, *p++);
+	return c;
+}
+
+/* Three independent streams over equal thirds, merged afterwards. */
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p, size_t len)
+{
+	static __thread uint64_t cached_len;
+	static __thread uint32_t cached_shift;
+
+	if (len < 768)
+		return ~crc32c_hw_raw(~crc, p, len);
+	size_t third = (len / 24) * 8; /* multiple of 8 bytes */
+	const uint8_t *a = p, *b = p + third, *c = p + 2 * third;
+	uint64_t ca = ~crc, cb = 0xffffffffu, cc = 0xffffffffu;
+
+	for (size_t i = 0; i < third; i += 8) {
+		uint64_t wa, wb, wc;
+		memcpy(&wa, a + i, 8);
+		memcpy(&wb, b + i, 8);
+		memcpy(&wc, c + i, 8);
+		ca = _mm_crc32_u64(ca, wa);
+		cb = _mm_crc32_u64(cb, wb);
+		cc = _mm_crc32_u64(cc, wc);
+	}
+	if (cached_len != third) {
+		cached_len = third;
+		cached_shift = x2nmodp(third, 3);
+	}
+	/* Standard (inverted) CRCs combine as crc(AB) = shift(crc(A)) ^
+	 * crc(B) when both start from the standard initial value. */
+	uint32_t r = multmodp(cached_shift, ~(uint32_t)ca) ^ ~(uint32_t)cb;
+	r = multmodp(cached_shift, r) ^ ~(uint32_t)cc;
+	size_t done = 3 * third;
+	return ~crc32c_hw_raw(~r, p + done, len - done);
+}
+#endif
+
+uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&crc32c_once, crc32c_init);
+#if defined(__x86_64__)
+	if (have_sse42)
+		return crc32c_hw(crc, buf, len);
+#endif
+	return ~crc32c_sw_raw(~crc, buf, len);
+}
