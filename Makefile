@@ -121,3 +121,20 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- the tiny test guest (owner: kvm) -------------------------------------
+# tests/guest/ is a freestanding 64-bit program laid out as a minimal
+# bzImage, booted by the builtin monitor in tests/cli/run-guest.sh.  It is
+# built without the host's flags (no sanitizers, no PIC, no SSE).
+GUEST_SRCS := $(wildcard tests/guest/*.c tests/guest/*.S)
+GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding \
+	-fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables \
+	-mno-red-zone -mno-sse -mno-mmx -mno-80387 -mgeneral-regs-only \
+	-nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n \
+	-Wl,--no-warn-rwx-segments
+$(BUILD)/tests/guest.elf: $(GUEST_SRCS) tests/guest/guest.ld
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -Wl,-T,tests/guest/guest.ld -o $@ $(GUEST_SRCS)
+$(BUILD)/tests/guest.bin: $(BUILD)/tests/guest.elf
+	objcopy -O binary $< $@
+all: $(BUILD)/tests/guest.bin

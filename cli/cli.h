@@ -44,5 +44,7 @@ int cmd_img_convert(int argc, char **argv);
 int cmd_img_compare(int argc, char **argv);
 int img_serve(int argc, char **argv);
 extern const char cmd_img_help[];
+int cmd_run(int argc, char **argv);
+extern const char cmd_run_help[];
 
 #endif /* CLI_H */

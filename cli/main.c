@@ -20,6 +20,8 @@ static int cmd_help(int argc, char **argv);
 static const struct cli_command commands[] = {
 	{ "img", cmd_img, "work with disk images (create, info, convert, ...)",
 	  cmd_img_help },
+	{ "run", cmd_run, "boot a kernel in a microVM (builtin KVM monitor)",
+	  cmd_run_help },
 	{ "help", cmd_help, "show help for a command", NULL },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -1,0 +1,446 @@
+/*
+ * monitor.c - monitor__run(): build one microVM, run it, tear it down.
+ *
+ * Threads: one per vCPU (cpu.c) running KVM_RUN and the device models
+ * synchronously on exits, and the caller's thread, which waits in poll()
+ * on the stop eventfd, a signalfd for SIGINT/SIGTERM and the console
+ * input, feeding keystrokes to the UART.  Every thread locks itself down
+ * with seccomp before the guest runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "imgfmt.h"
+#include "runtime/boot-linux.h"
+#include "runtime/legacy.h"
+#include "runtime/monitor.h"
+#include "runtime/mptable.h"
+#include "runtime/pci.h"
+#include "runtime/seccomp.h"
+#include "runtime/serial.h"
+#include "runtime/vm.h"
+
+#define DEFAULT_CMDLINE "console=ttyS0"
+/* PCI INTx lines: IOAPIC pins 16-23 are not shared with any ISA device or
+ * the 8259s, so a level-triggered PCI interrupt never meets an edge-
+ * triggered ISA one on the same pin. */
+#define PCI_FIRST_IRQ 16
+#define PCI_LAST_IRQ  23
+
+#define CTRL_A 0x01
+
+int monitor__parse_cpu_list(const char *s, int *out, int max)
+{
+	int n = 0;
+	const char *p = s;
+
+	if (!s || !*s)
+		return vm__err(EINVAL, "empty CPU list");
+	while (*p) {
+		char *end;
+		long a = strtol(p, &end, 10), b;
+		if (end == p || a < 0 || a >= CPU_SETSIZE)
+			return vm__err(EINVAL, "CPU list '%s': bad number at "
+				       "'%s'", s, p);
+		b = a;
+		p = end;
+		if (*p == '-') {
+			p++;
+			b = strtol(p, &end, 10);
+			if (end == p || b < a || b >= CPU_SETSIZE)
+				return vm__err(EINVAL, "CPU list '%s': bad "
+					       "range end at '%s'", s, p);
+			p = end;
+		}
+		for (long c = a; c <= b; c++) {
+			if (n == max)
+				return vm__err(EINVAL, "CPU list '%s' names "
+					       "more than %d CPUs", s, max);
+			out[n++] = (int)c;
+		}
+		if (*p == ',')
+			p++;
+		else if (*p)
+			return vm__err(EINVAL, "CPU list '%s': unexpected "
+				       "'%c'", s, *p);
+	}
+	return n;
+}
+
+/* ---- device glue ----------------------------------------------------- */
+
+static void serial_irq(void *opaque, int level)
+{
+	vm__irq_line(opaque, SERIAL_COM1_IRQ, level);
+}
+
+static void pci_irq(void *opaque, int line, int level)
+{
+	vm__irq_line(opaque, (uint32_t)line, level);
+}
+
+static void pci_pio(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
+		    bool is_write)
+{
+	uint32_t v = 0;
+
+	if (len > 4) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	if (is_write) {
+		memcpy(&v, data, len);
+		pci__io_write(opaque, (uint16_t)(PCI_CONF1_ADDR_PORT + off),
+			      len, v);
+	} else {
+		pci__io_read(opaque, (uint16_t)(PCI_CONF1_ADDR_PORT + off),
+			     len, &v);
+		memcpy(data, &v, len);
+	}
+}
+
+static void pci_mmio(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
+		     bool is_write)
+{
+	uint64_t gpa = PCI_MMIO_BASE + off;
+
+	if (is_write)
+		pci__mmio_write(opaque, gpa, data, len);
+	else
+		pci__mmio_read(opaque, gpa, data, len);
+}
+
+static void pci_bus_free(void *p)
+{
+	pci__bus_free(p);
+}
+
+/* ---- the run --------------------------------------------------------- */
+
+struct run_state {
+	struct vm vm;
+	struct serial *serial;
+	struct pci_bus *pci;
+	int status_fd;                 /* /proc/self/status, opened early */
+	int sig_fd;
+	sigset_t old_mask;
+	bool mask_changed;
+	struct termios saved_tio;
+	bool tio_saved;
+	int tty_fd;                    /* the terminal put in raw mode */
+	int in_fd;
+	bool escape;                   /* Ctrl-A seen */
+};
+
+static uint64_t read_rss(int fd)
+{
+	char buf[4096];
+	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strstr(buf, "VmRSS:");
+	if (!p)
+		return 0;
+	return strtoull(p + 6, NULL, 10) * 1024;
+}
+
+static uint64_t guest_resident(const struct vm *vm)
+{
+	uint64_t total = 0;
+	long pg = sysconf(_SC_PAGESIZE);
+	unsigned char vec[4096];
+
+	for (int i = 0; i < vm->mem.nr; i++) {
+		const struct guest_mem_region *r = &vm->mem.r[i];
+		for (uint64_t off = 0; off < r->size;
+		     off += (uint64_t)pg * sizeof(vec)) {
+			uint64_t len = r->size - off;
+			if (len > (uint64_t)pg * sizeof(vec))
+				len = (uint64_t)pg * sizeof(vec);
+			if (mincore(r->host + off, len, vec) < 0)
+				break;
+			for (uint64_t j = 0; j < (len + (uint64_t)pg - 1) /
+			     (uint64_t)pg; j++)
+				total += (vec[j] & 1) ? (uint64_t)pg : 0;
+		}
+	}
+	return total;
+}
+
+/* Bytes from the console: Ctrl-A x quits, Ctrl-A Ctrl-A sends one
+ * Ctrl-A, anything else goes to the UART as typed. */
+static void console_bytes(struct run_state *st, const uint8_t *buf, size_t n)
+{
+	uint8_t out[256];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint8_t b = buf[i];
+		if (st->escape) {
+			st->escape = false;
+			if (b == 'x' || b == 'X') {
+				vm__stop(&st->vm, VM_STOP_SIGNAL,
+					 "console escape (Ctrl-A x)");
+				return;
+			}
+			if (b != CTRL_A && k < sizeof(out))
+				out[k++] = CTRL_A;
+		} else if (b == CTRL_A && st->tio_saved) {
+			st->escape = true;
+			continue;
+		}
+		if (k < sizeof(out))
+			out[k++] = b;
+	}
+	/* The caller reads no more than the FIFO has room for; a byte over
+	 * (the Ctrl-A expansion) is dropped like an overrun. */
+	serial__input(st->serial, out, k);
+}
+
+static void main_loop(struct run_state *st)
+{
+	struct vm *vm = &st->vm;
+
+	while (vm__stopped(vm) == VM_RUNNING) {
+		struct pollfd p[3] = {
+			{ .fd = vm->stop_efd, .events = POLLIN },
+			{ .fd = st->sig_fd, .events = POLLIN },
+			{ .fd = -1, .events = POLLIN },
+		};
+		size_t room = 0;
+		if (st->in_fd >= 0) {
+			room = serial__rx_room(st->serial);
+			if (room)
+				p[2].fd = st->in_fd;
+		}
+		/* With a full FIFO, look again shortly for the guest having
+		 * drained it. */
+		int rc = poll(p, 3, st->in_fd >= 0 && !room ? 10 : -1);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(st->sig_fd, &si, sizeof(si)) == sizeof(si))
+				vm__stop(vm, VM_STOP_SIGNAL, "stopped by %s",
+					 si.ssi_signo == SIGINT ? "SIGINT"
+								: "SIGTERM");
+		}
+		if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+			uint8_t buf[SERIAL_FIFO];
+			ssize_t n = read(st->in_fd, buf,
+					 room < sizeof(buf) ? room : sizeof(buf));
+			if (n > 0)
+				console_bytes(st, buf, (size_t)n);
+			else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+				st->in_fd = -1;   /* EOF: no more input */
+		}
+	}
+}
+
+static int setup_devices(struct run_state *st, const struct monitor_config *c)
+{
+	struct vm *vm = &st->vm;
+	int rc;
+
+	st->serial = serial__new(c->console_out_fd, serial_irq, vm);
+	if (!st->serial)
+		return vm__err(ENOMEM, "out of memory for the UART");
+	if ((rc = vm__add_cleanup(vm, (void (*)(void *))serial__free,
+				  st->serial)) < 0) {
+		serial__free(st->serial);
+		return rc;
+	}
+	if ((rc = serial__attach(st->serial, &vm->pio, SERIAL_COM1_BASE)) < 0 ||
+	    (rc = i8042__attach(vm)) < 0 || (rc = rtc__attach(vm)) < 0)
+		return rc;
+
+	struct pci_bus_config pc = {
+		.mmio_base = PCI_MMIO_BASE, .mmio_size = PCI_MMIO_SIZE,
+		.set_irq = pci_irq, .irq_opaque = vm,
+	};
+	if ((rc = pci__bus_new(&pc, &st->pci)) < 0)
+		return vm__err(-rc, "PCI bus: %s", pci__error());
+	if ((rc = vm__add_cleanup(vm, pci_bus_free, st->pci)) < 0) {
+		pci__bus_free(st->pci);
+		return rc;
+	}
+	if ((rc = bus__register(&vm->pio, PCI_CONF1_ADDR_PORT,
+				PCI_CONF1_PORT_COUNT, pci_pio, st->pci,
+				"pci-conf1")) < 0 ||
+	    (rc = bus__register(&vm->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE,
+				pci_mmio, st->pci, "pci-mmio")) < 0)
+		return rc;
+	if (c->nr_disks > 0)
+		return vm__err(ENOTSUP, "--disk: virtio-blk is not wired into "
+			       "the builtin monitor yet");
+	return 0;
+}
+
+static int write_mptable(struct run_state *st)
+{
+	struct mptable_config mc = { .nr_cpus = st->vm.nr_cpus };
+	const uint64_t size = 0xA0000 - BOOT_EBDA_START;
+	uint8_t *buf = guest_mem__ptr(&st->vm.mem, BOOT_EBDA_START, size);
+
+	if (!buf)
+		return vm__err(ENOSPC, "guest RAM too small for the MP table");
+	for (int slot = 1; slot < PCI_MAX_SLOTS && mc.nr_pci < MPTABLE_MAX_PCI;
+	     slot++) {
+		uint32_t addr = 0x80000000u | ((uint32_t)slot << 11);
+		if (pci__config_read(st->pci, addr, 2) == 0xffff)
+			continue;
+		uint32_t line = pci__config_read(st->pci,
+						 addr | PCI_INTERRUPT_LINE, 1);
+		mc.pci[mc.nr_pci].slot = (uint8_t)slot;
+		mc.pci[mc.nr_pci].line = (uint8_t)line;
+		mc.nr_pci++;
+	}
+	int rc = mptable__build(&mc, buf, size, BOOT_EBDA_START);
+	return rc < 0 ? rc : 0;
+}
+
+static int setup_console(struct run_state *st, const struct monitor_config *c)
+{
+	st->in_fd = c->console_in_fd;
+	if (st->in_fd >= 0 && c->console_raw) {
+		struct termios t;
+		if (tcgetattr(st->in_fd, &st->saved_tio) < 0)
+			return vm__err(errno, "console: tcgetattr: %s",
+				       strerror(errno));
+		st->tio_saved = true;
+		st->tty_fd = st->in_fd;
+		t = st->saved_tio;
+		cfmakeraw(&t);
+		/* Keep output processing so host-side messages stay tidy;
+		 * the guest sends its own CR LF. */
+		t.c_oflag |= OPOST;
+		if (tcsetattr(st->in_fd, TCSANOW, &t) < 0)
+			return vm__err(errno, "console: tcsetattr: %s",
+				       strerror(errno));
+	}
+	return 0;
+}
+
+static int setup_signals(struct run_state *st)
+{
+	sigset_t set;
+
+	/* Block before the vCPU threads exist so they inherit the mask and
+	 * the signals queue for the signalfd. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (pthread_sigmask(SIG_BLOCK, &set, &st->old_mask) != 0)
+		return vm__err(EINVAL, "cannot block SIGINT/SIGTERM");
+	st->mask_changed = true;
+	st->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (st->sig_fd < 0)
+		return vm__err(errno, "signalfd: %s", strerror(errno));
+	return 0;
+}
+
+static void teardown(struct run_state *st)
+{
+	if (st->tio_saved)
+		tcsetattr(st->tty_fd, TCSANOW, &st->saved_tio);
+	cpu__destroy_all(&st->vm);
+	vm__destroy(&st->vm);
+	if (st->sig_fd >= 0)
+		close(st->sig_fd);
+	if (st->status_fd >= 0)
+		close(st->status_fd);
+	if (st->mask_changed) {
+		/* Drop signals that arrived during the run before
+		 * unblocking, so they do not kill us after a clean stop. */
+		struct timespec zero = { 0, 0 };
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGTERM);
+		while (sigtimedwait(&set, NULL, &zero) > 0)
+			;
+		pthread_sigmask(SIG_SETMASK, &st->old_mask, NULL);
+	}
+}
+
+int monitor__run(const struct monitor_config *c, struct monitor_result *res)
+{
+	uint64_t t0 = vm__now_ns();
+	struct run_state *st = calloc(1, sizeof(*st));
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	if (!st)
+		return vm__err(ENOMEM, "out of memory");
+	st->status_fd = st->sig_fd = st->in_fd = -1;
+	st->vm.kvm_fd = st->vm.vm_fd = st->vm.stop_efd = -1;
+	if (!c->kernel) {
+		rc = vm__err(EINVAL, "no kernel given");
+		goto out_nostate;
+	}
+	int in_fd = c->console_in_fd;
+	if ((rc = vm__create(&st->vm, c->kvm_path, c->mem_size,
+			     c->nr_cpus)) < 0)
+		goto out_nostate;
+	if ((rc = setup_devices(st, c)) < 0)
+		goto out;
+	struct boot_linux_args ba = {
+		.kernel_path = c->kernel, .initrd_path = c->initrd,
+		.cmdline = c->cmdline ? c->cmdline : DEFAULT_CMDLINE,
+	};
+	if ((rc = boot_linux__load(&st->vm, &ba)) < 0 ||
+	    (rc = write_mptable(st)) < 0 ||
+	    (rc = cpu__init_all(&st->vm)) < 0)
+		goto out;
+	for (int i = 0; i < st->vm.nr_cpus && c->nr_affinity > 0; i++)
+		st->vm.cpus[i].host_cpu = c->cpu_affinity[i % c->nr_affinity];
+	st->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if ((rc = setup_signals(st)) < 0 || (rc = setup_console(st, c)) < 0)
+		goto out;
+	st->in_fd = in_fd;
+	res->seccomp_active = !c->no_seccomp && seccomp__supported();
+	st->vm.seccomp = res->seccomp_active;
+	if ((rc = cpu__start_all(&st->vm)) < 0)
+		goto out_join;
+	if (res->seccomp_active && (rc = seccomp__install(SECCOMP_MAIN)) < 0) {
+		vm__stop(&st->vm, VM_STOP_ERROR, "%s", vm__error());
+		goto out_join;
+	}
+	main_loop(st);
+out_join:
+	vm__stop(&st->vm, VM_STOP_ERROR, "monitor stopped");
+	cpu__join_all(&st->vm);
+	res->reason = st->vm.stop_reason;
+	snprintf(res->message, sizeof(res->message), "%s", st->vm.stop_msg);
+	if (st->vm.first_run_ns) {
+		res->setup_ns = st->vm.first_run_ns - t0;
+		res->run_ns = vm__now_ns() - st->vm.first_run_ns;
+	}
+	res->rss_bytes = read_rss(st->status_fd);
+	res->guest_resident = guest_resident(&st->vm);
+	res->console_bytes = st->serial ? serial__tx_bytes(st->serial) : 0;
+	if (rc == 0 && res->reason == VM_STOP_ERROR)
+		rc = vm__err(EIO, "%s", res->message);
+out:
+	if (rc < 0 && !res->message[0])
+		snprintf(res->message, sizeof(res->message), "%s", vm__error());
+	teardown(st);
+	free(st);
+	return rc;
+out_nostate:
+	snprintf(res->message, sizeof(res->message), "%s", vm__error());
+	free(st);
+	return rc;
+}

@@ -1,0 +1,61 @@
+/*
+ * monitor.h - run one microVM with the builtin KVM monitor.
+ *
+ * monitor__run() builds the machine (RAM, vCPUs, in-kernel irqchip and
+ * PIT, UART, i8042, RTC, MP table, PCI bus with virtio devices), loads a
+ * Linux bzImage, restricts the process with seccomp and runs until the
+ * guest powers off, a vCPU fails, or SIGINT/SIGTERM/the console escape
+ * arrives.  It never prints: the guest's console goes to console_fd and
+ * everything else comes back in struct monitor_result.
+ */
+#ifndef RUNTIME_MONITOR_H
+#define RUNTIME_MONITOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/vm.h"
+
+#define MONITOR_MAX_DISKS 8
+
+struct monitor_config {
+	uint64_t mem_size;           /* bytes of guest RAM */
+	int nr_cpus;
+	/* vCPU i runs on host CPU cpu_affinity[i % nr_affinity]; none if
+	 * nr_affinity is 0. */
+	const int *cpu_affinity;
+	int nr_affinity;
+	const char *kernel;          /* bzImage */
+	const char *initrd;          /* NULL: none */
+	const char *cmdline;         /* NULL: "console=ttyS0" */
+	const char *const *disks;    /* imgfmt images, virtio-blk each */
+	const bool *disk_readonly;   /* NULL: all writable */
+	int nr_disks;
+	int console_out_fd;          /* UART output */
+	int console_in_fd;           /* UART input, -1: none */
+	bool console_raw;            /* console_in_fd is a terminal to put in
+	                                raw mode; Ctrl-A x then quits */
+	bool no_seccomp;             /* skip the syscall filter */
+	const char *kvm_path;        /* NULL: /dev/kvm */
+};
+
+struct monitor_result {
+	enum vm_stop reason;
+	char message[512];           /* why it stopped, for the user */
+	uint64_t setup_ns;           /* monitor__run start to first KVM_RUN */
+	uint64_t run_ns;             /* first KVM_RUN to stop */
+	uint64_t rss_bytes;          /* VmRSS at the end */
+	uint64_t guest_resident;     /* guest RAM pages resident at the end */
+	uint64_t console_bytes;      /* bytes the guest wrote to the UART */
+	bool seccomp_active;
+};
+
+/* 0 when the guest powered off (or was stopped by a signal), negative
+ * errno on failure with vm__error() and res->message explaining. */
+int monitor__run(const struct monitor_config *cfg, struct monitor_result *res);
+
+/* Parse "0-3,6,8-9" into CPU numbers (at most max).  Returns the count, or
+ * -EINVAL with a message. */
+int monitor__parse_cpu_list(const char *s, int *out, int max);
+
+#endif /* RUNTIME_MONITOR_H */
