@@ -44,6 +44,17 @@ int cmd_img_convert(int argc, char **argv);
 int cmd_img_compare(int argc, char **argv);
 int img_serve(int argc, char **argv);
 extern const char cmd_img_help[];
+int cmd_key(int argc, char **argv);
+extern const char cmd_key_help[];
+int cmd_sign(int argc, char **argv);
+extern const char cmd_sign_help[];
+int cmd_verify(int argc, char **argv);
+extern const char cmd_verify_help[];
+int cmd_trust(int argc, char **argv);
+extern const char cmd_trust_help[];
+char *cli__passphrase(const char *file, int confirm); /* cmd-key.c */
+void cli__passphrase_free(char *pw);
+void cli__print_untrusted(FILE *f, const char *s);    /* cmd-sign.c */
 int cmd_run(int argc, char **argv);
 extern const char cmd_run_help[];
 

@@ -20,6 +20,10 @@ static int cmd_help(int argc, char **argv);
 static const struct cli_command commands[] = {
 	{ "img", cmd_img, "work with disk images (create, info, convert, ...)",
 	  cmd_img_help },
+	{ "key", cmd_key, "make signing keys (minisign format)", cmd_key_help },
+	{ "sign", cmd_sign, "sign files (writes FILE.minisig)", cmd_sign_help },
+	{ "verify", cmd_verify, "check a file's signature", cmd_verify_help },
+	{ "trust", cmd_trust, "manage trusted signing keys", cmd_trust_help },
 	{ "run", cmd_run, "boot a kernel in a microVM (builtin KVM monitor)",
 	  cmd_run_help },
 	{ "help", cmd_help, "show help for a command", NULL },
