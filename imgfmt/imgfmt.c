@@ -598,6 +598,19 @@ imgfmt_image *imgfmt__backing(imgfmt_image *img)
 	return img->backing;
 }
 
+int imgfmt__attach_backing(imgfmt_image *img, imgfmt_image *backing)
+{
+	if (img->backing)
+		return imgfmt_err(EBUSY, "%s: already has a backing image",
+				  img->path);
+	if (backing->depth >= IMGFMT_MAX_CHAIN)
+		return imgfmt_err(ELOOP, "%s: backing chain is deeper than %d "
+				  "images", img->path, IMGFMT_MAX_CHAIN);
+	img->backing = backing;
+	img->depth = 1 + backing->depth;
+	return 0;
+}
+
 int imgfmt__check(imgfmt_image *img, int repair,
 		  struct imgfmt_check_result *res)
 {

@@ -208,6 +208,26 @@ int imgfmt__rebase(imgfmt_image *img, const char *new_backing,
 int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 		    int compress_level);
 
+/* ---- composition ------------------------------------------------------ */
+
+/* Checks one cluster of an image's content; 0 if it is genuine, <0 if not.
+ * `len` is the cluster size except for a short last cluster. */
+typedef int (*imgfmt_verify_fn)(void *opaque, uint64_t cluster,
+				const void *data, size_t len);
+
+/* A read-only view of `inner` (which it takes over and closes) that reads
+ * whole clusters of `cluster_size` and returns only data that `verify`
+ * accepted; a cluster that fails is an -EBADMSG read error naming it. */
+int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,
+			  imgfmt_verify_fn verify, void *opaque,
+			  imgfmt_image **out);
+
+/* Give an image opened with IMGFMT_OPEN_NO_BACKING the backing image it
+ * should read through (for backing images the core cannot open by name,
+ * such as the verified disk inside an appliance package).  Takes over
+ * `backing`; fails with -EBUSY if the image already has one. */
+int imgfmt__attach_backing(imgfmt_image *img, imgfmt_image *backing);
+
 /* ---- formats --------------------------------------------------------- */
 
 /* Name of the format that would open `path` ("avd", "qcow2", ... or
