@@ -822,6 +822,7 @@ static int parse_number(struct parser *P, struct toml_value **out)
 		if (!v)
 			return -1;
 		v->u.i = (int64_t)u;
+		v->int_base = base;
 		P->p = end;
 		*out = v;
 		return 0;
@@ -832,7 +833,10 @@ static int parse_number(struct parser *P, struct toml_value **out)
 	while (ip < rlen && r[ip] != '.' && r[ip] != 'e' && r[ip] != 'E')
 		ip++;
 	if ((why = check_digits(r, ip, 10)))
-		return fail(P, start, "invalid number: %s", why);
+		return fail(P, start, "invalid number '%.*s': %s%s",
+			    (int)(len > 40 ? 40 : len), t, why,
+			    strcmp(why, "invalid digit") ? "" :
+			    " (strings need quotes)");
 	if (ip > 1 && r[0] == '0')
 		return fail(P, start, "leading zeros are not allowed");
 	if (ip == rlen) {
@@ -851,6 +855,7 @@ static int parse_number(struct parser *P, struct toml_value **out)
 		if (!v)
 			return -1;
 		v->u.i = neg ? (int64_t)(0 - u) : (int64_t)u;
+		v->int_base = 10;
 		P->p = end;
 		*out = v;
 		return 0;

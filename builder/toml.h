@@ -95,6 +95,8 @@ struct toml_value {
 			size_t index_cap;
 		} tab;
 	} u;
+	int int_base;                   /* TOML_INTEGER: 10, 16, 8 or 2, as
+	                                   written (file modes want 0o644) */
 	unsigned flags;                 /* private: parser bookkeeping */
 };
 
