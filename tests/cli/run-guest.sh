@@ -1,0 +1,75 @@
+# run-guest.sh - boot the tiny test guest (tests/guest/) in the builtin
+# KVM monitor through `appliance run`, as a user would.  The guest is a
+# few thousand instructions, so this stays fast even where KVM runs
+# guests emulated.  Without a usable /dev/kvm the boots are skipped.
+. "$TOP/tests/cli/lib.sh"
+A=$APPLIANCE
+G=$BUILD_ABS/tests/guest.bin
+
+# Usage errors need no KVM.
+t_fail "run without a kernel is a usage error" 2 $A run --engine builtin
+t_fail "bad --cpus" 2 $A run --engine builtin --kernel "$G" --cpus 0
+t_fail "bad --memory" 2 $A run --engine builtin --kernel "$G" --memory 1K
+t_fail "bad --cpu-affinity" 2 $A run --engine builtin --kernel "$G" --cpu-affinity 3-1
+t_fail "unknown engine" 2 $A run --engine vmware --kernel "$G"
+t_run "help run" $A help run
+
+if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
+	echo "no usable /dev/kvm: builtin-monitor boots skipped"
+	t_done
+fi
+
+B="$A run --engine builtin --memory 64M"
+
+t_run "boot the test guest on 2 vCPUs" $B --cpus 2 --kernel "$G" --append "test=run-guest" --console out.txt
+t_check "guest printed hello on the UART" grep -q '^guest: hello' out.txt
+t_check "command line reached the guest" grep -q "^guest: cmdline 'test=run-guest'" out.txt
+t_check "e820 map reserves the MP table area" grep -q '^guest: e820 0x9f000 0x1000 0x2' out.txt
+t_check "CPUID has the hypervisor bit" grep -q '^guest: hypervisor bit set' out.txt
+t_check "CPUID reports 2 CPUs" grep -q '^guest: cpus 0x2' out.txt
+t_check "second vCPU came up via INIT/SIPI with APIC id 1" grep -q '^guest: cpu1 up, apic id 0x1' out.txt
+t_check "guest powered off through the i8042" grep -q '^guest: poweroff' out.txt
+
+t_run "one vCPU, console on stdout" sh -c "$B --kernel '$G' --console stdio </dev/null >stdout.txt"
+t_check "stdout has the guest's output" grep -q '^guest: cpus 0x1' stdout.txt
+t_check "no second vCPU on a 1-vCPU guest" sh -c "! grep -q cpu1 stdout.txt"
+
+t_run "pinned to host CPU 0, no seccomp" $B --kernel "$G" --cpus 2 --cpu-affinity 0 --no-seccomp --console none
+t_run "3 GiB+ of RAM splits around the hole" $B --memory 4G --kernel "$G" --console big.txt
+t_check "e820 shows RAM above 4 GiB" grep -q '^guest: e820 0x100000000 0x40000000 0x1' big.txt
+
+# --stats reports the monitor's own figures.
+$B --kernel "$G" --console none --stats 2>stats.txt
+t_check "--stats reports setup time and overhead" grep -q 'setup to first KVM_RUN .* monitor overhead' stats.txt
+cat stats.txt
+
+# Hostile or broken kernels fail with a message, not a crash.
+printf 'not a kernel at all' > junk.bin
+t_fail "a text file is refused" 1 $B --kernel junk.bin --console none
+t_check "the message names the problem" sh -c "$B --kernel junk.bin --console none 2>&1 | grep -q 'too short'"
+head -c 700 "$G" > short.bin
+t_fail "a truncated bzImage is refused" 1 $B --kernel short.bin --console none
+t_fail "a missing kernel is refused" 1 $B --kernel nonexistent.bin --console none
+t_fail "initrd larger than guest RAM" 1 sh -c "head -c 80000000 /dev/zero > big.img; $B --memory 32M --kernel '$G' --initrd big.img --console none"
+
+# A guest that crashes (ud2 at the 64-bit entry, no IDT: triple fault)
+# is an error; one that spins forever stops cleanly on SIGTERM.
+cp "$G" crash.bin
+printf '\017\013' | dd of=crash.bin bs=1 seek=$((0x600)) conv=notrunc 2>/dev/null
+t_fail "triple fault exits 1" 1 $B --kernel crash.bin --console none
+t_check "triple fault is reported" sh -c "$B --kernel crash.bin --console none 2>&1 | grep -q 'triple fault'"
+cp "$G" spin.bin
+printf '\353\376' | dd of=spin.bin bs=1 seek=$((0x600)) conv=notrunc 2>/dev/null
+$B --kernel spin.bin --console none 2>spin.err &
+pid=$!
+sleep 1
+kill -TERM $pid
+wait $pid
+rc=$?
+t_check "SIGTERM stops a running guest with status 0" [ "$rc" = 0 ]
+t_check "SIGTERM is reported" grep -q 'stopped by SIGTERM' spin.err
+
+# The KVM speed probe gives a verdict (which one depends on the host).
+t_check "--check-kvm gives a verdict" sh -c "$A run --check-kvm | grep -Eq '^(hardware|emulated): guest loop'"
+$A run --check-kvm
+t_done

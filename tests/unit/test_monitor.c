@@ -1,0 +1,638 @@
+/*
+ * test_monitor.c - the builtin monitor's pieces that run without KVM:
+ * bzImage header validation and loading, the e820 map and RAM layout,
+ * bus dispatch, the 16550 UART and i8042 driven in-process, CPUID
+ * filtering, the MP table and CPU-list parsing.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/boot-linux.h"
+#include "runtime/legacy.h"
+#include "runtime/monitor.h"
+#include "runtime/mptable.h"
+#include "runtime/serial.h"
+#include "runtime/vm.h"
+
+/* ---- a crafted bzImage ----------------------------------------------- */
+
+#define KSIZE 8192
+
+static void w16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static void w32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static uint32_t r32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* A header that boot_linux__parse() accepts: 1 setup sector, protocol
+ * 2.15, 64-bit, relocatable, 7 KiB of "kernel" filled with 0xC3. */
+static uint8_t *make_kernel(void)
+{
+	uint8_t *k = calloc(1, KSIZE);
+
+	k[SETUP_SECTS_OFF] = 1;
+	w16(k + BOOT_FLAG_OFF, 0xAA55);
+	k[HDR_JUMP_OFF] = 0xEB;
+	k[HDR_JUMP_OFF + 1] = 0x6a;
+	memcpy(k + HDR_MAGIC_OFF, "HdrS", 4);
+	w16(k + HDR_VERSION_OFF, 0x020f);
+	k[HDR_LOADFLAGS_OFF] = LOADED_HIGH;
+	w32(k + HDR_INITRD_MAX_OFF, 0x7fffffff);
+	w32(k + HDR_ALIGN_OFF, 0x200000);
+	k[HDR_RELOC_OFF] = 1;
+	w16(k + HDR_XLOADFLAGS_OFF, XLF_KERNEL_64);
+	w32(k + HDR_CMDLINE_SZ_OFF, 2047);
+	w32(k + HDR_INIT_SIZE_OFF, 0x10000);
+	memset(k + 1024, 0xC3, KSIZE - 1024);
+	return k;
+}
+
+static void expect_reject(const uint8_t *k, size_t size, const char *needle)
+{
+	struct bzimage_info bi;
+	int rc = boot_linux__parse(k, size, &bi);
+
+	ck_assert_int_lt(rc, 0);
+	ck_assert_msg(strstr(vm__error(), needle), "message '%s' lacks '%s'",
+		      vm__error(), needle);
+}
+
+START_TEST(bzimage_valid_header_parses)
+{
+	uint8_t *k = make_kernel();
+	struct bzimage_info bi;
+
+	ck_assert_int_eq(boot_linux__parse(k, KSIZE, &bi), 0);
+	ck_assert_uint_eq(bi.version, 0x020f);
+	ck_assert_uint_eq(bi.setup_size, 1024);
+	ck_assert_uint_eq(bi.payload_size, KSIZE - 1024);
+	ck_assert_uint_eq(bi.init_size, 0x10000);
+	ck_assert_uint_eq(bi.cmdline_size, 2047);
+	/* setup_sects 0 means 4 (boot.rst). */
+	k[SETUP_SECTS_OFF] = 0;
+	ck_assert_int_eq(boot_linux__parse(k, KSIZE, &bi), 0);
+	ck_assert_uint_eq(bi.setup_size, 5 * 512);
+	free(k);
+}
+END_TEST
+
+START_TEST(bzimage_hostile_headers_rejected)
+{
+	uint8_t *k = make_kernel();
+
+	expect_reject(k, 0x100, "too short");
+	expect_reject(k, HDR_INIT_SIZE_OFF + 3, "too short");
+
+	memcpy(k + HDR_MAGIC_OFF, "HdrX", 4);
+	expect_reject(k, KSIZE, "HdrS");
+	memcpy(k + HDR_MAGIC_OFF, "HdrS", 4);
+
+	w16(k + BOOT_FLAG_OFF, 0x1234);
+	expect_reject(k, KSIZE, "boot_flag");
+	w16(k + BOOT_FLAG_OFF, 0xAA55);
+
+	w16(k + HDR_VERSION_OFF, 0x020b);
+	expect_reject(k, KSIZE, "too old");
+	w16(k + HDR_VERSION_OFF, 0x020f);
+
+	k[SETUP_SECTS_OFF] = 200;         /* 100 KiB of setup in 8 KiB */
+	expect_reject(k, KSIZE, "setup_sects");
+	k[SETUP_SECTS_OFF] = 15;          /* payload 0 bytes: 16*512 = KSIZE */
+	expect_reject(k, KSIZE, "setup_sects");
+	k[SETUP_SECTS_OFF] = 1;
+
+	k[HDR_JUMP_OFF + 1] = 0x10;       /* header shorter than 2.10's */
+	expect_reject(k, KSIZE, "0x201");
+	k[HDR_JUMP_OFF + 1] = 0x6a;
+
+	k[HDR_LOADFLAGS_OFF] = 0;
+	expect_reject(k, KSIZE, "LOADED_HIGH");
+	k[HDR_LOADFLAGS_OFF] = LOADED_HIGH;
+
+	w16(k + HDR_XLOADFLAGS_OFF, 0);
+	expect_reject(k, KSIZE, "XLF_KERNEL_64");
+	w16(k + HDR_XLOADFLAGS_OFF, XLF_KERNEL_64);
+
+	k[HDR_RELOC_OFF] = 0;
+	expect_reject(k, KSIZE, "relocatable");
+	k[HDR_RELOC_OFF] = 1;
+
+	w32(k + HDR_ALIGN_OFF, 0x3000);
+	expect_reject(k, KSIZE, "kernel_alignment");
+	w32(k + HDR_ALIGN_OFF, 0x200000);
+
+	w32(k + HDR_INIT_SIZE_OFF, 100);
+	expect_reject(k, KSIZE, "init_size");
+	w32(k + HDR_INIT_SIZE_OFF, 0x10000);
+
+	/* Restored: accepted again, so each rejection was for its field. */
+	struct bzimage_info bi;
+	ck_assert_int_eq(boot_linux__parse(k, KSIZE, &bi), 0);
+	free(k);
+}
+END_TEST
+
+/* A struct vm with plain host memory as guest RAM (no KVM needed). */
+static struct vm *fake_vm(uint64_t ram)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	struct guest_mem_region lay[2];
+	int n = vm__ram_layout(ram, lay);
+
+	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
+	pthread_mutex_init(&vm->stop_lock, NULL);
+	bus__init(&vm->pio, "pio");
+	bus__init(&vm->mmio, "mmio");
+	vm->ram_size = ram;
+	for (int i = 0; i < n; i++) {
+		vm->mem.r[i] = lay[i];
+		vm->mem.r[i].host = calloc(1, lay[i].size);
+		ck_assert_ptr_nonnull(vm->mem.r[i].host);
+	}
+	vm->mem.nr = n;
+	return vm;
+}
+
+static void free_vm(struct vm *vm)
+{
+	for (int i = 0; i < vm->mem.nr; i++)
+		free(vm->mem.r[i].host);
+	vm->mem.nr = 0;
+	vm__destroy(vm);
+	free(vm);
+}
+
+START_TEST(load_fills_zero_page)
+{
+	struct vm *vm = fake_vm(64ull << 20);
+	uint8_t *k = make_kernel();
+	uint8_t initrd[10000];
+
+	memset(initrd, 0x5a, sizeof(initrd));
+	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, initrd,
+					      sizeof(initrd),
+					      "console=ttyS0 quiet"), 0);
+	ck_assert_uint_eq(vm->entry_rip, 0x100200);
+	ck_assert_uint_eq(vm->entry_rsi, BOOT_ZERO_PAGE);
+	uint8_t *zp = guest_mem__ptr(&vm->mem, BOOT_ZERO_PAGE, 4096);
+	ck_assert_uint_eq(zp[HDR_LOADER_OFF], 0xff);
+	ck_assert_uint_eq(r32(zp + HDR_CMDLINE_OFF), BOOT_CMDLINE_ADDR);
+	ck_assert_str_eq(guest_mem__ptr(&vm->mem, BOOT_CMDLINE_ADDR, 1),
+			 "console=ttyS0 quiet");
+	/* The kernel body at 1 MiB. */
+	ck_assert_uint_eq(*(uint8_t *)guest_mem__ptr(&vm->mem, 0x100000, 1),
+			  0xC3);
+	/* initrd: page aligned, at the top of RAM, intact. */
+	uint32_t at = r32(zp + HDR_RAMDISK_OFF);
+	ck_assert_uint_eq(at % 4096, 0);
+	ck_assert_uint_eq(r32(zp + HDR_RAMDISK_SZ_OFF), sizeof(initrd));
+	ck_assert_uint_le(at + sizeof(initrd), 64u << 20);
+	ck_assert_uint_gt(at + sizeof(initrd), (64u << 20) - 4096);
+	ck_assert_mem_eq(guest_mem__ptr(&vm->mem, at, sizeof(initrd)), initrd,
+			 sizeof(initrd));
+	/* e820 in the zero page matches boot_linux__e820(). */
+	struct e820_entry want[8];
+	int n = boot_linux__e820(64ull << 20, want, 8);
+	ck_assert_int_eq(zp[ZP_E820_ENTRIES], n);
+	ck_assert_mem_eq(zp + ZP_E820_TABLE, want, n * sizeof(want[0]));
+	free(k);
+	free_vm(vm);
+}
+END_TEST
+
+START_TEST(load_refuses_what_does_not_fit)
+{
+	struct vm *vm = fake_vm(8ull << 20);
+	uint8_t *k = make_kernel();
+	size_t big = 16u << 20;
+	uint8_t *initrd = calloc(1, big);
+	char *cmd = malloc(4000);
+
+	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, initrd, big, ""),
+			 -ENOSPC);
+	ck_assert_ptr_nonnull(strstr(vm__error(), "initrd"));
+	ck_assert_ptr_nonnull(strstr(vm__error(), "does not fit"));
+	/* An initrd that fits only below a kernel that claims all RAM. */
+	w32(k + HDR_INIT_SIZE_OFF, 7u << 20);
+	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, initrd, 1u << 20,
+					      ""), -ENOSPC);
+	w32(k + HDR_INIT_SIZE_OFF, 64u << 20);  /* larger than RAM */
+	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, NULL, 0, ""),
+			 -ENOSPC);
+	ck_assert_ptr_nonnull(strstr(vm__error(), "init_size"));
+	w32(k + HDR_INIT_SIZE_OFF, 0x10000);
+	memset(cmd, 'a', 3999);
+	cmd[3999] = 0;
+	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, NULL, 0, cmd),
+			 -E2BIG);
+	ck_assert_ptr_nonnull(strstr(vm__error(), "cmdline_size"));
+	free(cmd);
+	free(initrd);
+	free(k);
+	free_vm(vm);
+}
+END_TEST
+
+START_TEST(initrd_respects_initrd_addr_max)
+{
+	uint64_t at;
+
+	/* 1 GiB of RAM, kernel says the initrd must end below 256 MiB. */
+	ck_assert_int_eq(boot_linux__place_initrd(1ull << 30, 0x0fffffff,
+						  0x200000, 5000, &at), 0);
+	ck_assert_uint_le(at + 5000, 0x10000000);
+	ck_assert_uint_eq(at % 4096, 0);
+	/* Above the kernel, or refused. */
+	ck_assert_int_eq(boot_linux__place_initrd(1ull << 30, 0x0fffffff,
+						  0x0ff00000, 2u << 20, &at),
+			 -ENOSPC);
+	ck_assert_int_eq(boot_linux__place_initrd(1ull << 30, 0xffffffff,
+						  0x200000, 0, &at), -ENOSPC);
+}
+END_TEST
+
+/* ---- layout ---------------------------------------------------------- */
+
+START_TEST(ram_layout_avoids_the_hole)
+{
+	struct guest_mem_region r[2];
+
+	ck_assert_int_eq(vm__ram_layout(512ull << 20, r), 1);
+	ck_assert_uint_eq(r[0].size, 512ull << 20);
+	ck_assert_int_eq(vm__ram_layout(3ull << 30, r), 1);
+	ck_assert_int_eq(vm__ram_layout(6ull << 30, r), 2);
+	ck_assert_uint_eq(r[0].gpa, 0);
+	ck_assert_uint_eq(r[0].size, 3ull << 30);
+	ck_assert_uint_eq(r[1].gpa, 4ull << 30);
+	ck_assert_uint_eq(r[1].size, 3ull << 30);
+}
+END_TEST
+
+START_TEST(e820_map_layout)
+{
+	struct e820_entry e[8];
+	int n = boot_linux__e820(64ull << 20, e, 8);
+
+	ck_assert_int_eq(n, 3);
+	ck_assert_uint_eq(e[0].addr, 0);
+	ck_assert_uint_eq(e[0].size, BOOT_EBDA_START);
+	ck_assert_uint_eq(e[0].type, E820_RAM);
+	ck_assert_uint_eq(e[1].addr, BOOT_EBDA_START);
+	ck_assert_uint_eq(e[1].addr + e[1].size, 0xA0000);
+	ck_assert_uint_eq(e[1].type, E820_RESERVED);
+	ck_assert_uint_eq(e[2].addr, 0x100000);
+	ck_assert_uint_eq(e[2].addr + e[2].size, 64ull << 20);
+
+	n = boot_linux__e820(5ull << 30, e, 8);
+	ck_assert_int_eq(n, 4);
+	ck_assert_uint_eq(e[2].addr + e[2].size, VM_MMIO_HOLE_START);
+	ck_assert_uint_eq(e[3].addr, VM_MMIO_HOLE_END);
+	ck_assert_uint_eq(e[3].size, 2ull << 30);
+	ck_assert_uint_eq(e[3].type, E820_RAM);
+	/* No entry overlaps the MMIO hole. */
+	for (int i = 0; i < n; i++)
+		ck_assert(e[i].addr + e[i].size <= VM_MMIO_HOLE_START ||
+			  e[i].addr >= VM_MMIO_HOLE_END);
+}
+END_TEST
+
+/* ---- bus ------------------------------------------------------------- */
+
+struct probe {
+	uint64_t off;
+	uint32_t len;
+	bool wr;
+	int calls;
+	uint8_t last;
+};
+
+static void probe_io(void *o, uint64_t off, uint8_t *d, uint32_t len, bool wr)
+{
+	struct probe *p = o;
+	p->off = off;
+	p->len = len;
+	p->wr = wr;
+	p->calls++;
+	if (wr)
+		p->last = d[0];
+	else
+		memset(d, 0x42, len);
+}
+
+START_TEST(bus_dispatch_and_overlap)
+{
+	struct bus b;
+	struct probe p1 = { 0 }, p2 = { 0 };
+	uint8_t d[4];
+
+	bus__init(&b, "pio");
+	ck_assert_int_eq(bus__register(&b, 0x3f8, 8, probe_io, &p1, "a"), 0);
+	ck_assert_int_eq(bus__register(&b, 0x60, 1, probe_io, &p2, "b"), 0);
+	ck_assert_int_eq(bus__register(&b, 0x3fc, 8, probe_io, &p2, "c"),
+			 -EBUSY);
+	ck_assert_ptr_nonnull(strstr(vm__error(), "overlaps a"));
+	ck_assert_int_eq(bus__register(&b, 0x3f0, 9, probe_io, &p2, "c"),
+			 -EBUSY);
+	ck_assert_int_eq(bus__register(&b, 0, 0, probe_io, &p2, "c"), -EINVAL);
+
+	ck_assert(bus__access(&b, 0x3fd, d, 1, false));
+	ck_assert_uint_eq(p1.off, 5);
+	ck_assert_uint_eq(d[0], 0x42);
+	d[0] = 7;
+	ck_assert(bus__access(&b, 0x60, d, 1, true));
+	ck_assert_uint_eq(p2.last, 7);
+	ck_assert(p2.wr);
+
+	/* Unclaimed: all ones, nobody called, counted. */
+	memset(d, 0, sizeof(d));
+	ck_assert(!bus__access(&b, 0x3f7, d, 4, false));
+	ck_assert_uint_eq(r32(d), 0xffffffff);
+	ck_assert(!bus__access(&b, 0x400, d, 1, true));
+	ck_assert_uint_eq(b.unclaimed, 2);
+	ck_assert_int_eq(p1.calls, 1);
+
+	ck_assert_int_eq(bus__unregister(&b, 0x3f8), 0);
+	ck_assert(!bus__access(&b, 0x3f8, d, 1, false));
+	ck_assert_int_eq(bus__unregister(&b, 0x3f8), -ENOENT);
+	bus__destroy(&b);
+}
+END_TEST
+
+/* ---- serial ---------------------------------------------------------- */
+
+static int irq_level = -1, irq_changes;
+
+static void rec_irq(void *o, int level)
+{
+	(void)o;
+	irq_level = level;
+	irq_changes++;
+}
+
+static uint8_t uart_in(struct serial *s, unsigned reg)
+{
+	uint8_t v;
+	serial__io(s, reg, &v, 1, false);
+	return v;
+}
+
+static void uart_out(struct serial *s, unsigned reg, uint8_t v)
+{
+	serial__io(s, reg, &v, 1, true);
+}
+
+START_TEST(serial_registers)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	irq_level = -1;
+	struct serial *s = serial__new(fds[1], rec_irq, NULL);
+	char buf[8];
+
+	/* Transmit goes to the fd; THR is always empty. */
+	uart_out(s, 0, 'h');
+	uart_out(s, 0, 'i');
+	ck_assert_int_eq(read(fds[0], buf, 2), 2);
+	ck_assert_mem_eq(buf, "hi", 2);
+	ck_assert_uint_eq(uart_in(s, 5) & 0x60, 0x60);
+	ck_assert_uint_eq(serial__tx_bytes(s), 2);
+
+	/* Scratch and divisor latch read back; DLAB hides THR/IER. */
+	uart_out(s, 7, 0x5a);
+	ck_assert_uint_eq(uart_in(s, 7), 0x5a);
+	uart_out(s, 3, 0x80);
+	uart_out(s, 0, 0x01);
+	uart_out(s, 1, 0x00);
+	ck_assert_uint_eq(uart_in(s, 0), 0x01);
+	uart_out(s, 3, 0x03);
+	ck_assert_uint_eq(uart_in(s, 3), 0x03);
+	ck_assert_uint_eq(serial__tx_bytes(s), 2);  /* DLAB: nothing sent */
+
+	/* THRI: enabling it raises the line, reading IIR acknowledges. */
+	ck_assert_uint_eq(uart_in(s, 2) & 0x0f, 0x01);
+	uart_out(s, 1, 0x02);
+	ck_assert_int_eq(irq_level, 1);
+	ck_assert_uint_eq(uart_in(s, 2) & 0x0f, 0x02);
+	ck_assert_int_eq(irq_level, 0);
+	ck_assert_uint_eq(uart_in(s, 2) & 0x0f, 0x01);
+	/* A transmitted byte raises it again. */
+	uart_out(s, 0, '!');
+	ck_assert_int_eq(irq_level, 1);
+	ck_assert_uint_eq(uart_in(s, 2) & 0x0f, 0x02);
+
+	/* Received data: DR, RDI interrupt (higher priority), RBR. */
+	uart_out(s, 1, 0x03);
+	ck_assert_uint_eq(serial__input(s, (const uint8_t *)"ab", 2), 2);
+	ck_assert_uint_eq(uart_in(s, 5) & 1, 1);
+	ck_assert_uint_eq(uart_in(s, 2) & 0x0f, 0x04);
+	ck_assert_int_eq(irq_level, 1);
+	ck_assert_uint_eq(uart_in(s, 0), 'a');
+	ck_assert_uint_eq(uart_in(s, 0), 'b');
+	ck_assert_uint_eq(uart_in(s, 5) & 1, 0);
+
+	/* The FIFO holds 64 bytes, the rest is refused. */
+	uint8_t many[100];
+	memset(many, 'x', sizeof(many));
+	ck_assert_uint_eq(serial__input(s, many, sizeof(many)), SERIAL_FIFO);
+	ck_assert_uint_eq(serial__rx_room(s), 0);
+	uart_out(s, 2, 0x07);    /* FIFO enable + clear */
+	ck_assert_uint_eq(serial__rx_room(s), SERIAL_FIFO);
+	ck_assert_uint_eq(uart_in(s, 2) & 0xc0, 0xc0);
+
+	/* Loopback: bytes come back, MSR mirrors MCR. */
+	uart_out(s, 4, 0x10 | 0x0a);  /* LOOP, RTS, OUT2 */
+	ck_assert_uint_eq(uart_in(s, 6) & 0xf0, 0x90);
+	uart_out(s, 0, 'L');
+	ck_assert_uint_eq(uart_in(s, 0), 'L');
+	uart_out(s, 4, 0x0b);
+	ck_assert_uint_eq(uart_in(s, 6) & 0xb0, 0xb0);
+
+	/* Wide and out-of-range accesses do not crash. */
+	uint8_t w[4];
+	serial__io(s, 6, w, 4, false);
+	ck_assert_uint_eq(w[2], 0xff);
+	serial__free(s);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
+/* ---- i8042 ----------------------------------------------------------- */
+
+START_TEST(i8042_probe_and_reset)
+{
+	struct vm *vm = fake_vm(4ull << 20);
+	void *k = i8042__new(vm);
+	uint8_t v;
+
+	i8042__io(k, 0x64, &v, 1, false);
+	ck_assert_uint_eq(v & 1, 0);      /* nothing to read */
+	v = 0xAA;
+	i8042__io(k, 0x64, &v, 1, true);  /* self-test */
+	i8042__io(k, 0x64, &v, 1, false);
+	ck_assert_uint_eq(v & 1, 1);
+	i8042__io(k, 0x60, &v, 1, false);
+	ck_assert_uint_eq(v, 0x55);
+	v = 0x60;
+	i8042__io(k, 0x64, &v, 1, true);  /* write config byte */
+	v = 0x47;
+	i8042__io(k, 0x60, &v, 1, true);
+	v = 0x20;
+	i8042__io(k, 0x64, &v, 1, true);  /* read it back */
+	i8042__io(k, 0x60, &v, 1, false);
+	ck_assert_uint_eq(v, 0x47);
+	ck_assert_int_eq(vm__stopped(vm), VM_RUNNING);
+	v = 0xFE;
+	i8042__io(k, 0x64, &v, 1, true);
+	ck_assert_int_eq(vm__stopped(vm), VM_STOP_POWEROFF);
+	ck_assert_ptr_nonnull(strstr(vm->stop_msg, "reset"));
+	free(k);
+	free_vm(vm);
+}
+END_TEST
+
+/* ---- CPUID ----------------------------------------------------------- */
+
+START_TEST(cpuid_filter)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 5 * sizeof(c->entries[0]));
+
+	c->nent = 5;
+	c->entries[0] = (struct kvm_cpuid_entry2){ .function = 1,
+		.ebx = 0xff00abcd, .ecx = 1u << 5, .edx = 0 };
+	c->entries[1] = (struct kvm_cpuid_entry2){ .function = 0xb, .index = 0 };
+	c->entries[2] = (struct kvm_cpuid_entry2){ .function = 0xb, .index = 1 };
+	c->entries[3] = (struct kvm_cpuid_entry2){ .function = 0xa,
+		.eax = 0x07300402 };
+	c->entries[4] = (struct kvm_cpuid_entry2){ .function = 0,
+		.eax = 0xd, .ebx = 0x756e6547 };
+	cpu__filter_cpuid(c, 2, 4);
+
+	struct kvm_cpuid_entry2 *l1 = &c->entries[0];
+	ck_assert_uint_eq(l1->ebx >> 24, 2);              /* APIC id */
+	ck_assert_uint_eq((l1->ebx >> 16) & 0xff, 4);     /* logical CPUs */
+	ck_assert_uint_eq(l1->ebx & 0xffff, 0xabcd);      /* rest kept */
+	ck_assert(l1->ecx & (1u << 31));                  /* hypervisor */
+	ck_assert(!(l1->ecx & (1u << 5)));                /* no VMX */
+	ck_assert(l1->edx & (1u << 28));                  /* HTT */
+	ck_assert_uint_eq(c->entries[1].edx, 2);          /* x2APIC id */
+	ck_assert_uint_eq(c->entries[1].ebx, 1);
+	ck_assert_uint_eq(c->entries[2].ebx, 4);
+	ck_assert_uint_eq(c->entries[2].eax, 2);          /* shift */
+	ck_assert_uint_eq((c->entries[2].ecx >> 8) & 0xff, 2);  /* core */
+	ck_assert_uint_eq(c->entries[3].eax, 0);          /* no PMU */
+	ck_assert_uint_eq(c->entries[4].ebx, 0x756e6547); /* untouched */
+
+	cpu__filter_cpuid(c, 0, 1);
+	ck_assert(!(c->entries[0].edx & (1u << 28)));
+	ck_assert_uint_eq(c->entries[0].ebx >> 24, 0);
+	free(c);
+}
+END_TEST
+
+/* ---- MP table -------------------------------------------------------- */
+
+static uint8_t sum(const uint8_t *p, size_t n)
+{
+	uint8_t s = 0;
+	for (size_t i = 0; i < n; i++)
+		s = (uint8_t)(s + p[i]);
+	return s;
+}
+
+START_TEST(mptable_layout)
+{
+	uint8_t buf[4096];
+	struct mptable_config mc = { .nr_cpus = 2, .nr_pci = 1,
+		.pci = { { .slot = 1, .line = 16 } } };
+
+	ck_assert_int_eq(mptable__build(&mc, buf, sizeof(buf), 0x9f000),
+			 (int)sizeof(buf));
+	const uint8_t *fp = buf + sizeof(buf) - 16;
+	ck_assert_mem_eq(fp, "_MP_", 4);
+	ck_assert_uint_eq(sum(fp, 16), 0);
+	ck_assert_uint_eq(r32(fp + 4), 0x9f000);         /* table pointer */
+	const uint8_t *t = buf;
+	ck_assert_mem_eq(t, "PCMP", 4);
+	uint16_t len = (uint16_t)(t[4] | t[5] << 8);
+	ck_assert_uint_eq(sum(t, len), 0);
+	uint16_t count = (uint16_t)(t[34] | t[35] << 8);
+	/* 2 CPUs, 2 buses, 1 IOAPIC, 16 ISA + 1 PCI interrupts, 2 local. */
+	ck_assert_uint_eq(count, 2 + 2 + 1 + 16 + 1 + 2);
+	ck_assert_uint_eq(r32(t + 36), 0xfee00000);
+	/* First entry: CPU 0, enabled BSP; second CPU 1, not BSP. */
+	ck_assert_uint_eq(t[44], 0);
+	ck_assert_uint_eq(t[46 + 0], 0x14);
+	ck_assert_uint_eq(t[47], 3);
+	ck_assert_uint_eq(t[64 + 1], 1);
+	ck_assert_uint_eq(t[64 + 3], 1);
+	/* The PCI routing entry: bus 0, slot 1 pin A -> IOAPIC pin 16, level. */
+	size_t pci_ent = 44 + 2 * 20 + 2 * 8 + 8 + 16 * 8;
+	ck_assert_uint_eq(t[pci_ent], 3);
+	ck_assert_uint_eq(t[pci_ent + 2], 0x0d);
+	ck_assert_uint_eq(t[pci_ent + 4], 0);
+	ck_assert_uint_eq(t[pci_ent + 5], 1 << 2);
+	ck_assert_uint_eq(t[pci_ent + 6], 2);             /* IOAPIC id */
+	ck_assert_uint_eq(t[pci_ent + 7], 16);
+	ck_assert_uint_eq(len, pci_ent + 8 + 16);
+
+	/* 64 CPUs fit the 4 KiB area; too small a buffer is refused. */
+	mc.nr_cpus = 64;
+	ck_assert_int_gt(mptable__build(&mc, buf, sizeof(buf), 0x9f000), 0);
+	ck_assert_int_eq(mptable__build(&mc, buf, 1024, 0x9fc00), -ENOSPC);
+	mc.nr_cpus = 0;
+	ck_assert_int_eq(mptable__build(&mc, buf, sizeof(buf), 0x9f000),
+			 -EINVAL);
+}
+END_TEST
+
+START_TEST(cpu_list_parsing)
+{
+	int cpus[8];
+
+	ck_assert_int_eq(monitor__parse_cpu_list("0-2,5", cpus, 8), 4);
+	ck_assert_int_eq(cpus[0], 0);
+	ck_assert_int_eq(cpus[2], 2);
+	ck_assert_int_eq(cpus[3], 5);
+	ck_assert_int_eq(monitor__parse_cpu_list("3", cpus, 8), 1);
+	ck_assert_int_eq(monitor__parse_cpu_list("", cpus, 8), -EINVAL);
+	ck_assert_int_eq(monitor__parse_cpu_list("2-1", cpus, 8), -EINVAL);
+	ck_assert_int_eq(monitor__parse_cpu_list("1,x", cpus, 8), -EINVAL);
+	ck_assert_int_eq(monitor__parse_cpu_list("0-100", cpus, 8), -EINVAL);
+	ck_assert_int_eq(monitor__parse_cpu_list("-1", cpus, 8), -EINVAL);
+}
+END_TEST
+
+static Suite *monitor_suite(void)
+{
+	Suite *s = suite_create("monitor");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, bzimage_valid_header_parses);
+	tcase_add_test(tc, bzimage_hostile_headers_rejected);
+	tcase_add_test(tc, load_fills_zero_page);
+	tcase_add_test(tc, load_refuses_what_does_not_fit);
+	tcase_add_test(tc, initrd_respects_initrd_addr_max);
+	tcase_add_test(tc, ram_layout_avoids_the_hole);
+	tcase_add_test(tc, e820_map_layout);
+	tcase_add_test(tc, bus_dispatch_and_overlap);
+	tcase_add_test(tc, serial_registers);
+	tcase_add_test(tc, i8042_probe_and_reset);
+	tcase_add_test(tc, cpuid_filter);
+	tcase_add_test(tc, mptable_layout);
+	tcase_add_test(tc, cpu_list_parsing);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(monitor_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
