@@ -41,6 +41,7 @@ const char *recipe__error(void)
 
 struct ctx {
 	const char *file;
+	const char *dir;        /* absolute directory of the recipe */
 	char path[256];         /* "vm.ports[2]" - where we are, for messages */
 };
 
@@ -818,6 +819,9 @@ static const struct toml_value *key_value(const struct toml_value *t,
 	return toml__get(t, k);
 }
 
+static int check_local(struct ctx *c, const struct toml_value *v,
+		       const char *where, const char *rel, bool want_dir);
+
 static int base_post(struct ctx *c, const struct toml_value *t, void *obj)
 {
 	struct recipe_base *b = &((struct recipe *)obj)->base;
@@ -835,16 +839,66 @@ static int base_post(struct ctx *c, const struct toml_value *t, void *obj)
 	if (b->type != RECIPE_BASE_TARBALL && b->source)
 		return rfail_key(c, toml__get_kv(t, "source"), "base.source: "
 				 "only applies to type = \"tarball\"");
+	if (b->source && !strstr(b->source, "://"))
+		return check_local(c, toml__get(t, "source"), "base.source",
+				   b->source, false);
+	return 0;
+}
+
+/*
+ * A local path the build will read must exist now: reporting it here, at
+ * its line, beats failing halfway through a build.  `where` names the key.
+ */
+static int check_local(struct ctx *c, const struct toml_value *v,
+		       const char *where, const char *rel, bool want_dir)
+{
+	char full[PATH_MAX];
+	struct stat st;
+
+	if ((size_t)snprintf(full, sizeof(full), "%s/%s", c->dir, rel) >=
+	    sizeof(full))
+		return rfail(c, v, "%s: path is too long", where);
+	if (stat(full, &st) < 0)
+		return rfail(c, v, "%s: %s: %s (paths are relative to %s)",
+			     where, rel, strerror(errno), c->dir);
+	if (want_dir && !S_ISDIR(st.st_mode))
+		return rfail(c, v, "%s: %s is not a directory", where, rel);
+	if (!want_dir && !S_ISREG(st.st_mode))
+		return rfail(c, v, "%s: %s is not a regular file", where, rel);
 	return 0;
 }
 
 static int file_post(struct ctx *c, const struct toml_value *t, void *obj)
 {
 	struct recipe_file *f = obj;
+	char where[300];
 	if (!f->content == !f->source)
 		return rfail(c, f->content ? key_value(t, "source") : t,
 			     "%s: give exactly one of content = \"...\" or "
 			     "source = \"file next to the recipe\"", c->path);
+	snprintf(where, sizeof(where), "%s.source", c->path);
+	if (f->source)
+		return check_local(c, toml__get(t, "source"), where, f->source,
+				   false);
+	return 0;
+}
+
+static int kernel_post(struct ctx *c, const struct toml_value *t, void *obj)
+{
+	struct recipe_kernel *k = obj;
+	int r;
+	if (k->source && strcmp(k->source, "debian") != 0 &&
+	    (r = check_local(c, toml__get(t, "source"), "kernel.source",
+			     k->source, false)))
+		return r;
+	if (k->modules && (!k->source || strcmp(k->source, "debian") == 0))
+		return rfail_key(c, toml__get_kv(t, "modules"), "kernel.modules: "
+				 "only applies with a kernel image path in "
+				 "kernel.source (Debian's kernel brings its "
+				 "own modules)");
+	if (k->modules)
+		return check_local(c, toml__get(t, "modules"), "kernel.modules",
+				   k->modules, true);
 	return 0;
 }
 
@@ -1048,7 +1102,8 @@ static const struct field kernel_fields[] = {
 	  .check = check_line },
 	{ NULL },
 };
-static const struct schema kernel_schema = { "kernel", 0, kernel_fields };
+static const struct schema kernel_schema = { "kernel", 0, kernel_fields,
+					     kernel_post };
 
 static const struct field disk_fields[] = {
 	{ "size", K_SIZE, R(struct recipe_disk, size), .min = 1 * MiB,
@@ -1217,10 +1272,11 @@ int recipe__load(const char *path, struct recipe *out)
 		snprintf(recipe_errbuf, sizeof(recipe_errbuf), "%s", err);
 		return r;
 	}
-	r = load_table(&c, &root_schema, root, out);
-	toml__free(root);
+	r = recipe_dir(path, &out->dir);
+	c.dir = out->dir;
 	if (!r)
-		r = recipe_dir(path, &out->dir);
+		r = load_table(&c, &root_schema, root, out);
+	toml__free(root);
 	if (r)
 		recipe__free(out);
 	return r;

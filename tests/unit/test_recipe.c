@@ -8,11 +8,13 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <ftw.h>
 #include <glob.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "builder/recipe.h"
@@ -26,10 +28,37 @@ static void setup(void)
 	snprintf(path, sizeof(path), "%s/recipe.toml", dir);
 }
 
+static int rm_one(const char *p, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(p);
+}
+
 static void teardown(void)
 {
-	unlink(path);
-	rmdir(dir);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Create dir/rel (and its parent folder) as a file, or a directory if
+ * rel ends in '/'. */
+static void make_local(const char *rel)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	char *slash = strchr(p + strlen(dir) + 1, '/');
+	if (slash && slash[1]) {
+		*slash = 0;
+		mkdir(p, 0755);
+		*slash = '/';
+	}
+	if (p[strlen(p) - 1] == '/') {
+		ck_assert_int_eq(mkdir(p, 0755), 0);
+		return;
+	}
+	FILE *f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
 }
 
 static void write_recipe(const char *text)
@@ -72,6 +101,7 @@ static void load_bad(const char *text, int line, int col, const char *want)
 START_TEST(full_recipe)
 {
 	struct recipe r;
+	make_local("www/index.html");
 	load_ok("packages = [\"nginx\", \"openssh-server\"]\n"
 		"[appliance]\n"
 		"name = \"web-demo\"\n"
@@ -288,6 +318,8 @@ START_TEST(bad_values)
 		 "must not contain '..'");
 	load_bad(HEAD "[[files]]\npath = \"/etc/x\"\ncontent = \"a\"\n"
 		 "source = \"b\"\n", 7, 10, "exactly one of content");
+	load_bad(HEAD "[[files]]\npath = \"/etc/x\"\nmode = \"0644\"\n"
+		 "source = \"\"\n", 7, 10, "must not be empty");
 	load_bad(HEAD "[[files]]\npath = \"/etc/x\"\n", 4, 1,
 		 "exactly one of content");
 	load_bad(HEAD "[[users]]\nname = \"bob\"\npassword = \"hunter2\"\n",
@@ -315,6 +347,61 @@ START_TEST(bad_values)
 	load_bad(HEAD "[vm]\ncmdline = \"a\\nb\"\n", 5, 11, "single line");
 	load_bad(HEAD "[kernel]\nsource = \"/boot/vmlinuz\"\n", 5, 10,
 		 "relative to the recipe's directory");
+}
+END_TEST
+
+START_TEST(local_paths_must_exist)
+{
+	struct recipe r;
+	load_bad(HEAD "[[files]]\npath = \"/a\"\nsource = \"www/x.html\"\n",
+		 6, 10, "files[1].source: www/x.html: No such file");
+	make_local("www/");
+	load_bad(HEAD "[[files]]\npath = \"/a\"\nsource = \"www\"\n",
+		 6, 10, "not a regular file");
+	make_local("www/x.html");
+	load_ok(HEAD "[[files]]\npath = \"/a\"\nsource = \"www/x.html\"\n",
+		&r);
+	recipe__free(&r);
+
+	load_bad(HEAD "[base]\ntype = \"tarball\"\nsource = \"root.tar\"\n",
+		 6, 10, "base.source: root.tar: No such file");
+	load_bad(HEAD "[kernel]\nsource = \"bzImage\"\n", 5, 10,
+		 "kernel.source: bzImage: No such file");
+	make_local("bzImage");
+	load_bad(HEAD "[kernel]\nsource = \"bzImage\"\nmodules = \"bzImage\"\n",
+		 6, 11, "not a directory");
+	load_bad(HEAD "[kernel]\nmodules = \"mods\"\n", 5, 1,
+		 "only applies with a kernel image path");
+	make_local("mods/");
+	load_ok(HEAD "[kernel]\nsource = \"bzImage\"\nmodules = \"mods\"\n",
+		&r);
+	ck_assert_str_eq(r.kernel.modules, "mods");
+	recipe__free(&r);
+}
+END_TEST
+
+/* The example in docs/recipes.md must stay a valid recipe. */
+START_TEST(docs_example_loads)
+{
+	FILE *f = fopen("docs/recipes.md", "r");
+	if (!f)
+		return;         /* run from elsewhere than the top directory */
+	static char doc[1 << 16];
+	size_t n = fread(doc, 1, sizeof(doc) - 1, f);
+	fclose(f);
+	doc[n] = 0;
+	char *start = strstr(doc, "```toml\n");
+	ck_assert_ptr_nonnull(start);
+	start += 8;
+	char *end = strstr(start, "```");
+	ck_assert_ptr_nonnull(end);
+	*end = 0;
+	make_local("www/index.html");
+	struct recipe r;
+	load_ok(start, &r);
+	ck_assert_str_eq(r.name, "web-demo");
+	ck_assert_uint_eq(r.vm.n_ports, 2);
+	recipe__free(&r);
 }
 END_TEST
 
@@ -384,6 +471,8 @@ static Suite *recipe_suite(void)
 	tcase_add_test(tc, wrong_types);
 	tcase_add_test(tc, missing_required);
 	tcase_add_test(tc, bad_values);
+	tcase_add_test(tc, local_paths_must_exist);
+	tcase_add_test(tc, docs_example_loads);
 	tcase_add_test(tc, syntax_and_file_errors);
 	tcase_add_test(tc, example_recipes_load);
 	suite_add_tcase(s, tc);
