@@ -1,17 +1,19 @@
 /*
  * convert.c - the conversion engine (convert.h).
  *
- * A small pipeline over a ring of `window` chunk slots:
+ * A small pipeline over a ring of `window` work-item slots:
  *
- *   workers (N threads)  take the next chunk that the source's allocation
- *                        map says is not all zero, read it (imgfmt__pread
- *                        is thread-safe), drop it if it reads as zeros,
- *                        else encode it (compress) into its slot;
+ *   workers (N threads)  take the next run of up to 1 MiB that the
+ *                        source's allocation map says is not zero, read
+ *                        it with one pread (imgfmt__pread is thread-safe),
+ *                        drop the chunks that read as all zeros and encode
+ *                        (compress) the others into the item's slot;
  *   the calling thread   puts finished slots in ascending order, the only
  *                        order the streaming writers accept.
  *
- * Workers never run more than `window` chunks ahead of the writer, which
- * bounds memory to window x chunk size whatever the image size.  Errors
+ * Workers never run more than `window` items ahead of the writer, which
+ * bounds memory to window x max(1 MiB, chunk size) whatever the image
+ * size.  Errors
  * raised on a worker are carried to the calling thread with their message
  * (imgfmt's messages are thread-local).
  */
@@ -27,12 +29,18 @@
 #include "convert.h"
 #include "driver.h"
 
+#define BATCH_BYTES (1u << 20) /* source bytes per work item */
+
 enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_READY };
 
+/* One work item: up to `batch` consecutive chunks read with one pread,
+ * so the per-item locking and syscalls are paid per ~1 MiB, not per
+ * cluster. */
 struct slot {
 	enum slot_state state;
-	int skip;                  /* all zero: nothing to put */
-	struct imgfmt_chunk chunk;
+	uint32_t n;                /* chunks in this item */
+	struct imgfmt_chunk *chunks;
+	uint8_t *skip;             /* per chunk: all zero, nothing to put */
 };
 
 struct pipeline {
@@ -40,6 +48,7 @@ struct pipeline {
 	imgfmt_writer *w;
 	uint64_t size;
 	uint32_t cs;
+	uint32_t batch;            /* chunks per work item */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;       /* any state change */
 	struct slot *slots;
@@ -62,23 +71,42 @@ static void fail_locked(struct pipeline *p, int r)
 	pthread_cond_broadcast(&p->cond);
 }
 
-/* Move the cursor past whole chunks the source maps as zero.  Called
- * with the lock held; map is cheap (metadata only). */
-static int skip_zero_chunks(struct pipeline *p)
+/* Move the cursor past whole chunks the source maps as zero, and return
+ * in *len how much to read next: up to `batch` chunks, but not far into
+ * the next zero run.  Called with the lock held; map reads metadata
+ * only. */
+static int next_item(struct pipeline *p, uint64_t *len)
 {
+	struct imgfmt_extent e;
+
+	*len = 0;
 	while (p->cursor < p->size) {
-		struct imgfmt_extent e;
 		int r = imgfmt__map(p->src, p->cursor, p->size - p->cursor,
 				    &e);
 		if (r < 0)
 			return r;
-		if (e.kind != IMGFMT_EXTENT_ZERO)
-			return 0;
 		uint64_t end = p->cursor + e.length;
+		if (e.kind != IMGFMT_EXTENT_ZERO) {
+			/* Data: read to the end of the extent (rounded up
+			 * to whole chunks), at most one batch. */
+			uint64_t want = end - p->cursor;
+			uint64_t max = (uint64_t)p->batch * p->cs;
+			want = (want + p->cs - 1) / p->cs * p->cs;
+			if (want > max)
+				want = max;
+			if (want > p->size - p->cursor)
+				want = p->size - p->cursor;
+			*len = want;
+			return 0;
+		}
 		uint64_t next = end >= p->size ? p->size
 					       : end - end % p->cs;
-		if (next <= p->cursor)
-			return 0; /* zero run ends inside this chunk */
+		if (next <= p->cursor) {
+			/* Zero run ends inside this chunk: read the chunk. */
+			*len = p->size - p->cursor < p->cs
+				       ? p->size - p->cursor : p->cs;
+			return 0;
+		}
 		p->st.chunks_skipped += (next - p->cursor + p->cs - 1) / p->cs;
 		p->cursor = next;
 	}
@@ -88,18 +116,20 @@ static int skip_zero_chunks(struct pipeline *p)
 static void *worker(void *arg)
 {
 	struct pipeline *p = arg;
-	uint8_t *buf = malloc(p->cs);
+	size_t bufsize = (size_t)p->batch * p->cs;
+	uint8_t *buf = malloc(bufsize);
 
 	pthread_mutex_lock(&p->lock);
 	if (!buf)
 		fail_locked(p, imgfmt_err(ENOMEM, "out of memory"));
 	for (;;) {
+		uint64_t len;
 		while (!p->err && p->cursor < p->size &&
 		       p->seq_next - p->seq_put >= p->window)
 			pthread_cond_wait(&p->cond, &p->lock);
 		if (p->err)
 			break;
-		int r = skip_zero_chunks(p);
+		int r = next_item(p, &len);
 		if (r < 0) {
 			fail_locked(p, r);
 			break;
@@ -108,35 +138,36 @@ static void *worker(void *arg)
 			break;
 		uint64_t seq = p->seq_next++;
 		uint64_t off = p->cursor;
-		uint32_t len = p->size - off < p->cs ? (uint32_t)(p->size - off)
-						     : p->cs;
 		struct slot *s = &p->slots[seq % p->window];
 		p->cursor += len;
 		s->state = SLOT_BUSY;
-		s->skip = 0;
-		memset(&s->chunk, 0, sizeof(s->chunk));
+		s->n = (uint32_t)((len + p->cs - 1) / p->cs);
 		pthread_mutex_unlock(&p->lock);
 
-		struct imgfmt_chunk c;
-		int skip = 0;
-		memset(&c, 0, sizeof(c));
-		r = imgfmt__pread(p->src, buf, len, off);
-		if (r == 0 && imgfmt_is_zero(buf, len))
-			skip = 1;
-		else if (r == 0)
-			r = imgfmt__writer_encode(p->w, buf, off, len, &c);
+		r = imgfmt__pread(p->src, buf, (size_t)len, off);
+		for (uint32_t i = 0; r == 0 && i < s->n; i++) {
+			uint64_t coff = off + (uint64_t)i * p->cs;
+			uint32_t clen = off + len - coff < p->cs
+						? (uint32_t)(off + len - coff)
+						: p->cs;
+			const uint8_t *d = buf + (size_t)i * p->cs;
+			memset(&s->chunks[i], 0, sizeof(s->chunks[i]));
+			s->chunks[i].offset = coff;
+			s->chunks[i].length = clen;
+			s->skip[i] = imgfmt_is_zero(d, clen);
+			if (!s->skip[i])
+				r = imgfmt__writer_encode(p->w, d, coff, clen,
+							  &s->chunks[i]);
+		}
 
 		pthread_mutex_lock(&p->lock);
 		p->st.bytes_read += len;
 		if (r < 0) {
-			imgfmt__chunk_release(&c);
+			for (uint32_t i = 0; i < s->n; i++)
+				imgfmt__chunk_release(&s->chunks[i]);
 			fail_locked(p, r);
 			break;
 		}
-		s->chunk = c;
-		s->chunk.offset = off;
-		s->chunk.length = len;
-		s->skip = skip;
 		s->state = SLOT_READY;
 		pthread_cond_broadcast(&p->cond);
 	}
@@ -147,7 +178,7 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* The calling thread: put READY slots in sequence order. */
+/* The calling thread: put READY items in sequence order. */
 static void writer_loop(struct pipeline *p, const struct imgfmt_convert_opts *co)
 {
 	pthread_mutex_lock(&p->lock);
@@ -160,23 +191,29 @@ static void writer_loop(struct pipeline *p, const struct imgfmt_convert_opts *co
 		if (p->err || (p->workers_left == 0 &&
 			       p->seq_put == p->seq_next))
 			break;
-		int skip = s->skip;
 		pthread_mutex_unlock(&p->lock);
 
 		/* The writer's state is ours alone: put without the lock. */
-		int r = skip ? 0 : imgfmt__writer_put(p->w, &s->chunk);
-		uint64_t done = s->chunk.offset + s->chunk.length;
-		imgfmt__chunk_release(&s->chunk);
+		int r = 0;
+		uint64_t written = 0, skipped = 0, done = 0;
+		for (uint32_t i = 0; i < s->n; i++) {
+			if (r == 0 && !s->skip[i]) {
+				r = imgfmt__writer_put(p->w, &s->chunks[i]);
+				written++;
+			} else if (r == 0) {
+				skipped++;
+			}
+			done = s->chunks[i].offset + s->chunks[i].length;
+			imgfmt__chunk_release(&s->chunks[i]);
+		}
 
 		pthread_mutex_lock(&p->lock);
 		if (r < 0) {
 			fail_locked(p, r);
 			break;
 		}
-		if (skip)
-			p->st.chunks_skipped++;
-		else
-			p->st.chunks_written++;
+		p->st.chunks_written += written;
+		p->st.chunks_skipped += skipped;
 		s->state = SLOT_FREE;
 		p->seq_put++;
 		pthread_cond_broadcast(&p->cond);
@@ -230,6 +267,18 @@ static int sync_dir_of(const char *path)
 	}
 	free(dir);
 	return r;
+}
+
+static void free_slots(struct pipeline *p)
+{
+	for (uint64_t i = 0; i < p->window; i++) {
+		for (uint32_t k = 0; p->slots[i].chunks && k < p->batch; k++)
+			imgfmt__chunk_release(&p->slots[i].chunks[k]);
+		free(p->slots[i].chunks);
+		free(p->slots[i].skip);
+	}
+	free(p->slots);
+	p->slots = NULL;
 }
 
 int imgfmt__convert(imgfmt_image *src, const char *dst_path,
@@ -287,11 +336,21 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	p.src = src;
 	p.size = src->virtual_size;
 	p.cs = imgfmt__writer_chunk_size(p.w);
+	p.batch = p.cs >= BATCH_BYTES ? 1 : BATCH_BYTES / p.cs;
 	p.window = (uint64_t)nthreads * 2 + 2;
 	p.slots = calloc(p.window, sizeof(*p.slots));
 	if (!p.slots) {
 		r = imgfmt_err(ENOMEM, "out of memory");
 		goto fail;
+	}
+	for (uint64_t i = 0; i < p.window; i++) {
+		p.slots[i].chunks = calloc(p.batch, sizeof(struct imgfmt_chunk));
+		p.slots[i].skip = calloc(p.batch, 1);
+		if (!p.slots[i].chunks || !p.slots[i].skip) {
+			free_slots(&p);
+			r = imgfmt_err(ENOMEM, "out of memory");
+			goto fail;
+		}
 	}
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.cond, NULL);
@@ -309,9 +368,7 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	writer_loop(&p, &co);
 	for (int i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
-	for (uint64_t i = 0; i < p.window; i++)
-		imgfmt__chunk_release(&p.slots[i].chunk);
-	free(p.slots);
+	free_slots(&p);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.cond);
 	if (p.err) {
