@@ -39,6 +39,14 @@ const char cmd_img_help[] =
 	"        ranges stay sparse; DST appears only when complete\n"
 	"  compare [-f FMT] [-F FMT] A B\n"
 	"        compare contents (exit 0 identical, 1 different, 2 error)\n"
+	"  commit [-f FMT] FILE\n"
+	"        copy FILE's own data into its backing file, then empty FILE\n"
+	"  rebase [-f FMT] [-u] -b NEW [-F FMT] FILE\n"
+	"        point FILE at backing file NEW (\"\" for none); without -u,\n"
+	"        first copy in whatever differs so the content is unchanged\n"
+	"  compact [-f FMT] [-c] [--level N] SRC DST\n"
+	"        write SRC's content to a new AVD image DST without the holes\n"
+	"        left by rewrites and discards (-c: zstd-compressed)\n"
 	"\n"
 	"Formats: avd (ours), raw, qcow2, vmdk, vhd; detected by magic unless\n"
 	"-f names one.  Exit status: 0 ok, 1 failure or problems found,\n"
@@ -498,6 +506,129 @@ static int img_write(int argc, char **argv)
 	return img_readwrite(argc, argv, 1);
 }
 
+/* commit / rebase / compact share a small parser of their own. */
+struct maint_args {
+	const char *format, *backing, *backing_format;
+	int unsafe, compress, level, have_backing;
+};
+
+static int parse_maint_args(int argc, char **argv, struct maint_args *a)
+{
+	static const struct option opts[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "backing", required_argument, NULL, 'b' },
+		{ "backing-format", required_argument, NULL, 'F' },
+		{ "unsafe", no_argument, NULL, 'u' },
+		{ "compress", no_argument, NULL, 'c' },
+		{ "level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:b:F:uchl:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': a->format = optarg; break;
+		case 'b': a->backing = optarg; a->have_backing = 1; break;
+		case 'F': a->backing_format = optarg; break;
+		case 'u': a->unsafe = 1; break;
+		case 'c': a->compress = 1; break;
+		case 'l':
+			if (cli__parse_u64(optarg, &v) < 0 || v < 1 || v > 22)
+				return cli__usage("img", "bad --level '%s' "
+						  "(1..22)", optarg);
+			a->level = (int)v;
+			a->compress = 1;
+			break;
+		case 'h': fputs(cmd_img_help, stdout); return -1;
+		default: return cli__usage("img", "bad option for 'img %s'",
+					   argv[0]);
+		}
+	}
+	return 0;
+}
+
+static int maint_open(const char *path, const struct maint_args *a, int rw,
+		      imgfmt_image **img)
+{
+	struct imgfmt_open_opts o = { .format = a->format };
+
+	if (rw)
+		o.flags |= IMGFMT_OPEN_RDWR;
+	if (imgfmt__open(path, &o, img) < 0) {
+		cli__error("%s", imgfmt__error());
+		return -1;
+	}
+	return 0;
+}
+
+/* Report the failing call's message, close, and pick the exit status. */
+static int maint_finish(imgfmt_image *img, int r)
+{
+	if (r < 0)
+		cli__error("%s", imgfmt__error());
+	if (imgfmt__close(img) < 0 && r == 0) {
+		cli__error("%s", imgfmt__error());
+		r = -1;
+	}
+	return r < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+static int img_commit(int argc, char **argv)
+{
+	struct maint_args a;
+	imgfmt_image *img;
+	int rc = parse_maint_args(argc, argv, &a);
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 1)
+		return cli__usage("img", "img commit: expected FILE");
+	if (maint_open(argv[optind], &a, 1, &img) < 0)
+		return EXIT_FAIL;
+	return maint_finish(img, imgfmt__commit(img));
+}
+
+static int img_rebase(int argc, char **argv)
+{
+	struct maint_args a;
+	imgfmt_image *img;
+	int rc = parse_maint_args(argc, argv, &a);
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 1 || !a.have_backing)
+		return cli__usage("img", "img rebase: expected -b NEW FILE");
+	if (maint_open(argv[optind], &a, 1, &img) < 0)
+		return EXIT_FAIL;
+	return maint_finish(img, imgfmt__rebase(img, a.backing,
+						a.backing_format, a.unsafe));
+}
+
+static int img_compact(int argc, char **argv)
+{
+	struct maint_args a;
+	imgfmt_image *img;
+	int rc = parse_maint_args(argc, argv, &a);
+
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - optind != 2)
+		return cli__usage("img", "img compact: expected SRC DST");
+	if (access(argv[optind + 1], F_OK) == 0) {
+		cli__error("%s already exists", argv[optind + 1]);
+		return EXIT_FAIL;
+	}
+	if (maint_open(argv[optind], &a, 0, &img) < 0)
+		return EXIT_FAIL;
+	int level = a.compress ? (a.level ? a.level : 3) : 0;
+	return maint_finish(img, imgfmt__compact(img, argv[optind + 1],
+						 level));
+}
+
 static const struct cli_command img_commands[] = {
 	{ "create", img_create, "create an image", NULL },
 	{ "info", img_info, "show image information", NULL },
@@ -509,6 +640,10 @@ static const struct cli_command img_commands[] = {
 	{ "convert", cmd_img_convert, "convert between formats", NULL },
 	{ "compare", cmd_img_compare, "compare two images' contents", NULL },
 	{ "serve", img_serve, "export an image over NBD", NULL },
+	{ "commit", img_commit, "merge an overlay into its backing file",
+	  NULL },
+	{ "rebase", img_rebase, "change an image's backing file", NULL },
+	{ "compact", img_compact, "rewrite an image without holes", NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -440,9 +440,21 @@ static int avd_ref(struct avd *a, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Drop a reference; clusters reaching zero wait for the next flush. */
-static void avd_unref(struct avd *a, uint64_t off, uint64_t len)
+/* A cluster nothing references any more: give its space back to the
+ * filesystem, which is also what tells check it is free space and not a
+ * leak.  Best effort: a filesystem without hole punching just keeps it. */
+static void avd_punch(imgfmt_image *img, uint64_t c)
 {
+	struct avd *a = AVD(img);
+
+	fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)(img->base + (c << a->cbits)), (off_t)a->C);
+}
+
+/* Drop a reference; clusters reaching zero wait for the next flush. */
+static void avd_unref(imgfmt_image *img, uint64_t off, uint64_t len)
+{
+	struct avd *a = AVD(img);
 	uint64_t first = off >> a->cbits, last = (off + len - 1) >> a->cbits;
 
 	for (uint64_t c = first; c <= last && c < a->rc_cap; c++) {
@@ -452,6 +464,7 @@ static void avd_unref(struct avd *a, uint64_t off, uint64_t len)
 		if (--a->rc[c] == 0) {
 			if (a->cf[c] & CF_FRESH) {
 				/* Never referenced on disk: free at once. */
+				avd_punch(img, c);
 				if (c < a->alloc_hint)
 					a->alloc_hint = c;
 				continue;
@@ -790,6 +803,7 @@ static int avd_flush_locked(imgfmt_image *img)
 		uint64_t c = a->pending[i];
 		if (a->rc[c] == RC_PENDING) {
 			a->rc[c] = 0;
+			avd_punch(img, c);
 			if (c < a->alloc_hint)
 				a->alloc_hint = c;
 		}
@@ -973,17 +987,18 @@ static void avd_set_crcs(struct avd *a, uint8_t *e, const uint8_t *data,
 }
 
 /* Replace the cluster's descriptor, releasing what the old one held. */
-static void avd_set_entry(struct avd *a, uint8_t *e, uint64_t desc,
+static void avd_set_entry(imgfmt_image *img, uint8_t *e, uint64_t desc,
 			  uint32_t aux)
 {
+	struct avd *a = AVD(img);
 	uint64_t old = avd_get64(e);
 
 	switch (AVD_DESC_TYPE(old)) {
 	case AVD_T_DATA:
-		avd_unref(a, AVD_DESC_OFF(old), a->C);
+		avd_unref(img, AVD_DESC_OFF(old), a->C);
 		break;
 	case AVD_T_COMP:
-		avd_unref(a, AVD_DESC_OFF(old), avd_get32(e + 8));
+		avd_unref(img, AVD_DESC_OFF(old), avd_get32(e + 8));
 		break;
 	}
 	memset(e, 0, a->esize);
@@ -1069,7 +1084,7 @@ static int avd_write_piece(imgfmt_image *img, uint64_t vc, uint32_t o,
 	}
 	slot->dirty = 1;
 	if (imgfmt_is_zero(content, a->C)) {
-		avd_set_entry(a, e, AVD_DESC(AVD_T_ZERO, 0), 0);
+		avd_set_entry(img, e, AVD_DESC(AVD_T_ZERO, 0), 0);
 		goto out;
 	}
 	uint64_t noff;
@@ -1078,10 +1093,10 @@ static int avd_write_piece(imgfmt_image *img, uint64_t vc, uint32_t o,
 		goto out;
 	r = imgfmt_file_write(img, content, a->C, noff);
 	if (r < 0) {
-		avd_unref(a, noff, a->C);
+		avd_unref(img, noff, a->C);
 		goto out;
 	}
-	avd_set_entry(a, e, AVD_DESC(AVD_T_DATA, noff), 0);
+	avd_set_entry(img, e, AVD_DESC(AVD_T_DATA, noff), 0);
 	avd_set_crcs(a, e, content, 0, a->nsub - 1);
 out:
 	free(cbuf);
@@ -1147,7 +1162,7 @@ static int avd_clear(imgfmt_image *img, uint64_t off, uint64_t len,
 			    AVD_DESC_TYPE(avd_get64(e)) != type) {
 				r = avd_check_desc(img, vc, e);
 				if (r == 0) {
-					avd_set_entry(a, e, AVD_DESC(type, 0),
+					avd_set_entry(img, e, AVD_DESC(type, 0),
 						      0);
 					slot->dirty = 1;
 					a->data_written = 1;
@@ -1799,6 +1814,7 @@ static int avd__resize(imgfmt_image *img, uint64_t new_size)
 			uint64_t c = (old_off >> a->cbits) + i;
 			if (c < a->rc_cap) {
 				a->rc[c] = 0;
+				avd_punch(img, c);
 				if (c < a->alloc_hint)
 					a->alloc_hint = c;
 			}
