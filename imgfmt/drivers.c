@@ -6,15 +6,12 @@
  */
 #include "driver.h"
 
-extern const struct imgfmt_driver imgfmt_qcow2_driver;
-
 extern const struct imgfmt_driver imgfmt_avd_driver;
 extern const struct imgfmt_driver imgfmt_qcow2_driver;
 
 extern const struct imgfmt_driver imgfmt_vhd_driver, imgfmt_vmdk_driver;
 
 const struct imgfmt_driver *const imgfmt_drivers[] = {
-	&imgfmt_qcow2_driver,
 	&imgfmt_avd_driver,
 	&imgfmt_qcow2_driver,
 	&imgfmt_vmdk_driver,
