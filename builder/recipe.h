@@ -11,7 +11,7 @@
  *   [appliance]  name, version, description
  *   [base]       type = "debian" | "busybox" | "tarball"; suite, variant,
  *                mirror (debian); source (tarball: path or URL)
- *   packages     = ["nginx", ...]
+ *   packages     = ["nginx", ...]   (in [base], or top level before any table)
  *   [[files]]    path, content | source, mode, owner, group
  *   [[users]]    name, uid, groups, password (hashed), shell, home,
  *                ssh_keys

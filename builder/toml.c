@@ -658,24 +658,43 @@ static int is_bare(int c)
 	       (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
 
+/* Free the parts' strings (those not handed to a table) and the array. */
 static void free_parts(struct keypart *parts, int n)
 {
 	for (int i = 0; i < n; i++)
 		free(parts[i].s);
+	free(parts);
 }
 
-/* A dotted key into parts[] (at most TOML_MAX_DEPTH of them). */
-static int parse_key(struct parser *P, struct keypart *parts, int *nparts)
+/*
+ * A dotted key into a new array *partsp of *nparts parts (at most
+ * TOML_MAX_DEPTH).  The array is on the heap, not the stack, because
+ * key/value parsing recurses through inline tables.
+ */
+static int parse_key(struct parser *P, struct keypart **partsp, int *nparts)
 {
 	char tmp[48];
-	int n = 0;
+	int n = 0, cap = 4;
+	struct keypart *parts = malloc(cap * sizeof(*parts));
 
 	*nparts = 0;
+	*partsp = NULL;
+	if (!parts)
+		return oom(P);
 	for (;;) {
 		struct buf b = { 0 };
 		size_t pos = P->p;
 		int c = peek(P, 0);
 
+		if (n == cap && n < TOML_MAX_DEPTH) {
+			cap *= 2;
+			struct keypart *np = realloc(parts, cap * sizeof(*np));
+			if (!np) {
+				free_parts(parts, n);
+				return oom(P);
+			}
+			parts = np;
+		}
 		if (n == TOML_MAX_DEPTH) {
 			free_parts(parts, n);
 			return fail(P, pos, "key has more than %d parts",
@@ -716,6 +735,7 @@ static int parse_key(struct parser *P, struct keypart *parts, int *nparts)
 		P->p++;
 		skip_ws(P);
 	}
+	*partsp = parts;
 	*nparts = n;
 	return 0;
 }
@@ -1259,11 +1279,11 @@ static const char *dotted_name(const struct keypart *parts, int n, char *buf,
 /* key = value into table t (whose depth is `depth`). */
 static int parse_keyval(struct parser *P, struct toml_value *t, int depth)
 {
-	struct keypart parts[TOML_MAX_DEPTH];
+	struct keypart *parts;
 	char name[256], tmp[48];
 	int n, i;
 
-	if (parse_key(P, parts, &n))
+	if (parse_key(P, &parts, &n))
 		return -1;
 	skip_ws(P);
 	if (peek(P, 0) != '=') {
@@ -1340,7 +1360,7 @@ bad:
 /* [a.b.c] or [[a.b.c]]; P->p is at the first '['. */
 static int parse_header(struct parser *P)
 {
-	struct keypart parts[TOML_MAX_DEPTH];
+	struct keypart *parts;
 	char name[256], tmp[48];
 	size_t start = P->p;
 	int aot = peek(P, 1) == '[';
@@ -1351,7 +1371,7 @@ static int parse_header(struct parser *P)
 
 	P->p += aot ? 2 : 1;
 	skip_ws(P);
-	if (parse_key(P, parts, &n))
+	if (parse_key(P, &parts, &n))
 		return -1;
 	skip_ws(P);
 	if (peek(P, 0) != ']' || (aot && peek(P, 1) != ']')) {

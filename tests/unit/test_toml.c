@@ -8,6 +8,7 @@
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,10 @@ START_TEST(numbers_and_limits)
 	ck_assert(toml__int(toml__get(root, "hex"), &i) && i == INT64_MAX);
 	ck_assert(toml__int(toml__get(root, "bin"), &i) && i == 10);
 	ck_assert(toml__int(toml__get(root, "oct"), &i) && i == 0755);
+	ck_assert_int_eq(toml__get(root, "oct")->int_base, 8);
+	ck_assert_int_eq(toml__get(root, "hex")->int_base, 16);
+	ck_assert_int_eq(toml__get(root, "bin")->int_base, 2);
+	ck_assert_int_eq(toml__get(root, "max")->int_base, 10);
 	ck_assert(toml__double(toml__get(root, "f"), &d) && d == -1.0005);
 	ck_assert(toml__double(toml__get(root, "ninf"), &d) && isinf(d) &&
 		  d < 0);
@@ -282,6 +287,49 @@ START_TEST(hostile_nesting)
 	s[4 + 2 * (TOML_MAX_DEPTH - 1)] = 0;
 	toml__free(ok(s));
 	free(s);
+}
+END_TEST
+
+/* The deepest documents the parser accepts, parsed on a small stack:
+ * recursion is bounded by TOML_MAX_DEPTH, so 1 MiB is plenty. */
+static void *parse_deep(void *arg)
+{
+	(void)arg;
+	size_t d = TOML_MAX_DEPTH - 1, k = 0;
+	char *s = malloc(d * 16 + 64);
+	struct toml_value *root;
+	int r1, r2;
+
+	k += (size_t)sprintf(s, "a = ");
+	for (size_t i = 0; i < d; i++)
+		k += (size_t)sprintf(s + k, "{ b = [");
+	for (size_t i = 0; i < d; i++)
+		k += (size_t)sprintf(s + k, "] }");
+	/* 2 levels per round: d rounds is too deep, d / 2 fits. */
+	r1 = toml__parse(s, k, NULL, &root, err, sizeof(err));
+	k = (size_t)sprintf(s, "a = ");
+	for (size_t i = 0; i < d / 2; i++)
+		k += (size_t)sprintf(s + k, "{ b = [");
+	for (size_t i = 0; i < d / 2; i++)
+		k += (size_t)sprintf(s + k, "] }");
+	r2 = toml__parse(s, k, NULL, &root, err, sizeof(err));
+	if (r2 == 0)
+		toml__free(root);
+	free(s);
+	return (void *)(intptr_t)(r1 == -EINVAL && r2 == 0);
+}
+
+START_TEST(deep_nesting_on_small_stack)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	void *ret;
+	ck_assert_int_eq(pthread_attr_init(&a), 0);
+	ck_assert_int_eq(pthread_attr_setstacksize(&a, 1 << 20), 0);
+	ck_assert_int_eq(pthread_create(&t, &a, parse_deep, NULL), 0);
+	ck_assert_int_eq(pthread_join(t, &ret), 0);
+	ck_assert_msg(ret == (void *)1, "deep parse: %s", err);
+	pthread_attr_destroy(&a);
 }
 END_TEST
 
@@ -415,6 +463,7 @@ static Suite *toml_suite(void)
 	tcase_add_test(tc, datetimes_keep_their_parts);
 	tcase_add_test(tc, error_positions);
 	tcase_add_test(tc, hostile_nesting);
+	tcase_add_test(tc, deep_nesting_on_small_stack);
 	tcase_add_test(tc, hostile_bytes);
 	tcase_add_test(tc, many_keys_stay_fast_and_exact);
 	tcase_add_test(tc, mutations_never_crash);
