@@ -51,6 +51,8 @@ void virtio__dev_free(struct virtio_dev *vdev)
 {
 	if (!vdev)
 		return;
+	if (vdev->ops && vdev->ops->stop)
+		vdev->ops->stop(vdev);
 	for (int i = 0; i < vdev->num_queues; i++)
 		virtq__destroy(&vdev->vqs[i]);
 	/* Last: the model may own the memory vdev itself lives in. */

@@ -57,6 +57,9 @@ struct virtio_dev_ops {
 	 * vdev->config if the range is writable).  Optional. */
 	void (*config_write)(struct virtio_dev *vdev, uint32_t off,
 			     uint32_t len);
+	/* Stop the model's background threads; called first by
+	 * virtio__dev_free, while the queues still exist.  Optional. */
+	void (*stop)(struct virtio_dev *vdev);
 	/* Release the model's state (vdev->priv).  Optional. */
 	void (*free)(struct virtio_dev *vdev);
 };

@@ -1,0 +1,83 @@
+/*
+ * net.h - virtio-net (virtio 1.2, 5.1) and its packet backends.
+ *
+ * The device has one receive queue (0) and one transmit queue (1), no
+ * control queue, no offloads, no mergeable receive buffers: every frame
+ * travels whole in one descriptor chain behind the 12-byte virtio 1.x
+ * header.  It offers VIRTIO_NET_F_MAC (the MAC in config space) and
+ * VIRTIO_NET_F_STATUS (link always up).
+ *
+ * Transmit runs on the thread that rang the doorbell.  Receive runs on a
+ * thread of the device's own that waits for the backend; when the guest
+ * has no receive buffer posted, that thread stops reading the backend
+ * until the guest posts one (backpressure instead of dropping), and frames
+ * arriving while the driver is not up are dropped (a cable not plugged).
+ *
+ * A backend moves whole Ethernet frames.  The one provided speaks the
+ * "stream" framing of QEMU's -netdev stream and passt/pasta: each frame is
+ * a 4-byte big-endian length followed by that many bytes, over a connected
+ * SOCK_STREAM socket (usually passt's unix socket).
+ */
+#ifndef RUNTIME_VIRTIO_NET_H
+#define RUNTIME_VIRTIO_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "runtime/virtio/virtio.h"
+
+/* Largest frame either side may send: the 16-bit IP total length plus an
+ * Ethernet header with a VLAN tag, which is what passt allows too. */
+#define NET_MAX_FRAME 65535u
+#define VIRTIO_NET_HDR_LEN 12
+
+struct net_backend;
+
+struct net_backend_ops {
+	/* Send one frame of `len` bytes gathered from iov.  May block.
+	 * 0 or -errno (the frame is lost either way). */
+	int (*send)(struct net_backend *be, const struct iovec *iov, int n,
+		    size_t len);
+	/* Receive one frame into buf (NET_MAX_FRAME bytes), without
+	 * blocking: > 0 its length, 0 nothing complete yet, -errno the
+	 * backend is finished (peer closed, or it broke the framing). */
+	ssize_t (*recv)(struct net_backend *be, void *buf);
+	/* A descriptor that polls readable when recv may have progress. */
+	int (*poll_fd)(struct net_backend *be);
+	void (*free)(struct net_backend *be);
+};
+
+struct net_backend {
+	const struct net_backend_ops *ops;
+	const char *name;
+};
+
+/* Stream backend on a connected SOCK_STREAM socket; takes ownership of
+ * fd (closed by free, also on failure). */
+int net_stream__new(int fd, struct net_backend **out);
+/* Connect to a unix socket (passt's --socket path) and wrap it. */
+int net_stream__connect(const char *path, struct net_backend **out);
+
+struct virtio_net_opts {
+	uint8_t mac[6];         /* all zero: a random locally administered
+				   unicast address */
+	uint16_t queue_size;    /* 0: VIRTQ_MAX_SIZE */
+};
+
+/* A virtio-net device on `be` (ownership passes to the device, also on
+ * failure). */
+int virtio_net__new(struct net_backend *be, const struct virtio_net_opts *o,
+		    const struct guest_mem *mem, struct virtio_dev **out);
+
+struct virtio_net_stats {
+	uint64_t tx_frames, tx_dropped;    /* malformed/oversized or send
+					      failure */
+	uint64_t rx_frames, rx_dropped;    /* driver not up or buffer too
+					      small */
+	int backend_dead;                  /* recv reported an error */
+};
+void virtio_net__stats(struct virtio_dev *vdev, struct virtio_net_stats *st);
+
+#endif /* RUNTIME_VIRTIO_NET_H */

@@ -1,0 +1,366 @@
+/*
+ * test_virtio_net.c - virtio-net with the stream backend on one end of a
+ * socketpair; the test holds the other end and plays the network peer
+ * (speaking the 4-byte big-endian length framing of QEMU/passt).
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/virtio/net.h"
+#include "test_virtio_driver.h"
+
+static struct tdrv d, rxq, txq;
+static struct virtio_dev *vdev;
+static int peer;
+static int irqs;
+
+static void count_irq(struct virtio_dev *v, unsigned bits)
+{
+	(void)v;
+	if (bits & VIRTIO_ISR_QUEUE)
+		__atomic_fetch_add(&irqs, 1, __ATOMIC_RELAXED);
+}
+
+static void make_dev(const uint8_t *mac)
+{
+	struct virtio_net_opts o = { .queue_size = 16 };
+	struct net_backend *be;
+	int sv[2];
+
+	if (mac)
+		memcpy(o.mac, mac, 6);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	peer = sv[1];
+	ck_assert_int_eq(net_stream__new(sv[0], &be), 0);
+	ck_assert_msg(virtio_net__new(be, &o, &d.mem, &vdev) == 0, "%s",
+		      virtio__error());
+	vdev->signal = count_irq;
+}
+
+static void driver_up(void)
+{
+	td_rings(&d, 16);
+	rxq = d;
+	td_rings(&d, 16);
+	txq = d;
+	td_attach(&rxq, vdev, 0, 0);
+	td_attach(&txq, vdev, 1, 0);
+}
+
+static void setup(void)
+{
+	td_init(&d);
+	irqs = 0;
+	make_dev(NULL);
+	driver_up();
+}
+
+static void teardown(void)
+{
+	virtio__dev_free(vdev);
+	close(peer);
+	td_fini(&d);
+}
+
+/* Wait for a completion written by the device's rx thread.  The bound
+ * only turns a hang into a failure; it is not a performance threshold. */
+static int wait_used(struct tdrv *q, uint32_t *id, uint32_t *len)
+{
+	for (int i = 0; i < 20000; i++) {
+		if (td_used(q, id, len))
+			return 1;
+		usleep(500);
+	}
+	return 0;
+}
+
+static void peer_send(const void *frame, uint32_t len)
+{
+	uint8_t h[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+			 (uint8_t)(len >> 8), (uint8_t)len };
+
+	ck_assert_int_eq(write(peer, h, 4), 4);
+	if (len)
+		ck_assert_int_eq(write(peer, frame, len), (ssize_t)len);
+}
+
+static uint32_t peer_recv(void *frame, uint32_t cap)
+{
+	uint8_t h[4];
+	uint32_t len, got = 0;
+
+	ck_assert_int_eq(read(peer, h, 4), 4);
+	len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
+	      (uint32_t)h[2] << 8 | h[3];
+	ck_assert_uint_le(len, cap);
+	while (got < len) {
+		ssize_t r = read(peer, (uint8_t *)frame + got, len - got);
+		ck_assert_int_gt(r, 0);
+		got += (uint32_t)r;
+	}
+	return len;
+}
+
+static uint64_t post_rx(uint32_t size)
+{
+	uint64_t b = td_alloc(&d, size, 8);
+	struct tbuf t = { b, size, 1 };
+
+	td_post(&rxq, &t, 1, 0);
+	return b;
+}
+
+static void fill(uint8_t *p, uint32_t len, uint8_t seed)
+{
+	for (uint32_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed ^ i ^ (i >> 8));
+}
+
+START_TEST(transmit_frames)
+{
+	uint64_t hdr = td_alloc(&d, 12, 8), a = td_alloc(&d, 40, 8),
+		 b = td_alloc(&d, 20, 8);
+	struct tbuf t[3] = { { hdr, 12, 0 }, { a, 40, 0 }, { b, 20, 0 } };
+	uint8_t want[60], got[100];
+	uint32_t id, len;
+	struct virtio_net_stats st;
+
+	fill(td_ptr(&d, a), 40, 1);
+	fill(td_ptr(&d, b), 20, 2);
+	memcpy(want, td_ptr(&d, a), 40);
+	memcpy(want + 40, td_ptr(&d, b), 20);
+	uint16_t head = td_post(&txq, t, 3, 0);
+	virtio__kick(vdev, 1);
+	ck_assert_int_eq(td_used(&txq, &id, &len), 1);
+	ck_assert_uint_eq(id, head);
+	ck_assert_uint_eq(peer_recv(got, sizeof(got)), 60);
+	ck_assert_mem_eq(got, want, 60);
+
+	/* Header and frame in one buffer. */
+	uint64_t one = td_alloc(&d, 12 + 64, 8);
+	fill((uint8_t *)td_ptr(&d, one) + 12, 64, 3);
+	struct tbuf t1 = { one, 76, 0 };
+	td_post(&txq, &t1, 1, 0);
+	virtio__kick(vdev, 1);
+	ck_assert_uint_eq(peer_recv(got, sizeof(got)), 64);
+	ck_assert_mem_eq(got, (uint8_t *)td_ptr(&d, one) + 12, 64);
+
+	/* Only a header (or less): dropped, buffer returned. */
+	struct tbuf t2 = { hdr, 12, 0 };
+	td_post(&txq, &t2, 1, 0);
+	virtio__kick(vdev, 1);
+	virtio_net__stats(vdev, &st);
+	ck_assert_uint_eq(st.tx_frames, 2);
+	ck_assert_uint_eq(st.tx_dropped, 1);
+	ck_assert_int_eq(td_used(&txq, &id, &len), 1);
+	ck_assert_int_eq(td_used(&txq, &id, &len), 1);
+	ck_assert_int_eq(td_used(&txq, &id, &len), 0);
+}
+END_TEST
+
+START_TEST(receive_frames)
+{
+	uint8_t f[1514];
+	uint32_t id, len;
+
+	fill(f, sizeof(f), 9);
+	uint64_t b = post_rx(12 + 1514);
+	virtio__kick(vdev, 0);
+	peer_send(f, sizeof(f));
+	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert_uint_eq(len, 12 + 1514);
+	uint8_t *p = td_ptr(&d, b);
+	ck_assert_uint_eq(p[10], 1);          /* num_buffers */
+	ck_assert_uint_eq(p[0], 0);           /* flags */
+	ck_assert_mem_eq(p + 12, f, sizeof(f));
+	ck_assert_int_ge(__atomic_load_n(&irqs, __ATOMIC_RELAXED), 1);
+}
+END_TEST
+
+START_TEST(frames_wait_for_buffers)
+{
+	uint8_t f1[100], f2[200];
+	uint32_t id, len;
+	struct virtio_net_stats st;
+
+	fill(f1, sizeof(f1), 1);
+	fill(f2, sizeof(f2), 2);
+	/* No buffers posted: the frames are held, not dropped. */
+	peer_send(f1, sizeof(f1));
+	peer_send(f2, sizeof(f2));
+	usleep(20000);
+	ck_assert_int_eq(td_used(&rxq, &id, &len), 0);
+	uint64_t b1 = post_rx(2048), b2 = post_rx(2048);
+	virtio__kick(vdev, 0);
+	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert_uint_eq(len, 112);
+	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert_uint_eq(len, 212);
+	ck_assert_mem_eq((uint8_t *)td_ptr(&d, b1) + 12, f1, sizeof(f1));
+	ck_assert_mem_eq((uint8_t *)td_ptr(&d, b2) + 12, f2, sizeof(f2));
+	virtio_net__stats(vdev, &st);
+	ck_assert_uint_eq(st.rx_frames, 2);
+	ck_assert_uint_eq(st.rx_dropped, 0);
+}
+END_TEST
+
+START_TEST(byte_at_a_time_framing)
+{
+	uint8_t f[77], wire[81];
+	uint32_t id, len;
+
+	fill(f, sizeof(f), 5);
+	wire[0] = wire[1] = wire[2] = 0;
+	wire[3] = sizeof(f);
+	memcpy(wire + 4, f, sizeof(f));
+	uint64_t b = post_rx(1024);
+	virtio__kick(vdev, 0);
+	/* A zero-length frame first: skipped. */
+	peer_send(NULL, 0);
+	for (size_t i = 0; i < sizeof(wire); i++) {
+		ck_assert_int_eq(write(peer, wire + i, 1), 1);
+		if (i % 16 == 0)
+			usleep(100);
+	}
+	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert_uint_eq(len, 12 + sizeof(f));
+	ck_assert_mem_eq((uint8_t *)td_ptr(&d, b) + 12, f, sizeof(f));
+}
+END_TEST
+
+START_TEST(too_small_buffer_drops_the_frame)
+{
+	uint8_t f[500];
+	uint32_t id, len;
+	struct virtio_net_stats st;
+
+	fill(f, sizeof(f), 7);
+	post_rx(100);
+	uint64_t good = post_rx(1024);
+	virtio__kick(vdev, 0);
+	peer_send(f, sizeof(f));
+	peer_send(f, sizeof(f));
+	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert_uint_eq(len, 0);
+	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert_uint_eq(len, 512);
+	ck_assert_mem_eq((uint8_t *)td_ptr(&d, good) + 12, f, sizeof(f));
+	virtio_net__stats(vdev, &st);
+	ck_assert_uint_eq(st.rx_dropped, 1);
+	ck_assert_uint_eq(st.rx_frames, 1);
+}
+END_TEST
+
+START_TEST(hostile_length_kills_backend_not_device)
+{
+	uint8_t h[4] = { 0x00, 0x01, 0x00, 0x00 };   /* 65536 > max */
+	struct virtio_net_stats st;
+	uint8_t got[64];
+
+	post_rx(2048);
+	virtio__kick(vdev, 0);
+	ck_assert_int_eq(write(peer, h, 4), 4);
+	for (int i = 0; i < 20000; i++) {
+		virtio_net__stats(vdev, &st);
+		if (st.backend_dead)
+			break;
+		usleep(500);
+	}
+	ck_assert(st.backend_dead);
+	ck_assert_uint_eq(st.rx_frames, 0);
+	/* Transmit still works. */
+	uint64_t one = td_alloc(&d, 12 + 30, 8);
+	fill((uint8_t *)td_ptr(&d, one) + 12, 30, 4);
+	struct tbuf t = { one, 42, 0 };
+	td_post(&txq, &t, 1, 0);
+	virtio__kick(vdev, 1);
+	ck_assert_uint_eq(peer_recv(got, sizeof(got)), 30);
+}
+END_TEST
+
+START_TEST(peer_close_is_noticed)
+{
+	struct virtio_net_stats st;
+
+	close(peer);
+	peer = -1;
+	for (int i = 0; i < 20000; i++) {
+		virtio_net__stats(vdev, &st);
+		if (st.backend_dead)
+			break;
+		usleep(500);
+	}
+	ck_assert(st.backend_dead);
+	/* Sending to a closed peer fails cleanly (EPIPE is not a signal:
+	 * the test would die if it were). */
+	uint64_t one = td_alloc(&d, 12 + 30, 8);
+	struct tbuf t = { one, 42, 0 };
+	td_post(&txq, &t, 1, 0);
+	virtio__kick(vdev, 1);
+	virtio_net__stats(vdev, &st);
+	ck_assert_uint_eq(st.tx_dropped, 1);
+}
+END_TEST
+
+START_TEST(mac_in_config)
+{
+	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0xAB, 0xCD, 0xEF };
+
+	ck_assert(vdev->features & (1ull << 5));
+	ck_assert_uint_eq(vdev->config_len, 8);
+	/* Random MAC: unicast, locally administered. */
+	ck_assert_uint_eq(vdev->config[0] & 3, 2);
+	ck_assert_uint_eq(vdev->config[6], 1);      /* link up */
+	virtio__dev_free(vdev);
+	close(peer);
+	make_dev(mac);
+	ck_assert_mem_eq(vdev->config, mac, 6);
+}
+END_TEST
+
+START_TEST(frames_before_driver_ok_are_dropped)
+{
+	uint8_t f[60];
+	struct virtio_net_stats st;
+
+	fill(f, sizeof(f), 3);
+	virtio__reset(vdev);
+	peer_send(f, sizeof(f));
+	for (int i = 0; i < 20000; i++) {
+		virtio_net__stats(vdev, &st);
+		if (st.rx_dropped)
+			break;
+		usleep(500);
+	}
+	ck_assert_uint_eq(st.rx_dropped, 1);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("virtio_net");
+	TCase *tc = tcase_create("virtio_net");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, transmit_frames);
+	tcase_add_test(tc, receive_frames);
+	tcase_add_test(tc, frames_wait_for_buffers);
+	tcase_add_test(tc, byte_at_a_time_framing);
+	tcase_add_test(tc, too_small_buffer_drops_the_frame);
+	tcase_add_test(tc, hostile_length_kills_backend_not_device);
+	tcase_add_test(tc, peer_close_is_noticed);
+	tcase_add_test(tc, mac_in_config);
+	tcase_add_test(tc, frames_before_driver_ok_are_dropped);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
