@@ -64,7 +64,7 @@ static int ask_tty(const char *prompt, char *buf, size_t len)
 	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 	quiet.c_lflag |= ICANON;
 	if (write(fd, prompt, strlen(prompt)) < 0 ||
-	    tcsetattr(fd, TCSAFLUSH, &quiet) < 0) {
+	    tcsetattr(fd, TCSANOW, &quiet) < 0) {
 		e = errno;
 		rc = -1;
 		goto out;
@@ -85,7 +85,7 @@ static int ask_tty(const char *prompt, char *buf, size_t len)
 	}
 	buf[n] = '\0';
 	strip_eol(buf);
-	tcsetattr(fd, TCSAFLUSH, &old);
+	tcsetattr(fd, TCSANOW, &old);
 	if (write(fd, "\n", 1) < 0) {
 		/* Only cosmetic. */
 	}

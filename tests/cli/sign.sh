@@ -50,9 +50,10 @@ t_run "generate an encrypted key (passphrase file)" \
 	--passphrase-file pass.txt --kdf interactive --comment "test key"
 t_check "comment is on the key files" grep -q '^untrusted comment: test key$' enc.pub
 t_run "sign with it (passphrase file)" \
-	$A sign --key enc.key --passphrase-file pass.txt --sig enc1.sig small.txt
+	$A sign --key enc.key --passphrase-file pass.txt --sig enc1.sig --trusted-comment tc small.txt
 t_run "sign with it (APPLIANCE_PASSPHRASE)" \
-	env APPLIANCE_PASSPHRASE='correct horse' $A sign --key enc.key --sig enc2.sig small.txt
+	env APPLIANCE_PASSPHRASE='correct horse' $A sign --key enc.key --sig enc2.sig \
+	--trusted-comment tc small.txt
 t_check "both signatures are the same" cmp -s enc1.sig enc2.sig
 APPLIANCE_PASSPHRASE=wrong $A sign --key enc.key --sig enc3.sig small.txt 2>err.txt
 t_check "wrong passphrase is refused clearly" said "wrong passphrase"
@@ -68,6 +69,24 @@ t_run "minisign signs with our unencrypted key" \
 	minisign -S -s ours.key -m small.txt -x ms-ours.sig -t "via minisign"
 t_run "we verify those" sh -c "$A verify --key enc.pub --sig ms-enc.sig small.txt && \
 	$A verify --key ours.pub --sig ms-ours.sig small.txt"
+
+# ---- passphrase asked on a terminal (script(1) gives us a pty) ----
+if command -v script >/dev/null 2>&1; then
+	printf 'tty pass\ntty pass\n' | script -qec \
+		"$A key generate --public tty.pub --secret tty.key --kdf interactive" \
+		/dev/null >tty.out 2>&1
+	t_check "terminal: asked twice, key written" \
+		sh -c "grep -q 'Passphrase (again)' tty.out && [ -s tty.key ]"
+	printf 'tty pass\n' | script -qec \
+		"$A sign --key tty.key --sig tty.sig small.txt" /dev/null >/dev/null 2>&1
+	t_run "terminal: the passphrase unlocks the key" \
+		$A verify --key tty.pub --sig tty.sig small.txt
+	printf 'one\ntwo\n' | script -qec \
+		"$A key generate --public tty2.pub --secret tty2.key --kdf interactive" \
+		/dev/null >tty.out 2>&1
+	t_check "terminal: different passphrases are refused" \
+		sh -c "grep -q 'do not match' tty.out && [ ! -e tty2.key ]"
+fi
 
 # ---- minisign's keys and signatures, used by us ----
 t_run "minisign -G -W (unencrypted key)" minisign -G -W -p ms.pub -s ms.key
