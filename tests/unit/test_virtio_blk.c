@@ -6,6 +6,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -460,6 +461,67 @@ START_TEST(many_requests_in_one_kick)
 }
 END_TEST
 
+START_TEST(every_writable_format_behaves_the_same)
+{
+	/* The device must not care what is behind imgfmt: the same
+	 * requests against every format that can be created here. */
+	const char *const *fmts = imgfmt__formats();
+	int tried = 0;
+
+	for (int f = 0; fmts[f]; f++) {
+		struct imgfmt_create_opts c = { .format = fmts[f],
+						.size = DISK_SIZE };
+		char p2[128];
+
+		snprintf(p2, sizeof(p2), "%s.%s", path, fmts[f]);
+		unlink(p2);
+		struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+		struct virtio_blk_opts bo = { .queue_size = 64 };
+		imgfmt_image *nimg;
+
+		/* Formats that cannot be created or written here yet. */
+		if (imgfmt__create(p2, &c) < 0)
+			continue;
+		if (imgfmt__open(p2, &o, &nimg) < 0) {
+			unlink(p2);
+			continue;
+		}
+		virtio__dev_free(vdev);
+		imgfmt__close(img);
+		img = nimg;
+		ck_assert_int_eq(virtio_blk__new(img, &bo, &d.mem, &vdev), 0);
+		vdev->signal = count_irq;
+		td_rings(&d, 64);
+		td_attach(&d, vdev, 0, 0);
+		uint64_t w = pattern(8192, (uint8_t)f), r = td_alloc(&d, 8192,
+								     512);
+		struct tbuf wb = { w, 8192, 0 }, rb = { r, 8192, 1 };
+		struct tbuf z = { seg(1002, 2, 1), 16, 0 };
+		uint8_t want[8192];
+
+		ck_assert_int_eq(request(T_OUT, 1000, &wb, 1, 0, NULL), S_OK);
+		ck_assert_int_eq(request(T_WRITE_ZEROES, 0, &z, 1, 0, NULL),
+				 S_OK);
+		ck_assert_int_eq(request(T_FLUSH, 0, NULL, 0, 0, NULL), S_OK);
+		ck_assert_int_eq(request(T_IN, 1000, &rb, 1, 0, NULL), S_OK);
+		memcpy(want, td_ptr(&d, w), sizeof(want));
+		memset(want + 1024, 0, 1024);
+		ck_assert_mem_eq(td_ptr(&d, r), want, sizeof(want));
+		disk_equals(1000 * 512, want, sizeof(want));
+		ck_assert_int_eq(request(T_IN, SECTORS, &rb, 1, 0, NULL),
+				 S_IOERR);
+		ck_assert_int_eq(imgfmt__close(img), 0);
+		img = NULL;
+		/* Reopen: the data is in the file, not only in a cache. */
+		ck_assert_int_eq(imgfmt__open(p2, NULL, &img), 0);
+		disk_equals(1000 * 512, want, sizeof(want));
+		unlink(p2);
+		tried++;
+	}
+	ck_assert_int_ge(tried, 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("virtio_blk");
@@ -480,6 +542,7 @@ int main(void)
 	tcase_add_test(tc, read_only_disk_refuses_writes);
 	tcase_add_test(tc, config_space);
 	tcase_add_test(tc, many_requests_in_one_kick);
+	tcase_add_test(tc, every_writable_format_behaves_the_same);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
