@@ -132,7 +132,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -ffreestanding \
 	-mno-red-zone -mno-sse -mno-mmx -mno-80387 -mgeneral-regs-only \
 	-nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n \
 	-Wl,--no-warn-rwx-segments
-$(BUILD)/tests/guest.elf: $(GUEST_SRCS) tests/guest/guest.ld
+$(BUILD)/tests/guest.elf: $(GUEST_SRCS) $(wildcard tests/guest/*.h) tests/guest/guest.ld
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) -Wl,-T,tests/guest/guest.ld -o $@ $(GUEST_SRCS)
 $(BUILD)/tests/guest.bin: $(BUILD)/tests/guest.elf

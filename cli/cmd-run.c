@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "runtime/engine-qemu.h"
 #include "runtime/kvmspeed.h"
 #include "runtime/monitor.h"
 #include "runtime/vm.h"
@@ -164,31 +166,112 @@ static int check_kvm(void)
 	return EXIT_OK;
 }
 
-/* --engine auto: builtin where KVM runs at hardware speed. */
-static const char *choose_engine(void)
+/* Whether /dev/kvm runs guests at hardware speed; `why` says what was
+ * found, for the user. */
+static bool kvm_is_fast(char *why, size_t len)
 {
 	struct kvmspeed_result r;
 
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
-		fprintf(stderr, "appliance: run: /dev/kvm is not usable (%s); "
-			"using the QEMU engine\n", strerror(errno));
-		return "qemu";
+		snprintf(why, len, "/dev/kvm is not usable (%s)",
+			 strerror(errno));
+		return false;
 	}
 	if (kvmspeed__measure(NULL, &r) < 0) {
-		fprintf(stderr, "appliance: run: KVM does not work here (%s); "
-			"using the QEMU engine\n", vm__error());
-		return "qemu";
+		snprintf(why, len, "KVM does not work here (%s)", vm__error());
+		return false;
 	}
 	if (r.emulated) {
-		fprintf(stderr, "appliance: run: KVM runs guests emulated here "
-			"(loop %.0fx slower than the host); using the QEMU "
-			"engine\n", r.ratio);
-		return "qemu";
+		snprintf(why, len, "KVM runs guests emulated here (loop %.0fx "
+			 "slower than the host)", r.ratio);
+		return false;
 	}
-	fprintf(stderr, "appliance: run: KVM runs guests at hardware speed "
-		"(loop %.1fx the host's time); using the builtin engine\n",
-		r.ratio);
-	return "builtin";
+	snprintf(why, len, "KVM runs guests at hardware speed (loop %.1fx "
+		 "the host's time)", r.ratio);
+	return true;
+}
+
+/* Console: where the guest's UART goes, for either engine. */
+static int open_console(struct run_args *a, int *out, int *in, bool *raw,
+			int *file_fd)
+{
+	*file_fd = -1;
+	*raw = false;
+	if (strcmp(a->console, "stdio") == 0) {
+		*out = STDOUT_FILENO;
+		*in = STDIN_FILENO;
+		*raw = isatty(STDIN_FILENO);
+	} else if (strcmp(a->console, "none") == 0) {
+		*out = -1;
+		*in = -1;
+	} else {
+		*file_fd = open(a->console, O_WRONLY | O_CREAT | O_TRUNC |
+				O_CLOEXEC, 0644);
+		if (*file_fd < 0) {
+			cli__error("run: console file %s: %s", a->console,
+				   strerror(errno));
+			return -1;
+		}
+		*out = *file_fd;
+		*in = -1;
+	}
+	return 0;
+}
+
+static void qemu_stop_handler(int sig)
+{
+	(void)sig;
+	qemu_engine__stop();
+}
+
+static int run_qemu(struct run_args *a, bool use_kvm)
+{
+	struct qemu_engine_config qc;
+	struct qemu_engine_result res;
+	struct sigaction sa, old_int, old_term;
+	int file_fd, in_fd, out_fd, rc;
+	bool raw;
+
+	if (!a->mc.kernel)
+		return cli__usage("run", "--kernel is required (running an "
+				  "appliance package is not supported yet)");
+	if (a->mc.nr_affinity > 0)
+		fprintf(stderr, "appliance: run: --cpu-affinity applies to the "
+			"builtin engine only; ignored\n");
+	if (open_console(a, &out_fd, &in_fd, &raw, &file_fd) < 0)
+		return EXIT_FAIL;
+	memset(&qc, 0, sizeof(qc));
+	qc.mem_size = a->mc.mem_size;
+	qc.nr_cpus = a->mc.nr_cpus;
+	qc.kernel = a->mc.kernel;
+	qc.initrd = a->mc.initrd;
+	qc.cmdline = a->mc.cmdline;
+	qc.disks = a->mc.disks;
+	qc.disk_readonly = a->mc.disk_readonly;
+	qc.nr_disks = a->mc.nr_disks;
+	qc.use_kvm = use_kvm;
+	qc.console_out_fd = out_fd;
+	qc.console_in_fd = in_fd;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = qemu_stop_handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	rc = qemu_engine__run(&qc, &res);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (file_fd >= 0)
+		close(file_fd);
+	if (res.stopped_by_signal) {
+		fprintf(stderr, "appliance: run: stopped by a signal\n");
+		return EXIT_OK;
+	}
+	if (rc < 0) {
+		cli__error("run: %s", res.message[0] ? res.message
+						      : qemu_engine__error());
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
 }
 
 static int run_builtin(struct run_args *a)
@@ -199,24 +282,9 @@ static int run_builtin(struct run_args *a)
 	if (!a->mc.kernel)
 		return cli__usage("run", "--kernel is required (running an "
 				  "appliance package is not supported yet)");
-	if (strcmp(a->console, "stdio") == 0) {
-		a->mc.console_out_fd = STDOUT_FILENO;
-		a->mc.console_in_fd = STDIN_FILENO;
-		a->mc.console_raw = isatty(STDIN_FILENO);
-	} else if (strcmp(a->console, "none") == 0) {
-		a->mc.console_out_fd = -1;
-		a->mc.console_in_fd = -1;
-	} else {
-		out_fd = open(a->console, O_WRONLY | O_CREAT | O_TRUNC |
-			      O_CLOEXEC, 0644);
-		if (out_fd < 0) {
-			cli__error("run: console file %s: %s", a->console,
-				   strerror(errno));
-			return EXIT_FAIL;
-		}
-		a->mc.console_out_fd = out_fd;
-		a->mc.console_in_fd = -1;
-	}
+	if (open_console(a, &a->mc.console_out_fd, &a->mc.console_in_fd,
+			 &a->mc.console_raw, &out_fd) < 0)
+		return EXIT_FAIL;
 	rc = monitor__run(&a->mc, &res);
 	if (out_fd >= 0)
 		close(out_fd);
@@ -260,19 +328,17 @@ int cmd_run(int argc, char **argv)
 			   a.appliance);
 		return EXIT_FAIL;
 	}
-	const char *engine = a.engine;
-	if (strcmp(engine, "auto") == 0) {
-		engine = choose_engine();
-		if (strcmp(engine, "qemu") == 0) {
-			fprintf(stderr, "appliance: run: this build has no QEMU "
-				"engine yet; using the builtin engine anyway\n");
-			engine = "builtin";
-		}
+	char why[256];
+	if (strcmp(a.engine, "builtin") == 0)
+		return run_builtin(&a);
+	bool fast = kvm_is_fast(why, sizeof(why));
+	if (strcmp(a.engine, "auto") == 0) {
+		fprintf(stderr, "appliance: run: %s; using the %s engine\n",
+			why, fast ? "builtin" : "QEMU (TCG)");
+		if (fast)
+			return run_builtin(&a);
 	}
-	if (strcmp(engine, "qemu") == 0) {
-		cli__error("run: the QEMU engine is not available in this "
-			   "build yet; use --engine builtin");
-		return EXIT_FAIL;
-	}
-	return run_builtin(&a);
+	/* QEMU with KVM only where KVM is fast: a nested KVM that emulates
+	 * is slower than QEMU's own TCG, and QEMU+KVM aborts on some. */
+	return run_qemu(&a, fast);
 }

@@ -27,6 +27,8 @@
 #include "runtime/pci.h"
 #include "runtime/seccomp.h"
 #include "runtime/serial.h"
+#include "runtime/virtio/virtio-pci.h"
+#include "runtime/virtio/virtio.h"
 #include "runtime/vm.h"
 
 #define DEFAULT_CMDLINE "console=ttyS0"
@@ -120,17 +122,15 @@ static void pci_mmio(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 		pci__mmio_read(opaque, gpa, data, len);
 }
 
-static void pci_bus_free(void *p)
-{
-	pci__bus_free(p);
-}
-
 /* ---- the run --------------------------------------------------------- */
 
 struct run_state {
 	struct vm vm;
 	struct serial *serial;
 	struct pci_bus *pci;
+	int nr_disks;
+	imgfmt_image *img[MONITOR_MAX_DISKS];
+	struct virtio_pci *vp[MONITOR_MAX_DISKS];
 	int status_fd;                 /* /proc/self/status, opened early */
 	int sig_fd;
 	sigset_t old_mask;
@@ -272,20 +272,63 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 	};
 	if ((rc = pci__bus_new(&pc, &st->pci)) < 0)
 		return vm__err(-rc, "PCI bus: %s", pci__error());
-	if ((rc = vm__add_cleanup(vm, pci_bus_free, st->pci)) < 0) {
-		pci__bus_free(st->pci);
-		return rc;
-	}
 	if ((rc = bus__register(&vm->pio, PCI_CONF1_ADDR_PORT,
 				PCI_CONF1_PORT_COUNT, pci_pio, st->pci,
 				"pci-conf1")) < 0 ||
 	    (rc = bus__register(&vm->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE,
 				pci_mmio, st->pci, "pci-mmio")) < 0)
 		return rc;
-	if (c->nr_disks > 0)
-		return vm__err(ENOTSUP, "--disk: virtio-blk is not wired into "
-			       "the builtin monitor yet");
+	if (c->nr_disks > MONITOR_MAX_DISKS ||
+	    c->nr_disks > PCI_LAST_IRQ - PCI_FIRST_IRQ + 1)
+		return vm__err(EINVAL, "%d disks; at most %d", c->nr_disks,
+			       MONITOR_MAX_DISKS);
+	for (int i = 0; i < c->nr_disks; i++) {
+		bool ro = c->disk_readonly && c->disk_readonly[i];
+		struct imgfmt_open_opts oo = {
+			.flags = ro ? 0 : IMGFMT_OPEN_RDWR,
+		};
+		struct virtio_blk_opts bo = { .read_only = ro };
+		struct virtio_dev *vdev;
+		if ((rc = imgfmt__open(c->disks[i], &oo, &st->img[i])) < 0)
+			return vm__err(-rc, "disk %s: %s", c->disks[i],
+				       imgfmt__error());
+		st->nr_disks = i + 1;
+		if ((rc = virtio_blk__new(st->img[i], &bo, &vm->mem,
+					  &vdev)) < 0)
+			return vm__err(-rc, "disk %s: %s", c->disks[i],
+				       virtio__error());
+		if ((rc = virtio_pci__new(st->pci, vdev, PCI_FIRST_IRQ + i,
+					  &st->vp[i])) < 0) {
+			virtio__dev_free(vdev);
+			return vm__err(-rc, "disk %s: %s", c->disks[i],
+				       virtio__error());
+		}
+	}
 	return 0;
+}
+
+/* The bus first (it only points at the devices), then the transports with their models, then the images,
+ * whose close flushes.  Returns the first close error. */
+static int free_devices(struct run_state *st)
+{
+	int rc = 0;
+
+	if (st->pci)
+		pci__bus_free(st->pci);
+	st->pci = NULL;
+	for (int i = 0; i < st->nr_disks; i++) {
+		if (st->vp[i])
+			virtio_pci__free(st->vp[i]);
+		st->vp[i] = NULL;
+		if (st->img[i]) {
+			int r = imgfmt__close(st->img[i]);
+			if (r < 0 && rc == 0)
+				rc = vm__err(-r, "closing disk: %s",
+					     imgfmt__error());
+		}
+		st->img[i] = NULL;
+	}
+	return rc;
 }
 
 static int write_mptable(struct run_state *st)
@@ -351,11 +394,12 @@ static int setup_signals(struct run_state *st)
 	return 0;
 }
 
-static void teardown(struct run_state *st)
+static int teardown(struct run_state *st)
 {
 	if (st->tio_saved)
 		tcsetattr(st->tty_fd, TCSANOW, &st->saved_tio);
 	cpu__destroy_all(&st->vm);
+	int rc = free_devices(st);
 	vm__destroy(&st->vm);
 	if (st->sig_fd >= 0)
 		close(st->sig_fd);
@@ -373,6 +417,7 @@ static void teardown(struct run_state *st)
 			;
 		pthread_sigmask(SIG_SETMASK, &st->old_mask, NULL);
 	}
+	return rc;
 }
 
 int monitor__run(const struct monitor_config *c, struct monitor_result *res)
@@ -436,7 +481,13 @@ out_join:
 out:
 	if (rc < 0 && !res->message[0])
 		snprintf(res->message, sizeof(res->message), "%s", vm__error());
-	teardown(st);
+	int trc = teardown(st);
+	if (rc == 0 && trc < 0) {
+		/* The guest is gone but its last writes may not be durable. */
+		rc = trc;
+		res->reason = VM_STOP_ERROR;
+		snprintf(res->message, sizeof(res->message), "%s", vm__error());
+	}
 	free(st);
 	return rc;
 out_nostate:

@@ -38,6 +38,23 @@ t_run "pinned to host CPU 0, no seccomp" $B --kernel "$G" --cpus 2 --cpu-affinit
 t_run "3 GiB+ of RAM splits around the hole" $B --memory 4G --kernel "$G" --console big.txt
 t_check "e820 shows RAM above 4 GiB" grep -q '^guest: e820 0x100000000 0x40000000 0x1' big.txt
 
+# A virtio-blk disk (AVD format) the guest reads and writes over PCI.
+$A img create disk.avd 1M >/dev/null
+printf 'APPLIANCE-DISK-0 and more' | $A img write disk.avd 0 25
+t_run "boot with a virtio-blk disk" $B --kernel "$G" --disk disk.avd --console disk.txt
+t_check "guest found the disk on PCI" grep -q '^guest: virtio-blk in slot 0x1' disk.txt
+t_check "guest sees the disk size" grep -q '^guest: disk sectors 0x800' disk.txt
+t_check "guest read sector 0" grep -q "^guest: disk read 'APPLIANCE-DISK-0'" disk.txt
+t_check "guest wrote sector 1" grep -q '^guest: disk write ok' disk.txt
+t_check "the write landed in the image" [ "$($A img read disk.avd 512 25)" = "written by the test guest" ]
+t_check "the image is consistent afterwards" $A img check disk.avd
+$A img create -f raw ro.raw 64K >/dev/null
+t_run "boot with a read-only disk" $B --kernel "$G" --disk ro.raw,ro --console ro.txt
+t_check "a read-only disk refuses the guest's write" grep -q '^guest: disk write failed' ro.txt
+t_check "the read-only image is unchanged" [ "$($A img read ro.raw 512 5 | od -An -c | tr -d ' \n')" = '\0\0\0\0\0' ]
+t_check "without --disk the guest finds none" grep -q '^guest: no virtio-blk' out.txt
+t_fail "a missing disk image fails" 1 $B --kernel "$G" --disk nonexistent.avd --console none
+
 # --stats reports the monitor's own figures.
 $B --kernel "$G" --console none --stats 2>stats.txt
 t_check "--stats reports setup time and overhead" grep -q 'setup to first KVM_RUN .* monitor overhead' stats.txt

@@ -4,10 +4,13 @@
  * A few thousand instructions (KVM is ~10,000x slower than native on the
  * build machines): print on the 16550 UART, show what the boot protocol
  * handed over (command line, e820 map), check the CPUID the monitor set,
- * start vCPU 1 with INIT/SIPI, then reset through the i8042, which the
+ * start vCPU 1 with INIT/SIPI, read and write a virtio-blk disk if there
+ * is one (virtio-blk.c), then reset through the i8042, which the
  * monitor treats as power-off.
  */
 #include <stdint.h>
+
+#include "guest.h"
 
 #define COM1 0x3f8
 #define LAPIC 0xfee00000ul
@@ -36,7 +39,7 @@ static void putc_(char c)
 	outb(COM1, (uint8_t)c);
 }
 
-static void puts_(const char *s)
+void guest_puts(const char *s)
 {
 	while (*s) {
 		if (*s == '\n')
@@ -45,7 +48,7 @@ static void puts_(const char *s)
 	}
 }
 
-static void putx(uint64_t v)
+void guest_putx(uint64_t v)
 {
 	char buf[19];
 	int i = 18;
@@ -57,7 +60,7 @@ static void putx(uint64_t v)
 	} while (v);
 	buf[--i] = 'x';
 	buf[--i] = '0';
-	puts_(buf + i);
+	guest_puts(buf + i);
 }
 
 static void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c,
@@ -109,35 +112,35 @@ void guest_main(const uint8_t *zp)
 {
 	uint32_t a, b, c, d;
 
-	puts_("guest: hello\n");
+	guest_puts("guest: hello\n");
 
 	/* The boot protocol's hand-over. */
 	uint32_t cmdline = *(const uint32_t *)(zp + 0x228);
-	puts_("guest: cmdline '");
-	puts_((const char *)(uint64_t)cmdline);
-	puts_("'\n");
+	guest_puts("guest: cmdline '");
+	guest_puts((const char *)(uint64_t)cmdline);
+	guest_puts("'\n");
 	uint8_t n = zp[0x1e8];
-	puts_("guest: e820 entries ");
-	putx(n);
-	puts_("\n");
+	guest_puts("guest: e820 entries ");
+	guest_putx(n);
+	guest_puts("\n");
 	for (uint8_t i = 0; i < n && i < 8; i++) {
 		const uint8_t *e = zp + 0x2d0 + 20 * i;
-		puts_("guest: e820 ");
-		putx(*(const uint64_t *)e);
-		puts_(" ");
-		putx(*(const uint64_t *)(e + 8));
-		puts_(" ");
-		putx(*(const uint32_t *)(e + 16));
-		puts_("\n");
+		guest_puts("guest: e820 ");
+		guest_putx(*(const uint64_t *)e);
+		guest_puts(" ");
+		guest_putx(*(const uint64_t *)(e + 8));
+		guest_puts(" ");
+		guest_putx(*(const uint32_t *)(e + 16));
+		guest_puts("\n");
 	}
 
 	cpuid(1, &a, &b, &c, &d);
-	puts_(c & (1u << 31) ? "guest: hypervisor bit set\n"
+	guest_puts(c & (1u << 31) ? "guest: hypervisor bit set\n"
 			     : "guest: hypervisor bit clear\n");
 	uint32_t ncpu = (b >> 16) & 0xff;
-	puts_("guest: cpus ");
-	putx(ncpu);
-	puts_("\n");
+	guest_puts("guest: cpus ");
+	guest_putx(ncpu);
+	guest_puts("\n");
 
 	if (ncpu > 1) {
 		start_ap(1);
@@ -146,15 +149,17 @@ void guest_main(const uint8_t *zp)
 		for (uint32_t i = 0; i < 2000000 && MAILBOX[0] != 0xa5; i++)
 			__asm__ volatile("pause");
 		if (MAILBOX[0] == 0xa5) {
-			puts_("guest: cpu1 up, apic id ");
-			putx(MAILBOX[1]);
-			puts_("\n");
+			guest_puts("guest: cpu1 up, apic id ");
+			guest_putx(MAILBOX[1]);
+			guest_puts("\n");
 		} else {
-			puts_("guest: cpu1 did not come up\n");
+			guest_puts("guest: cpu1 did not come up\n");
 		}
 	}
 
-	puts_("guest: poweroff\n");
+	guest_virtio_blk();
+
+	guest_puts("guest: poweroff\n");
 	outb(0x64, 0xfe);     /* i8042: pulse reset */
 	for (;;)
 		__asm__ volatile("cli; hlt");
