@@ -148,20 +148,9 @@ static void set_half(uint64_t *field, int high, uint64_t v, uint32_t size)
 		*field = (*field & ~0xFFFFFFFFull) | (v & 0xFFFFFFFFull);
 }
 
-/* Called with vp->lock held.  Returns 1 if every queue should be kicked
- * (the driver just set DRIVER_OK). */
-static int status_write(struct virtio_pci *vp, uint8_t v)
+/* The status the device keeps when the driver writes `v` over `old`. */
+static uint8_t status_accept(struct virtio_dev *vdev, uint8_t old, uint8_t v)
 {
-	struct virtio_dev *vdev = vp->vdev;
-	uint8_t old = status_get(vdev);
-
-	if (v == 0) {
-		virtio__reset(vdev);
-		vp->dfselect = vp->gfselect = 0;
-		vp->queue_select = 0;
-		isr_read_clear(vp);
-		return 0;
-	}
 	/* NEEDS_RESET is the device's to set; only a reset clears it. */
 	v = (uint8_t)((v & ~VIRTIO_STATUS_NEEDS_RESET) |
 		      (old & VIRTIO_STATUS_NEEDS_RESET));
@@ -176,9 +165,33 @@ static int status_write(struct virtio_pci *vp, uint8_t v)
 	}
 	if ((v & VIRTIO_STATUS_DRIVER_OK) && !(v & VIRTIO_STATUS_FEATURES_OK))
 		v &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
-	__atomic_store_n(&vdev->status, v, __ATOMIC_RELAXED);
-	return (v & VIRTIO_STATUS_DRIVER_OK) && !(old &
-						  VIRTIO_STATUS_DRIVER_OK);
+	return v;
+}
+
+/* Called with vp->lock held.  Returns 1 if every queue should be kicked
+ * (the driver just set DRIVER_OK). */
+static int status_write(struct virtio_pci *vp, uint8_t v)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	uint8_t old, nv;
+
+	if (v == 0) {
+		virtio__reset(vdev);
+		vp->dfselect = vp->gfselect = 0;
+		vp->queue_select = 0;
+		isr_read_clear(vp);
+		return 0;
+	}
+	/* A queue worker may set NEEDS_RESET at any moment: update with a
+	 * compare-and-swap so that bit is never lost. */
+	old = status_get(vdev);
+	do {
+		nv = status_accept(vdev, old, v);
+	} while (!__atomic_compare_exchange_n(&vdev->status, &old, nv, 0,
+					      __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	return (nv & VIRTIO_STATUS_DRIVER_OK) && !(old &
+						   VIRTIO_STATUS_DRIVER_OK);
 }
 
 static void queue_enable(struct virtio_pci *vp, struct virtq *vq)

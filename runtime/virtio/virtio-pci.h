@@ -76,8 +76,9 @@
 
 struct virtio_pci;
 
-/* Make `vdev` a PCI function on `bus` with INTx wired to `irq_line`.  The
- * transport takes ownership of vdev (virtio_pci__free frees it). */
+/* Make `vdev` a PCI function on `bus` with INTx wired to `irq_line`.  On
+ * success the transport owns vdev (virtio_pci__free frees it); on failure
+ * vdev is still the caller's to free with virtio__dev_free. */
 int virtio_pci__new(struct pci_bus *bus, struct virtio_dev *vdev,
 		    int irq_line, struct virtio_pci **out);
 void virtio_pci__free(struct virtio_pci *vp);

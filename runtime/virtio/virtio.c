@@ -71,7 +71,7 @@ void virtio__reset(struct virtio_dev *vdev)
 		pthread_mutex_unlock(&vdev->vqs[i].lock);
 	}
 	vdev->driver_features = 0;
-	vdev->status = 0;
+	__atomic_store_n(&vdev->status, 0, __ATOMIC_RELAXED);
 	if (vdev->ops && vdev->ops->reset)
 		vdev->ops->reset(vdev);
 }

@@ -11,6 +11,13 @@
  * Errors: negative errno, message in virtio__error() (thread-local).  The
  * library never prints and never exits; a misbehaving driver makes the
  * device set NEEDS_RESET (virtio 1.2, 2.1.1) instead.
+ *
+ * Threads and system calls after setup (for the monitor's seccomp filter):
+ * blk runs on the notifying vCPU thread and uses what imgfmt uses (pread,
+ * pwrite, fdatasync/fsync, fallocate for discard/write-zeroes); rng calls
+ * getrandom; net transmits with sendmsg/poll on the vCPU thread and
+ * receives on its own thread with poll, read and eventfd read/write
+ * (plus futex for locks everywhere).
  */
 #ifndef RUNTIME_VIRTIO_VIRTIO_H
 #define RUNTIME_VIRTIO_VIRTIO_H
