@@ -44,6 +44,8 @@ int cmd_img_convert(int argc, char **argv);
 int cmd_img_compare(int argc, char **argv);
 int img_serve(int argc, char **argv);
 extern const char cmd_img_help[];
+int cmd_build(int argc, char **argv);
+extern const char cmd_build_help[];
 int cmd_key(int argc, char **argv);
 extern const char cmd_key_help[];
 int cmd_sign(int argc, char **argv);

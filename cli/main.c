@@ -26,6 +26,7 @@ static const struct cli_command commands[] = {
 	{ "trust", cmd_trust, "manage trusted signing keys", cmd_trust_help },
 	{ "run", cmd_run, "boot a kernel in a microVM (builtin KVM monitor)",
 	  cmd_run_help },
+	{ "build", cmd_build, "build an appliance from a recipe.toml", cmd_build_help },
 	{ "help", cmd_help, "show help for a command", NULL },
 	{ NULL, NULL, NULL, NULL },
 };
