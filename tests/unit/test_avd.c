@@ -1,0 +1,676 @@
+/*
+ * test_avd.c - the AVD driver through the public API: every descriptor
+ * kind, partial-cluster I/O, backing files and copy-on-write, compression,
+ * discard / write-zeroes, resize with L1 growth, a tiny metadata cache,
+ * concurrent readers, commit / rebase / compact, and reopening.
+ */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "imgfmt.h"
+#include "writer.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/test_avd.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *P(const char *name)
+{
+	static char bufs[4][160];
+	static int i;
+	char *b = bufs[i++ & 3];
+	snprintf(b, 160, "%s/%s", dir, name);
+	return b;
+}
+
+static void fill(uint8_t *b, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		b[i] = (uint8_t)(seed >> 56);
+	}
+}
+
+#define OK(x) ck_assert_msg((x) == 0, "%s: %s", #x, imgfmt__error())
+
+static imgfmt_image *mk(const char *name, uint64_t size, uint32_t cluster,
+			const char *backing, const char *bfmt)
+{
+	struct imgfmt_create_opts c = {
+		.size = size, .cluster_size = cluster,
+		.backing_file = backing, .backing_format = bfmt,
+	};
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+	imgfmt_image *img;
+
+	OK(imgfmt__create(P(name), &c));
+	OK(imgfmt__open(P(name), &o, &img));
+	return img;
+}
+
+static imgfmt_image *op(const char *name, unsigned flags, size_t cache)
+{
+	struct imgfmt_open_opts o = { .flags = flags, .cache_bytes = cache };
+	imgfmt_image *img;
+
+	OK(imgfmt__open(P(name), &o, &img));
+	return img;
+}
+
+static void expect_clean(imgfmt_image *img)
+{
+	struct imgfmt_check_result r;
+
+	OK(imgfmt__check(img, 0, &r));
+	ck_assert_msg(r.corruptions + r.leaks + r.checksum_errors == 0,
+		      "check: %llu corruptions %llu leaks %llu checksum: %s",
+		      (unsigned long long)r.corruptions,
+		      (unsigned long long)r.leaks,
+		      (unsigned long long)r.checksum_errors, r.first_problem);
+}
+
+static void expect_content(imgfmt_image *img, const uint8_t *want,
+			   uint64_t size)
+{
+	uint8_t *got = malloc(size);
+
+	OK(imgfmt__pread(img, got, size, 0));
+	for (uint64_t i = 0; i < size; i++)
+		if (got[i] != want[i])
+			ck_abort_msg("byte %llu is %02x, want %02x",
+				     (unsigned long long)i, got[i], want[i]);
+	free(got);
+}
+
+START_TEST(crc32c_vectors)
+{
+	uint8_t b[9000];
+
+	ck_assert_uint_eq(crc32c(0, "123456789", 9), 0xe3069283u);
+	ck_assert_uint_eq(crc32c(0, "", 0), 0);
+	fill(b, sizeof(b), 7);
+	for (size_t off = 0; off < 8; off++)
+		for (size_t n = 0; n < 8000; n += n < 300 ? 1 : 97)
+			ck_assert_uint_eq(crc32c(n, b + off, n),
+					  crc32c__sw(n, b + off, n));
+	/* Running checksums compose. */
+	ck_assert_uint_eq(crc32c(crc32c(0, b, 1000), b + 1000, 3000),
+			  crc32c(0, b, 4000));
+}
+END_TEST
+
+START_TEST(create_info_probe)
+{
+	uint8_t uuid[16];
+	struct imgfmt_create_opts c = { .size = 5 << 20, .uuid = uuid };
+	struct imgfmt_info info;
+	imgfmt_image *img;
+	char name[16];
+
+	memset(uuid, 0xab, 16);
+	OK(imgfmt__create(P("a.avd"), &c));
+	ck_assert_int_eq(imgfmt__create(P("a.avd"), &c), -EEXIST);
+	OK(imgfmt__probe(P("a.avd"), name, sizeof(name)));
+	ck_assert_str_eq(name, "avd");
+	img = op("a.avd", 0, 0);
+	OK(imgfmt__info(img, &info));
+	ck_assert_str_eq(info.format, "avd");
+	ck_assert_uint_eq(info.virtual_size, 5 << 20);
+	ck_assert_uint_eq(info.cluster_size, IMGFMT_DEFAULT_CLUSTER);
+	ck_assert_int_eq(info.has_uuid, 1);
+	ck_assert_mem_eq(info.uuid, uuid, 16);
+	ck_assert_int_eq(info.dirty, 0);
+	ck_assert_int_eq(info.chain_depth, 1);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+
+	struct imgfmt_create_opts bad = { .size = 1 << 20,
+					  .cluster_size = 3000 };
+	ck_assert_int_eq(imgfmt__create(P("b.avd"), &bad), -EINVAL);
+	bad.cluster_size = 4u << 20;
+	ck_assert_int_eq(imgfmt__create(P("b.avd"), &bad), -EINVAL);
+	ck_assert_int_ne(access(P("b.avd"), F_OK), 0);
+}
+END_TEST
+
+/* Partial writes at cluster edges against a byte model, then reopen. */
+START_TEST(partial_cluster_io)
+{
+	const uint32_t C = 4096 * 4; /* 16 KiB: 4 checksum blocks */
+	const uint64_t size = 40 * C + 123;
+	uint8_t *model = calloc(1, size), *buf = malloc(4 * C);
+	imgfmt_image *img = mk("p.avd", size, C, NULL, NULL);
+	struct { uint64_t off, len; } cases[] = {
+		{ 0, 1 }, { C - 1, 2 }, { C - 1, 1 }, { 2 * C, C },
+		{ 3 * C + 5, 3 * C - 7 }, { 7 * C - 4096, 4096 * 2 },
+		{ 9 * C + 100, 3 * C }, { size - 10, 10 }, { 4095, 4098 },
+		{ 12 * C + 4096, 1 }, { 12 * C + 4096, 4096 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fill(buf, cases[i].len, i + 1);
+		OK(imgfmt__pwrite(img, buf, cases[i].len, cases[i].off));
+		memcpy(model + cases[i].off, buf, cases[i].len);
+		expect_content(img, model, size);
+		if (i == 4)
+			OK(imgfmt__flush(img)); /* later writes are COW */
+	}
+	/* Random small I/O, flushing now and then. */
+	for (int i = 0; i < 300; i++) {
+		uint64_t off = ((uint64_t)i * 2654435761u) % size;
+		uint64_t len = 1 + ((uint64_t)i * 40503u) % (3 * C);
+		if (len > size - off)
+			len = size - off;
+		fill(buf, len, 1000 + i);
+		OK(imgfmt__pwrite(img, buf, len, off));
+		memcpy(model + off, buf, len);
+		if (i % 37 == 0)
+			OK(imgfmt__flush(img));
+		uint64_t roff = ((uint64_t)i * 7919u) % size;
+		uint64_t rlen = len < size - roff ? len : size - roff;
+		OK(imgfmt__pread(img, buf, rlen, roff));
+		ck_assert_mem_eq(buf, model + roff, rlen);
+	}
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("p.avd", 0, 0);
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	free(model);
+	free(buf);
+}
+END_TEST
+
+static void expect_kind(imgfmt_image *img, uint64_t off, uint64_t len,
+			enum imgfmt_extent_kind kind, unsigned flags)
+{
+	struct imgfmt_extent e;
+
+	OK(imgfmt__map(img, off, len, &e));
+	ck_assert_msg(e.kind == kind && e.flags == flags,
+		      "map at %llu: kind %d flags %u, want %d %u",
+		      (unsigned long long)off, e.kind, e.flags, kind, flags);
+	ck_assert_uint_eq(e.length, len);
+	if (kind == IMGFMT_EXTENT_DATA && !flags)
+		ck_assert_int_ge(e.file_offset, 0);
+	else
+		ck_assert_int_eq(e.file_offset, -1);
+}
+
+/* A raw base with a pattern, an AVD overlay on top. */
+static uint8_t *make_base(uint64_t size)
+{
+	struct imgfmt_create_opts c = { .format = "raw", .size = size };
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+	uint8_t *pat = malloc(size);
+	imgfmt_image *b;
+
+	fill(pat, size, 99);
+	OK(imgfmt__create(P("base.raw"), &c));
+	OK(imgfmt__open(P("base.raw"), &o, &b));
+	OK(imgfmt__pwrite(b, pat, size, 0));
+	OK(imgfmt__close(b));
+	return pat;
+}
+
+START_TEST(descriptors_backing_cow)
+{
+	const uint32_t C = 65536;
+	const uint64_t size = 16 * C;
+	uint8_t *model = make_base(size), buf[300];
+	uint8_t *base = malloc(size);
+	imgfmt_image *img = mk("o.avd", size, C, "base.raw", "raw");
+
+	memcpy(base, model, size);
+	struct imgfmt_info info;
+
+	OK(imgfmt__info(img, &info));
+	ck_assert_int_eq(info.chain_depth, 2);
+	ck_assert_str_eq(info.backing_file, "base.raw");
+	expect_content(img, model, size);
+	expect_kind(img, 0, size, IMGFMT_EXTENT_BACKING, 0);
+
+	/* COW of a partial cluster keeps the backing bytes around it. */
+	fill(buf, sizeof(buf), 5);
+	OK(imgfmt__pwrite(img, buf, sizeof(buf), 3 * C + 1000));
+	memcpy(model + 3 * C + 1000, buf, sizeof(buf));
+	expect_kind(img, 3 * C, C, IMGFMT_EXTENT_DATA, 0);
+	expect_kind(img, 4 * C, C, IMGFMT_EXTENT_BACKING, 0);
+
+	/* Explicit zeros hide the backing file; discard shows it again. */
+	OK(imgfmt__write_zeroes(img, 5 * C, 2 * C, 0));
+	memset(model + 5 * C, 0, 2 * C);
+	expect_kind(img, 5 * C, 2 * C, IMGFMT_EXTENT_ZERO, 0);
+	OK(imgfmt__discard(img, 6 * C, C));
+	memcpy(model + 6 * C, base + 6 * C, C);
+	expect_kind(img, 6 * C, C, IMGFMT_EXTENT_BACKING, 0);
+	/* A partial discard is zeroed in place. */
+	OK(imgfmt__discard(img, 3 * C + 1100, 50));
+	memset(model + 3 * C + 1100, 0, 50);
+	/* A partial write-zeroes over a backing cluster. */
+	OK(imgfmt__write_zeroes(img, 8 * C + 10, 20, 0));
+	memset(model + 8 * C + 10, 0, 20);
+	expect_kind(img, 8 * C, C, IMGFMT_EXTENT_DATA, 0);
+	OK(imgfmt__flush(img));
+	/* A whole-cluster write of zeros is stored as a zero descriptor. */
+	uint8_t *z = calloc(1, C);
+	OK(imgfmt__pwrite(img, z, C, 9 * C));
+	memset(model + 9 * C, 0, C);
+	expect_kind(img, 9 * C, C, IMGFMT_EXTENT_ZERO, 0);
+	free(z);
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+
+	/* Reopen, and without the backing file. */
+	img = op("o.avd", 0, 0);
+	expect_content(img, model, size);
+	OK(imgfmt__close(img));
+	img = op("o.avd", IMGFMT_OPEN_NO_BACKING, 0);
+	OK(imgfmt__pread(img, buf, 100, 0));
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(buf[i], 0);
+	OK(imgfmt__close(img));
+	free(model);
+	free(base);
+}
+END_TEST
+
+static int write_through_writer(const char *path, const uint8_t *data,
+				uint64_t size, uint32_t cluster, int compress)
+{
+	struct imgfmt_writer_opts wo = {
+		.format = "avd", .size = size, .cluster_size = cluster,
+		.compress = compress, .compress_level = 3,
+	};
+	imgfmt_writer *w;
+	int r = imgfmt__writer_open(path, &wo, &w);
+
+	if (r < 0)
+		return r;
+	uint32_t cs = imgfmt__writer_chunk_size(w);
+	for (uint64_t off = 0; off < size; off += cs) {
+		uint32_t n = size - off < cs ? (uint32_t)(size - off) : cs;
+		struct imgfmt_chunk ch;
+		int zero = 1;
+		for (uint32_t i = 0; i < n && zero; i++)
+			zero = data[off + i] == 0;
+		if (zero && (off / cs) % 5 == 4)
+			continue; /* never put: must read as zeros */
+		r = imgfmt__writer_encode(w, data + off, off, n, &ch);
+		if (r == 0)
+			r = imgfmt__writer_put(w, &ch);
+		imgfmt__chunk_release(&ch);
+		if (r < 0) {
+			imgfmt__writer_abort(w);
+			return r;
+		}
+	}
+	return imgfmt__writer_finish(w);
+}
+
+START_TEST(compressed_clusters)
+{
+	const uint32_t C = 65536;
+	const uint64_t size = 20 * C + 1000;
+	uint8_t *model = malloc(size), buf[64];
+	imgfmt_image *img;
+
+	/* Compressible text with random clusters in between. */
+	for (uint64_t i = 0; i < size; i++)
+		model[i] = (uint8_t)("abcdefgh"[i % 8] + (i / 5000) % 3);
+	fill(model + 2 * C, C, 3);
+	memset(model + 7 * C, 0, C);
+	for (uint64_t c = 0; c * C < size; c++)
+		if (c % 5 == 4)
+			memset(model + c * C, 0, C < size - c * C ? C
+							    : size - c * C);
+	OK(write_through_writer(P("c.avd"), model, size, C, 1));
+	img = op("c.avd", IMGFMT_OPEN_RDWR, 0);
+	expect_content(img, model, size);
+	expect_kind(img, 0, C, IMGFMT_EXTENT_DATA, IMGFMT_EXTENT_COMPRESSED);
+	expect_kind(img, 2 * C, C, IMGFMT_EXTENT_DATA, 0); /* incompressible */
+	expect_kind(img, 7 * C, C, IMGFMT_EXTENT_ZERO, 0);
+	expect_kind(img, 4 * C, C, IMGFMT_EXTENT_ZERO, 0); /* never put */
+	expect_kind(img, 20 * C, 1000, IMGFMT_EXTENT_DATA,
+		    IMGFMT_EXTENT_COMPRESSED);
+	expect_clean(img);
+
+	/* Writing into a compressed cluster rewrites it uncompressed. */
+	fill(buf, sizeof(buf), 11);
+	OK(imgfmt__pwrite(img, buf, sizeof(buf), C + 777));
+	memcpy(model + C + 777, buf, sizeof(buf));
+	expect_kind(img, C, C, IMGFMT_EXTENT_DATA, 0);
+	expect_kind(img, 0, C, IMGFMT_EXTENT_DATA, IMGFMT_EXTENT_COMPRESSED);
+	expect_content(img, model, size);
+	OK(imgfmt__flush(img));
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("c.avd", 0, 0);
+	expect_content(img, model, size);
+	OK(imgfmt__close(img));
+
+	/* Uncompressed writer output, 4 KiB clusters, reads the same. */
+	OK(write_through_writer(P("u.avd"), model, size, 4096, 0));
+	img = op("u.avd", 0, 0);
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
+START_TEST(resize_grows_l1)
+{
+	const uint32_t C = 4096; /* 256 entries per L2: 1 MiB per table */
+	uint64_t size = 3 << 20;
+	uint8_t *model = calloc(1, 64 << 20), buf[5000];
+	imgfmt_image *img = mk("r.avd", size, C, NULL, NULL);
+
+	fill(buf, sizeof(buf), 1);
+	OK(imgfmt__pwrite(img, buf, sizeof(buf), size - 2000 - 3000));
+	memcpy(model + size - 5000, buf, sizeof(buf));
+	/* 3 MiB -> 2 GiB: 2048 L1 entries = 16 KiB, L1 must move. */
+	OK(imgfmt__resize(img, 2ull << 30));
+	ck_assert_int_eq(imgfmt__resize(img, 1 << 20), -ENOTSUP);
+	expect_content(img, model, size);
+	OK(imgfmt__pwrite(img, buf, sizeof(buf), (2ull << 30) - 5000));
+	OK(imgfmt__pread(img, buf + 0, 10, 40 << 20));
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(buf[i], 0);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("r.avd", IMGFMT_OPEN_RDWR, 0);
+	struct imgfmt_info info;
+	OK(imgfmt__info(img, &info));
+	ck_assert_uint_eq(info.virtual_size, 2ull << 30);
+	expect_content(img, model, size);
+	fill(buf, sizeof(buf), 1);
+	uint8_t got[5000];
+	OK(imgfmt__pread(img, got, sizeof(got), (2ull << 30) - 5000));
+	ck_assert_mem_eq(got, buf, sizeof(got));
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
+START_TEST(tiny_cache_evicts)
+{
+	const uint32_t C = 4096;
+	const uint64_t size = 24 << 20;
+	uint8_t buf[6000];
+	imgfmt_image *img;
+
+	/* Reopen with room for two tables only (the minimum). */
+	OK(imgfmt__close(mk("t.avd", size, C, NULL, NULL)));
+	img = op("t.avd", IMGFMT_OPEN_RDWR, 1);
+	for (int round = 0; round < 3; round++)
+		for (int m = 0; m < 20; m++) {
+			fill(buf, sizeof(buf), (uint64_t)m * 7 + round);
+			OK(imgfmt__pwrite(img, buf, sizeof(buf),
+					  ((uint64_t)m << 20) + 100 + m));
+		}
+	for (int m = 19; m >= 0; m--) {
+		uint8_t want[6000];
+		fill(want, sizeof(want), (uint64_t)m * 7 + 2);
+		OK(imgfmt__pread(img, buf, sizeof(buf),
+				 ((uint64_t)m << 20) + 100 + m));
+		ck_assert_mem_eq(buf, want, sizeof(buf));
+	}
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("t.avd", 0, 1);
+	for (int m = 0; m < 20; m++) {
+		uint8_t want[6000];
+		fill(want, sizeof(want), (uint64_t)m * 7 + 2);
+		OK(imgfmt__pread(img, buf, sizeof(buf),
+				 ((uint64_t)m << 20) + 100 + m));
+		ck_assert_mem_eq(buf, want, sizeof(buf));
+	}
+	OK(imgfmt__close(img));
+}
+END_TEST
+
+struct reader_arg {
+	imgfmt_image *img;
+	const uint8_t *model;
+	uint64_t size;
+	int seed, bad;
+};
+
+static void *reader(void *p)
+{
+	struct reader_arg *a = p;
+	uint8_t *buf = malloc(200000);
+	uint64_t s = (uint64_t)a->seed;
+
+	for (int i = 0; i < 400; i++) {
+		s = s * 6364136223846793005ull + 1;
+		uint64_t off = (s >> 20) % a->size;
+		uint64_t len = 1 + (s >> 40) % 150000;
+		if (len > a->size - off)
+			len = a->size - off;
+		if (imgfmt__pread(a->img, buf, len, off) < 0 ||
+		    memcmp(buf, a->model + off, len) != 0)
+			a->bad++;
+	}
+	free(buf);
+	return NULL;
+}
+
+START_TEST(concurrent_readers)
+{
+	const uint64_t size = 8 << 20;
+	uint8_t *model = malloc(size);
+	imgfmt_image *img = mk("m.avd", size, 4096, NULL, NULL);
+	pthread_t t[4];
+	struct reader_arg a[4];
+
+	fill(model, size, 42);
+	memset(model + (1 << 20), 0, 1 << 20);
+	OK(imgfmt__pwrite(img, model, size, 0));
+	OK(imgfmt__close(img));
+	/* A small cache so that readers race on loading tables too. */
+	img = op("m.avd", 0, 3 * 4096);
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct reader_arg){ img, model, size, i + 1, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, reader, &a[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(a[i].bad, 0);
+	}
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
+START_TEST(commit_rebase_compact)
+{
+	const uint32_t C = 65536;
+	const uint64_t size = 12 * C;
+	uint8_t *model = make_base(size), buf[1000];
+	imgfmt_image *img = mk("top.avd", size, C, "base.raw", "raw");
+
+	fill(buf, sizeof(buf), 8);
+	OK(imgfmt__pwrite(img, buf, sizeof(buf), 2 * C - 500));
+	memcpy(model + 2 * C - 500, buf, sizeof(buf));
+	OK(imgfmt__write_zeroes(img, 5 * C, C, 0));
+	memset(model + 5 * C, 0, C);
+
+	/* compact keeps the content and the backing reference. */
+	OK(imgfmt__compact(img, P("small.avd"), 0));
+	imgfmt_image *s = op("small.avd", 0, 0);
+	expect_content(s, model, size);
+	expect_kind(s, 0, C, IMGFMT_EXTENT_BACKING, 0);
+	expect_kind(s, 5 * C, C, IMGFMT_EXTENT_ZERO, 0);
+	expect_clean(s);
+	OK(imgfmt__close(s));
+	OK(imgfmt__compact(img, P("smallc.avd"), 5));
+	s = op("smallc.avd", 0, 0);
+	expect_content(s, model, size);
+	OK(imgfmt__close(s));
+
+	/* commit: the base gets the data, the overlay is emptied. */
+	OK(imgfmt__commit(img));
+	expect_kind(img, 0, size, IMGFMT_EXTENT_BACKING, 0);
+	expect_content(img, model, size);
+	OK(imgfmt__close(img));
+	s = op("base.raw", 0, 0);
+	expect_content(s, model, size);
+	OK(imgfmt__close(s));
+
+	/* rebase onto a different base: content unchanged. */
+	struct imgfmt_create_opts c = { .size = size };
+	OK(imgfmt__create(P("other.avd"), &c));
+	img = op("top.avd", IMGFMT_OPEN_RDWR, 0);
+	fill(buf, sizeof(buf), 9);
+	OK(imgfmt__pwrite(img, buf, sizeof(buf), 7 * C));
+	memcpy(model + 7 * C, buf, sizeof(buf));
+	OK(imgfmt__rebase(img, "other.avd", "avd", 0));
+	expect_content(img, model, size);
+	OK(imgfmt__close(img));
+	img = op("top.avd", 0, 0);
+	struct imgfmt_info info;
+	OK(imgfmt__info(img, &info));
+	ck_assert_str_eq(info.backing_file, "other.avd");
+	expect_content(img, model, size);
+	OK(imgfmt__close(img));
+
+	/* rebase onto itself is a loop; -u to nothing drops the base. */
+	img = op("top.avd", IMGFMT_OPEN_RDWR, 0);
+	ck_assert_int_eq(imgfmt__rebase(img, "top.avd", NULL, 0), -ELOOP);
+	OK(imgfmt__rebase(img, NULL, NULL, 1));
+	OK(imgfmt__close(img));
+	img = op("top.avd", 0, 0);
+	OK(imgfmt__info(img, &info));
+	ck_assert_str_eq(info.backing_file, "");
+	expect_content(img, model, size); /* other.avd was all zeros */
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
+START_TEST(dirty_after_unclean_exit)
+{
+	imgfmt_image *img = mk("d.avd", 1 << 20, 0, NULL, NULL);
+	struct imgfmt_check_result r;
+	struct imgfmt_info info;
+	uint8_t buf[5000];
+
+	OK(imgfmt__close(img));
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+		imgfmt_image *c;
+		memset(buf, 7, sizeof(buf));
+		if (imgfmt__open(P("d.avd"), &o, &c) < 0 ||
+		    imgfmt__pwrite(c, buf, sizeof(buf), 1000) < 0 ||
+		    imgfmt__flush(c) < 0 ||
+		    imgfmt__pwrite(c, buf, sizeof(buf), 300000) < 0)
+			_exit(1);
+		_exit(0); /* no close: the image stays dirty */
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	img = op("d.avd", 0, 0);
+	OK(imgfmt__info(img, &info));
+	ck_assert_int_eq(info.dirty, 1);
+	OK(imgfmt__pread(img, buf, sizeof(buf), 1000));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		ck_assert_int_eq(buf[i], 7);
+	OK(imgfmt__check(img, 0, &r));
+	ck_assert_int_eq(r.was_dirty, 1);
+	ck_assert_uint_eq(r.corruptions + r.checksum_errors, 0);
+	OK(imgfmt__close(img));
+	img = op("d.avd", IMGFMT_OPEN_RDWR, 0);
+	OK(imgfmt__check(img, 1, &r));
+	ck_assert_uint_eq(r.corruptions + r.checksum_errors, 0);
+	ck_assert_uint_ge(r.repaired, r.leaks);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("d.avd", 0, 0);
+	OK(imgfmt__info(img, &info));
+	ck_assert_int_eq(info.dirty, 0);
+	OK(imgfmt__close(img));
+}
+END_TEST
+
+START_TEST(backing_digest_is_verified)
+{
+	uint8_t *model = make_base(1 << 20);
+	struct imgfmt_create_opts c = {
+		.backing_file = "base.raw", .backing_format = "raw",
+		.backing_digest = 1,
+	};
+	imgfmt_image *img;
+
+	OK(imgfmt__create(P("g.avd"), &c));
+	img = op("g.avd", 0, 0);
+	expect_content(img, model, 1 << 20);
+	OK(imgfmt__close(img));
+	/* Change one byte of the backing file. */
+	img = op("base.raw", IMGFMT_OPEN_RDWR, 0);
+	OK(imgfmt__pwrite(img, "x", 1, 12345));
+	OK(imgfmt__close(img));
+	struct imgfmt_open_opts o = { 0 };
+	ck_assert_int_eq(imgfmt__open(P("g.avd"), &o, &img), -EIO);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "digest"));
+	o.flags = IMGFMT_OPEN_NO_BACKING;
+	OK(imgfmt__open(P("g.avd"), &o, &img));
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("avd");
+	TCase *tc = tcase_create("avd");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, crc32c_vectors);
+	tcase_add_test(tc, create_info_probe);
+	tcase_add_test(tc, partial_cluster_io);
+	tcase_add_test(tc, descriptors_backing_cow);
+	tcase_add_test(tc, compressed_clusters);
+	tcase_add_test(tc, resize_grows_l1);
+	tcase_add_test(tc, tiny_cache_evicts);
+	tcase_add_test(tc, concurrent_readers);
+	tcase_add_test(tc, commit_rebase_compact);
+	tcase_add_test(tc, dirty_after_unclean_exit);
+	tcase_add_test(tc, backing_digest_is_verified);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
