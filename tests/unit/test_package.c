@@ -1,0 +1,510 @@
+/*
+ * test_package.c - appliance packages: writing, opening, verifying, and
+ * refusing every kind of tampering the format promises to catch.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "appliances/package.h"
+#include "imgfmt.h"
+
+static char dir[64], build[128], pkg[128];
+static struct minisign_seckey sk;
+static struct minisign_pubkey pk;
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+static void sha_hex(const char *path, char out[65])
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "sha256sum '%s'", path);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(fscanf(p, "%64s", out), 1);
+	pclose(p);
+}
+
+static int have_avd(void)
+{
+	for (const char *const *f = imgfmt__formats(); *f; f++)
+		if (strcmp(*f, "avd") == 0)
+			return 1;
+	return 0;
+}
+
+/* A build directory as `appliance build` leaves it. */
+static void make_build_dir(void)
+{
+	char p[256], kh[65], ih[65], dh[65], manifest[4096];
+	static uint8_t data[300000];
+	struct imgfmt_create_opts c = { .format = "avd", .size = 1 << 20 };
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+	imgfmt_image *img;
+	struct stat sk_, si, sd;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13 + (i >> 9));
+	snprintf(p, sizeof(p), "%s/vmlinuz", build);
+	write_file(p, data, 5000);
+	snprintf(p, sizeof(p), "%s/initrd.img", build);
+	write_file(p, data + 7, 3000);
+	snprintf(p, sizeof(p), "%s/disk.avd", build);
+	ck_assert_msg(imgfmt__create(p, &c) == 0, "%s", imgfmt__error());
+	ck_assert_int_eq(imgfmt__open(p, &o, &img), 0);
+	ck_assert_int_eq(imgfmt__pwrite(img, data, sizeof(data), 70000), 0);
+	ck_assert_int_eq(imgfmt__close(img), 0);
+
+	snprintf(p, sizeof(p), "%s/vmlinuz", build);
+	sha_hex(p, kh);
+	stat(p, &sk_);
+	snprintf(p, sizeof(p), "%s/initrd.img", build);
+	sha_hex(p, ih);
+	stat(p, &si);
+	snprintf(p, sizeof(p), "%s/disk.avd", build);
+	sha_hex(p, dh);
+	stat(p, &sd);
+	snprintf(manifest, sizeof(manifest),
+		 "manifest_version = 1\n\n[appliance]\nname = \"demo\"\n"
+		 "version = \"1.2\"\ndescription = \"a test\"\n"
+		 "architecture = \"x86_64\"\nbuild_time = 1700000000\n\n"
+		 "[vm]\nmemory = 268435456\ncpus = 2\n"
+		 "cmdline = \"console=ttyS0 root=/dev/vda rw\"\n"
+		 "console = \"serial\"\n\n[[vm.ports]]\nhost = 8080\n"
+		 "guest = 80\nproto = \"tcp\"\n\n"
+		 "[[files]]\nrole = \"disk\"\nname = \"disk.avd\"\n"
+		 "format = \"avd\"\nsize = %lld\nsha256 = \"%s\"\n\n"
+		 "[[files]]\nrole = \"kernel\"\nname = \"vmlinuz\"\n"
+		 "size = %lld\nsha256 = \"%s\"\n\n"
+		 "[[files]]\nrole = \"initrd\"\nname = \"initrd.img\"\n"
+		 "size = %lld\nsha256 = \"%s\"\n",
+		 (long long)sd.st_size, dh, (long long)sk_.st_size, kh,
+		 (long long)si.st_size, ih);
+	snprintf(p, sizeof(p), "%s/manifest.toml", build);
+	write_file(p, manifest, strlen(manifest));
+}
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/test_package.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(build, sizeof(build), "%s/build", dir);
+	mkdir(build, 0755);
+	snprintf(pkg, sizeof(pkg), "%s/demo-1.2.appliance", dir);
+	ck_assert_int_eq(minisign__generate(&sk, &pk), 0);
+	if (have_avd()) {
+		make_build_dir();
+		ck_assert_msg(package__create(build, pkg, &sk, NULL) == 0,
+			      "%s", package__error());
+	}
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct package *open_ok(void)
+{
+	struct package *p;
+	ck_assert_msg(package__open(pkg, &p) == 0, "%s", package__error());
+	return p;
+}
+
+START_TEST(roundtrip_signed_package)
+{
+	struct package *p;
+	const char *tc;
+	char kid[MINISIGN_KEYID_HEX];
+	imgfmt_image *disk;
+	uint8_t buf[1000];
+
+	if (!have_avd())
+		return;
+	p = open_ok();
+	ck_assert_str_eq(p->name, "demo");
+	ck_assert_str_eq(p->version, "1.2");
+	ck_assert_uint_eq(p->memory, 268435456);
+	ck_assert_int_eq(p->cpus, 2);
+	ck_assert_int_eq(p->nr_ports, 1);
+	ck_assert_int_eq(p->ports[0].host, 8080);
+	ck_assert(p->has_signature);
+	ck_assert_int_eq(package__verify_signature(p, &pk, kid, &tc), 0);
+	ck_assert_ptr_nonnull(strstr(tc, "demo 1.2"));
+	ck_assert_int_eq(package__verify_members(p, false), 0);
+	ck_assert_int_eq(package__open_disk(p, &disk), 0);
+	ck_assert_int_eq(imgfmt__pread(disk, buf, sizeof(buf), 70000 + 5), 0);
+	ck_assert_uint_eq(buf[0], (uint8_t)(5 * 13));
+	imgfmt__close(disk);
+	ck_assert_int_eq(package__verify_members(p, true), 0);
+	package__close(p);
+}
+END_TEST
+
+START_TEST(same_inputs_same_bytes)
+{
+	char other[160], a[65], b[65];
+
+	if (!have_avd())
+		return;
+	snprintf(other, sizeof(other), "%s/again.appliance", dir);
+	ck_assert_int_eq(package__create(build, other, &sk, NULL), 0);
+	sha_hex(pkg, a);
+	sha_hex(other, b);
+	ck_assert_str_eq(a, b);
+}
+END_TEST
+
+/* Flip one byte at `off` of the package file. */
+static void flip(uint64_t off)
+{
+	int fd = open(pkg, O_RDWR);
+	uint8_t c;
+	ck_assert_int_eq(pread(fd, &c, 1, (off_t)off), 1);
+	c ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &c, 1, (off_t)off), 1);
+	close(fd);
+}
+
+START_TEST(tampered_members_are_refused)
+{
+	struct package *p;
+	uint64_t offs[PACKAGE_MAX_MEMBERS];
+	const char *names[PACKAGE_MAX_MEMBERS];
+	int n;
+
+	if (!have_avd())
+		return;
+	p = open_ok();
+	n = p->nr_members;
+	for (int i = 0; i < n; i++) {
+		offs[i] = p->members[i].offset + p->members[i].size / 2;
+		names[i] = strdup(p->members[i].name);
+	}
+	int disk = p->disk;
+	package__close(p);
+	for (int i = 0; i < n; i++) {
+		flip(offs[i]);
+		p = open_ok();
+		ck_assert_int_eq(package__verify_signature(p, &pk, NULL, NULL), 0);
+		int lazy = package__verify_members(p, false);
+		if (i == disk) {
+			/* Lazy mode: caught when the guest reads it. */
+			imgfmt_image *img;
+			uint8_t buf[65536];
+			ck_assert_int_eq(lazy, 0);
+			ck_assert_int_eq(package__open_disk(p, &img), 0);
+			int bad = 0;
+			for (uint64_t o = 0; o < (1 << 20); o += 65536)
+				if (imgfmt__pread(img, buf, sizeof(buf), o) < 0)
+					bad++;
+			imgfmt__close(img);
+			ck_assert_msg(bad >= 1, "tampered disk read cleanly");
+			ck_assert_int_eq(package__verify_members(p, true),
+					 -EBADMSG);
+		} else {
+			ck_assert_int_eq(lazy, -EBADMSG);
+			ck_assert_ptr_nonnull(strstr(package__error(), names[i]));
+		}
+		package__close(p);
+		flip(offs[i]); /* restore */
+	}
+	for (int i = 0; i < n; i++)
+		free((void *)names[i]);
+}
+END_TEST
+
+START_TEST(tampered_manifest_fails_the_signature)
+{
+	struct package *p;
+	char *pos;
+
+	if (!have_avd())
+		return;
+	p = open_ok();
+	/* Change the memory size in place (same length keeps the tar). */
+	pos = strstr(p->manifest_text, "memory = 268435456");
+	ck_assert_ptr_nonnull(pos);
+	uint64_t off = 512 + (uint64_t)(pos - p->manifest_text) + 9;
+	package__close(p);
+	flip(off); /* '2' -> 'r': no longer an integer */
+	ck_assert_int_eq(package__open(pkg, &p), -EINVAL);
+	flip(off);
+	flip(off + 1); /* '6' -> 'v' */
+	ck_assert_int_lt(package__open(pkg, &p), 0);
+	flip(off + 1);
+	/* A digit change keeps it valid TOML: then the signature fails. */
+	p = open_ok();
+	package__close(p);
+	{
+		int fd = open(pkg, O_RDWR);
+		ck_assert_int_eq(pwrite(fd, "9", 1, (off_t)off), 1);
+		close(fd);
+	}
+	p = open_ok();
+	ck_assert_int_eq(package__verify_signature(p, &pk, NULL, NULL),
+			 -EBADMSG);
+	package__close(p);
+}
+END_TEST
+
+START_TEST(wrong_or_untrusted_key_is_refused)
+{
+	struct minisign_seckey sk2;
+	struct minisign_pubkey pk2;
+	struct package *p;
+	char kid[MINISIGN_KEYID_HEX], want[MINISIGN_KEYID_HEX];
+
+	if (!have_avd())
+		return;
+	ck_assert_int_eq(minisign__generate(&sk2, &pk2), 0);
+	p = open_ok();
+	ck_assert_int_lt(package__verify_signature(p, &pk2, kid, NULL), 0);
+	setenv("APPLIANCE_TRUST_DIR", dir, 1);
+	setenv("APPLIANCE_SYSTEM_TRUST_DIR", dir, 1);
+	ck_assert_int_eq(package__verify_signature(p, NULL, kid, NULL),
+			 -ENOKEY);
+	minisign__keyid_hex(pk.keyid, want);
+	ck_assert_str_eq(kid, want);
+	ck_assert_ptr_nonnull(strstr(package__error(), want));
+	package__close(p);
+}
+END_TEST
+
+/* Rewrite the package with libarchive, member by member, through an edit
+ * callback: the way an attacker would build a hostile one. */
+typedef int (*edit_fn)(struct archive *out, struct archive_entry *e,
+		       const void *data, size_t len, int index);
+
+static void rewrite(edit_fn fn)
+{
+	char tmp[160];
+	struct archive *in = archive_read_new(), *out = archive_write_new();
+	struct archive_entry *e;
+	int i = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s/hostile.appliance", dir);
+	archive_read_support_format_tar(in);
+	ck_assert_int_eq(archive_read_open_filename(in, pkg, 10240), 0);
+	archive_write_set_format_ustar(out);
+	ck_assert_int_eq(archive_write_open_filename(out, tmp), 0);
+	while (archive_read_next_header(in, &e) == ARCHIVE_OK) {
+		size_t len = (size_t)archive_entry_size(e);
+		void *data = malloc(len + 1);
+		ck_assert_int_eq(archive_read_data(in, data, len), (ssize_t)len);
+		if (!fn(out, e, data, len, i)) {
+			archive_write_header(out, e);
+			archive_write_data(out, data, len);
+		}
+		free(data);
+		i++;
+	}
+	archive_read_free(in);
+	archive_write_free(out);
+	ck_assert_int_eq(rename(tmp, pkg), 0);
+}
+
+static void *held;
+static size_t held_len;
+static struct archive_entry *held_e;
+
+static int swap_kernel_and_initrd(struct archive *out, struct archive_entry *e,
+				  const void *data, size_t len, int i)
+{
+	(void)i;
+	if (strcmp(archive_entry_pathname(e), "vmlinuz") == 0) {
+		held = malloc(len);
+		memcpy(held, data, len);
+		held_len = len;
+		held_e = archive_entry_clone(e);
+		return 1;
+	}
+	if (strcmp(archive_entry_pathname(e), "initrd.img") == 0) {
+		archive_write_header(out, e);
+		archive_write_data(out, data, len);
+		archive_write_header(out, held_e);
+		archive_write_data(out, held, held_len);
+		archive_entry_free(held_e);
+		free(held);
+		return 1;
+	}
+	return 0;
+}
+
+static int add_member(struct archive *out, struct archive_entry *e,
+		      const void *data, size_t len, int i)
+{
+	(void)data; (void)len; (void)e;
+	if (i == 2) {
+		struct archive_entry *x = archive_entry_new();
+		archive_entry_set_pathname(x, "extra");
+		archive_entry_set_size(x, 3);
+		archive_entry_set_filetype(x, AE_IFREG);
+		archive_entry_set_perm(x, 0644);
+		archive_write_header(out, x);
+		archive_write_data(out, "abc", 3);
+		archive_entry_free(x);
+	}
+	return 0;
+}
+
+static const char *hostile_name;
+static int hostile_type;
+static int replace_kernel(struct archive *out, struct archive_entry *e,
+			  const void *data, size_t len, int i)
+{
+	(void)data; (void)len; (void)i;
+	if (strcmp(archive_entry_pathname(e), "vmlinuz") != 0)
+		return 0;
+	struct archive_entry *x = archive_entry_new();
+	archive_entry_set_pathname(x, hostile_name);
+	archive_entry_set_filetype(x, (mode_t)hostile_type);
+	if (hostile_type == AE_IFLNK) {
+		archive_entry_set_symlink(x, "/etc/passwd");
+		archive_entry_set_size(x, 0);
+	} else {
+		archive_entry_set_size(x, 5000);
+	}
+	archive_entry_set_perm(x, 0644);
+	archive_write_header(out, x);
+	if (hostile_type != AE_IFLNK) {
+		static char z[5000];
+		archive_write_data(out, z, sizeof(z));
+	}
+	archive_entry_free(x);
+	return 1;
+}
+
+START_TEST(reordered_members_are_refused)
+{
+	struct package *p;
+	if (!have_avd())
+		return;
+	rewrite(swap_kernel_and_initrd);
+	ck_assert_int_eq(package__open(pkg, &p), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(package__error(), "reordered"));
+}
+END_TEST
+
+START_TEST(added_member_is_refused)
+{
+	struct package *p;
+	if (!have_avd())
+		return;
+	rewrite(add_member);
+	ck_assert_int_eq(package__open(pkg, &p), -EINVAL);
+}
+END_TEST
+
+START_TEST(traversal_and_symlink_members_are_refused)
+{
+	static const struct { const char *name; int type; const char *why; }
+	cases[] = {
+		{ "../vmlinuz", AE_IFREG, "not allowed" },
+		{ "/vmlinuz", AE_IFREG, "not allowed" },
+		{ "vmlinuz", AE_IFLNK, "type" },
+		{ "sub/vmlinuz", AE_IFREG, "not allowed" },
+	};
+	char saved[160], cmd[400];
+	if (!have_avd())
+		return;
+	snprintf(saved, sizeof(saved), "%s/saved.appliance", dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", pkg, saved);
+	ck_assert_int_eq(system(cmd), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct package *p;
+		hostile_name = cases[i].name;
+		hostile_type = cases[i].type;
+		rewrite(replace_kernel);
+		ck_assert_int_eq(package__open(pkg, &p), -EINVAL);
+		ck_assert_msg(strstr(package__error(), cases[i].why),
+			      "%s: %s", cases[i].name, package__error());
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", saved, pkg);
+		ck_assert_int_eq(system(cmd), 0);
+	}
+}
+END_TEST
+
+START_TEST(truncated_and_trailing_data_are_refused)
+{
+	struct package *p;
+	struct stat st;
+	if (!have_avd())
+		return;
+	stat(pkg, &st);
+	ck_assert_int_eq(truncate(pkg, st.st_size - 20000), 0);
+	ck_assert_int_eq(package__open(pkg, &p), -EINVAL);
+	ck_assert_int_eq(truncate(pkg, st.st_size + 20000), 0);
+	flip((uint64_t)st.st_size + 100);
+	ck_assert_int_eq(package__open(pkg, &p), -EINVAL);
+}
+END_TEST
+
+START_TEST(resigning_replaces_the_signature)
+{
+	struct minisign_seckey sk2;
+	struct minisign_pubkey pk2;
+	struct package *p;
+	if (!have_avd())
+		return;
+	ck_assert_int_eq(minisign__generate(&sk2, &pk2), 0);
+	ck_assert_int_eq(package__sign(pkg, &sk2, "re-signed"), 0);
+	p = open_ok();
+	ck_assert_int_lt(package__verify_signature(p, &pk, NULL, NULL), 0);
+	ck_assert_int_eq(package__verify_signature(p, &pk2, NULL, NULL), 0);
+	ck_assert_int_eq(package__verify_members(p, true), 0);
+	package__close(p);
+}
+END_TEST
+
+START_TEST(not_a_package)
+{
+	struct package *p;
+	write_file(pkg, "hello", 5);
+	ck_assert_int_eq(package__open(pkg, &p), -EINVAL);
+	ck_assert_int_eq(package__open("/nonexistent.appliance", &p), -ENOENT);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("package");
+	TCase *tc = tcase_create("package");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, roundtrip_signed_package);
+	tcase_add_test(tc, same_inputs_same_bytes);
+	tcase_add_test(tc, tampered_members_are_refused);
+	tcase_add_test(tc, tampered_manifest_fails_the_signature);
+	tcase_add_test(tc, wrong_or_untrusted_key_is_refused);
+	tcase_add_test(tc, reordered_members_are_refused);
+	tcase_add_test(tc, added_member_is_refused);
+	tcase_add_test(tc, traversal_and_symlink_members_are_refused);
+	tcase_add_test(tc, truncated_and_trailing_data_are_refused);
+	tcase_add_test(tc, resigning_replaces_the_signature);
+	tcase_add_test(tc, not_a_package);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
