@@ -1143,7 +1143,9 @@ static int avd_clear(imgfmt_image *img, uint64_t off, uint64_t len,
 		uint32_t n = a->C - o;
 		if (n > len)
 			n = (uint32_t)len;
-		if (n < a->C) {
+		/* The disk's last cluster counts as whole if the range runs
+		 * to the end of the disk. */
+		if (n < a->C && !(o == 0 && off + n == img->virtual_size)) {
 			if (!zeros)
 				zeros = calloc(1, a->C);
 			if (!zeros) {
