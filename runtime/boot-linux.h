@@ -64,6 +64,7 @@ struct e820_entry {
 #define HDR_PREF_ADDR_OFF  0x258
 #define HDR_INIT_SIZE_OFF  0x260
 #define HDR_END_MAX        0x290   /* the header area of boot_params ends */
+#define ZP_ACPI_RSDP       0x070
 #define ZP_EXT_RAMDISK     0x0c0
 #define ZP_EXT_RAMDISK_SZ  0x0c4
 #define ZP_EXT_CMDLINE     0x0c8

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "imgfmt.h"
+#include "runtime/acpi.h"
 #include "runtime/boot-linux.h"
 #include "runtime/legacy.h"
 #include "runtime/monitor.h"
@@ -263,7 +264,8 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 		return rc;
 	}
 	if ((rc = serial__attach(st->serial, &vm->pio, SERIAL_COM1_BASE)) < 0 ||
-	    (rc = i8042__attach(vm)) < 0 || (rc = rtc__attach(vm)) < 0)
+	    (rc = i8042__attach(vm)) < 0 || (rc = rtc__attach(vm)) < 0 ||
+	    (rc = acpi__attach_pm(vm)) < 0)
 		return rc;
 
 	struct pci_bus_config pc = {
@@ -331,14 +333,21 @@ static int free_devices(struct run_state *st)
 	return rc;
 }
 
-static int write_mptable(struct run_state *st)
+/* The MP table and the ACPI tables describe the same machine: every
+ * vCPU, the IOAPIC, and each populated PCI slot's INTA# pin (read back
+ * from the devices' Interrupt Line registers). */
+static int write_firmware_tables(struct run_state *st)
 {
 	struct mptable_config mc = { .nr_cpus = st->vm.nr_cpus };
-	const uint64_t size = 0xA0000 - BOOT_EBDA_START;
-	uint8_t *buf = guest_mem__ptr(&st->vm.mem, BOOT_EBDA_START, size);
+	const uint64_t mp_size = 0xA0000 - BOOT_EBDA_START;
+	uint8_t *mp = guest_mem__ptr(&st->vm.mem, BOOT_EBDA_START, mp_size);
+	uint8_t *acpi = guest_mem__ptr(&st->vm.mem, ACPI_TABLES_ADDR,
+				       ACPI_TABLES_SIZE);
+	uint8_t *zp = guest_mem__ptr(&st->vm.mem, BOOT_ZERO_PAGE, 4096);
 
-	if (!buf)
-		return vm__err(ENOSPC, "guest RAM too small for the MP table");
+	if (!mp || !acpi || !zp)
+		return vm__err(ENOSPC, "guest RAM too small for the firmware "
+			       "tables (need 1 MiB)");
 	for (int slot = 1; slot < PCI_MAX_SLOTS && mc.nr_pci < MPTABLE_MAX_PCI;
 	     slot++) {
 		uint32_t addr = 0x80000000u | ((uint32_t)slot << 11);
@@ -350,8 +359,17 @@ static int write_mptable(struct run_state *st)
 		mc.pci[mc.nr_pci].line = (uint8_t)line;
 		mc.nr_pci++;
 	}
-	int rc = mptable__build(&mc, buf, size, BOOT_EBDA_START);
-	return rc < 0 ? rc : 0;
+	int rc = mptable__build(&mc, mp, mp_size, BOOT_EBDA_START);
+	if (rc < 0)
+		return rc;
+	int64_t rsdp = acpi__build(&mc, acpi, ACPI_TABLES_SIZE,
+				   ACPI_TABLES_ADDR);
+	if (rsdp < 0)
+		return (int)rsdp;
+	/* boot_params.acpi_rsdp_addr: the kernel need not scan for it. */
+	for (int i = 0; i < 8; i++)
+		zp[ZP_ACPI_RSDP + i] = (uint8_t)((uint64_t)rsdp >> (8 * i));
+	return 0;
 }
 
 static int setup_console(struct run_state *st, const struct monitor_config *c)
@@ -446,7 +464,7 @@ int monitor__run(const struct monitor_config *c, struct monitor_result *res)
 		.cmdline = c->cmdline ? c->cmdline : DEFAULT_CMDLINE,
 	};
 	if ((rc = boot_linux__load(&st->vm, &ba)) < 0 ||
-	    (rc = write_mptable(st)) < 0 ||
+	    (rc = write_firmware_tables(st)) < 0 ||
 	    (rc = cpu__init_all(&st->vm)) < 0)
 		goto out;
 	for (int i = 0; i < st->vm.nr_cpus && c->nr_affinity > 0; i++)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/acpi.h"
 #include "runtime/boot-linux.h"
 #include "runtime/legacy.h"
 #include "runtime/monitor.h"
@@ -589,6 +590,86 @@ START_TEST(mptable_layout)
 }
 END_TEST
 
+static uint64_t r64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+START_TEST(acpi_tables)
+{
+	static uint8_t buf[ACPI_TABLES_SIZE];
+	const uint64_t base = ACPI_TABLES_ADDR;
+	struct mptable_config mc = { .nr_cpus = 3, .nr_pci = 2,
+		.pci = { { .slot = 1, .line = 16 }, { .slot = 2, .line = 17 } } };
+
+	int64_t rsdp_at = acpi__build(&mc, buf, sizeof(buf), base);
+	ck_assert_int_ge(rsdp_at, (int64_t)base);
+	const uint8_t *rsdp = buf + (rsdp_at - base);
+	ck_assert_mem_eq(rsdp, "RSD PTR ", 8);
+	ck_assert_uint_eq(sum(rsdp, 20), 0);
+	ck_assert_uint_eq(sum(rsdp, 36), 0);
+	ck_assert_uint_eq(rsdp[15], 2);
+	const uint8_t *xsdt = buf + (r64(rsdp + 24) - base);
+	ck_assert_mem_eq(xsdt, "XSDT", 4);
+	ck_assert_uint_eq(sum(xsdt, r32(xsdt + 4)), 0);
+	ck_assert_uint_eq(r32(xsdt + 4), 36 + 16);
+	const uint8_t *fadt = buf + (r64(xsdt + 36) - base);
+	const uint8_t *madt = buf + (r64(xsdt + 44) - base);
+	ck_assert_mem_eq(fadt, "FACP", 4);
+	ck_assert_uint_eq(sum(fadt, r32(fadt + 4)), 0);
+	ck_assert(r32(fadt + 112) & (1u << 20));          /* HW_REDUCED */
+	ck_assert_uint_eq(fadt[128], 0xfe);               /* reset value */
+	ck_assert_uint_eq(r64(fadt + 116 + 4), 0x64);     /* reset port */
+	ck_assert_uint_eq(r64(fadt + 244 + 4), ACPI_SLEEP_CTL_PORT);
+	const uint8_t *dsdt = buf + (r64(fadt + 140) - base);
+	ck_assert_uint_eq(r32(fadt + 40), r64(fadt + 140));
+	ck_assert_mem_eq(dsdt, "DSDT", 4);
+	uint32_t dlen = r32(dsdt + 4);
+	ck_assert_uint_eq(sum(dsdt, dlen), 0);
+	/* The DSDT names the PCI host bridge, its routing and \_S5. */
+	ck_assert_ptr_nonnull(memmem(dsdt, dlen, "PCI0", 4));
+	ck_assert_ptr_nonnull(memmem(dsdt, dlen, "\x0c\x41\xd0\x0a\x03", 5));
+	ck_assert_ptr_nonnull(memmem(dsdt, dlen, "_PRT", 4));
+	ck_assert_ptr_nonnull(memmem(dsdt, dlen, "_S5_", 4));
+	/* Slot 2's entry: Package(4){0x0002FFFF, 0, 0, 17}. */
+	ck_assert_ptr_nonnull(memmem(dsdt, dlen,
+		"\x12\x0b\x04\x0c\xff\xff\x02\x00\x00\x00\x0a\x11", 12));
+	/* MADT: 3 local APICs, then the IOAPIC after them. */
+	ck_assert_mem_eq(madt, "APIC", 4);
+	ck_assert_uint_eq(sum(madt, r32(madt + 4)), 0);
+	ck_assert_uint_eq(r32(madt + 36), 0xfee00000);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(madt[44 + 8 * i], 0);
+		ck_assert_uint_eq(madt[44 + 8 * i + 3], i);
+	}
+	const uint8_t *io = madt + 44 + 24;
+	ck_assert_uint_eq(io[0], 1);
+	ck_assert_uint_eq(io[2], 3);
+	ck_assert_uint_eq(r32(io + 4), 0xfec00000);
+	ck_assert_uint_eq(r32(madt + 4), 44 + 24 + 12 + 6);
+
+	ck_assert_int_eq(acpi__build(&mc, buf, 200, base), -ENOSPC);
+	mc.nr_cpus = 0;
+	ck_assert_int_eq(acpi__build(&mc, buf, sizeof(buf), base), -EINVAL);
+}
+END_TEST
+
+START_TEST(acpi_sleep_register_powers_off)
+{
+	struct vm *vm = fake_vm(4ull << 20);
+	uint8_t v;
+
+	ck_assert_int_eq(acpi__attach_pm(vm), 0);
+	v = 0x20 | (3 << 2);            /* S3: not supported, ignored */
+	bus__access(&vm->pio, ACPI_SLEEP_CTL_PORT, &v, 1, true);
+	ck_assert_int_eq(vm__stopped(vm), VM_RUNNING);
+	v = 5 << 2;                     /* SLP_TYP without SLP_EN */
+	bus__access(&vm->pio, ACPI_SLEEP_CTL_PORT, &v, 1, true);
+	ck_assert_int_eq(vm__stopped(vm), VM_RUNNING);
+	v = 0x20 | (5 << 2);
+	bus__access(&vm->pio, ACPI_SLEEP_CTL_PORT, &v, 1, true);
+	ck_assert_int_eq(vm__stopped(vm), VM_STOP_POWEROFF);
+	free_vm(vm);
+}
+END_TEST
+
 START_TEST(cpu_list_parsing)
 {
 	int cpus[8];
@@ -623,6 +704,8 @@ static Suite *monitor_suite(void)
 	tcase_add_test(tc, i8042_probe_and_reset);
 	tcase_add_test(tc, cpuid_filter);
 	tcase_add_test(tc, mptable_layout);
+	tcase_add_test(tc, acpi_tables);
+	tcase_add_test(tc, acpi_sleep_register_powers_off);
 	tcase_add_test(tc, cpu_list_parsing);
 	suite_add_tcase(s, tc);
 	return s;
