@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,7 +99,10 @@ enum { EXT_FLAT, EXT_SPARSE, EXT_ZERO };
 struct vmdk_extent {
 	int type;
 	int fd;                /* -1: the image's own file */
-	uint64_t file_length;  /* of fd (own file: img->file_length) */
+	uint64_t own_base;     /* own file: where the extent starts (an OVA
+	                          member); 0 otherwise */
+	uint64_t file_length;  /* bytes of the extent's file (own file: of
+	                          the member or of the image) */
 	char *name;            /* for messages */
 	uint64_t start, size;  /* virtual bytes covered */
 	uint64_t flat_offset;  /* FLAT: byte offset in the file */
@@ -131,13 +135,14 @@ static int vmdk__ext_read(imgfmt_image *img, struct vmdk_extent *e, void *buf,
 {
 	uint8_t *p = buf;
 
-	if (e->fd < 0)
-		return imgfmt_file_read(img, buf, len, off, what);
 	if (off > e->file_length || len > e->file_length - off)
 		return imgfmt_err(EIO, "%s: %s at offset %llu (+%zu) is past "
 				  "the end of extent %s (%llu bytes)",
 				  img->path, what, (unsigned long long)off, len,
 				  e->name, (unsigned long long)e->file_length);
+	if (e->fd < 0)
+		return imgfmt_file_read(img, buf, len, e->own_base + off,
+					what);
 	while (len > 0) {
 		ssize_t n = pread(e->fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
@@ -836,11 +841,159 @@ static void vmdk__close(imgfmt_image *img)
 	img->priv = NULL;
 }
 
+/* ---- OVA: a tar whose first member is the .ovf ------------------------ */
+
+#define OVA_MAX_MEMBERS 10000
+
+/* A ustar header whose member name ends in ".ovf": the OVF specification
+ * puts the descriptor first, so this is what an OVA starts with. */
+static int ova__is_tar(const uint8_t *h, size_t len)
+{
+	size_t n;
+
+	if (len < 512 || memcmp(h + 257, "ustar", 5) != 0)
+		return 0;
+	n = strnlen((const char *)h, 100);
+	return n > 4 && strncasecmp((const char *)h + n - 4, ".ovf", 4) == 0;
+}
+
+/* A tar size field: octal ASCII, or base-256 when the top bit is set. */
+static int ova__size(const uint8_t *f, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+
+	if (f[0] & 0x80) {
+		if (f[0] != 0x80 || f[1] || f[2] || f[3])
+			return -1; /* negative or > 2^64 */
+		for (i = 4; i < 12; i++)
+			v = v << 8 | f[i];
+		*out = v;
+		return 0;
+	}
+	while (i < 12 && f[i] == ' ')
+		i++;
+	for (; i < 12 && f[i] >= '0' && f[i] <= '7'; i++)
+		v = v << 3 | (uint64_t)(f[i] - '0');
+	if (i < 12 && f[i] != '\0' && f[i] != ' ')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* The "size=" record of a pax extended header (overrides the next
+ * member's size field, for members of 8 GiB and more). */
+static int ova__pax_size(const char *p, size_t len, uint64_t *out)
+{
+	size_t pos = 0;
+
+	while (pos < len) {
+		uint64_t rl = 0;
+		size_t i = pos;
+		while (i < len && p[i] >= '0' && p[i] <= '9' && rl < len)
+			rl = rl * 10 + (uint64_t)(p[i++] - '0');
+		if (i == pos || i >= len || p[i] != ' ' || rl == 0 ||
+		    rl > len - pos)
+			return -1;
+		const char *kv = p + i + 1;
+		size_t kvlen = (size_t)(pos + rl - (i + 1));
+		if (kvlen > 5 && memcmp(kv, "size=", 5) == 0) {
+			uint64_t v = 0;
+			size_t j = 5;
+			for (; j < kvlen && kv[j] >= '0' && kv[j] <= '9'; j++) {
+				if (v > (UINT64_MAX - 9) / 10)
+					return -1;
+				v = v * 10 + (uint64_t)(kv[j] - '0');
+			}
+			if (j != kvlen - 1 || kv[j] != '\n')
+				return -1;
+			*out = v;
+		}
+		pos += rl;
+	}
+	return 0;
+}
+
+/* Walk the tar to the first regular member named *.vmdk. */
+static int ova__find_vmdk(imgfmt_image *img, uint64_t *at, uint64_t *len)
+{
+	uint64_t off = 0, pax_size = 0;
+	int have_pax = 0;
+
+	for (int m = 0; m < OVA_MAX_MEMBERS; m++) {
+		uint8_t h[512];
+		uint64_t size;
+		int r;
+
+		if (img->file_length - off < 512)
+			break;
+		r = imgfmt_file_read(img, h, sizeof(h), off, "OVA tar header");
+		if (r < 0)
+			return r;
+		if (imgfmt_is_zero(h, sizeof(h)))
+			break; /* end of archive */
+		if (memcmp(h + 257, "ustar", 5) != 0 || ova__size(h + 124,
+								  &size) < 0)
+			return imgfmt_err(EINVAL, "%s: OVA tar header at %llu "
+					  "is not a valid ustar header",
+					  img->path, (unsigned long long)off);
+		if (have_pax) {
+			size = pax_size;
+			have_pax = 0;
+		}
+		off += 512;
+		if (size > img->file_length - off)
+			return imgfmt_err(EINVAL, "%s: OVA member at %llu claims "
+					  "%llu bytes, past the end of the file",
+					  img->path,
+					  (unsigned long long)(off - 512),
+					  (unsigned long long)size);
+		size_t n = strnlen((const char *)h, 100);
+		char type = (char)h[156];
+		if (type == 'x') {
+			/* pax header for the next member: read its size. */
+			if (size > 65536)
+				return imgfmt_err(EINVAL, "%s: OVA pax header at "
+						  "%llu is too large", img->path,
+						  (unsigned long long)off);
+			char *pax = malloc(size + 1);
+			if (!pax)
+				return imgfmt_err(ENOMEM, "out of memory");
+			r = imgfmt_file_read(img, pax, size, off,
+					     "OVA pax header");
+			pax_size = 0;
+			if (r == 0 && ova__pax_size(pax, size, &pax_size) < 0)
+				r = imgfmt_err(EINVAL, "%s: OVA pax header at "
+					       "%llu is malformed", img->path,
+					       (unsigned long long)off);
+			free(pax);
+			if (r < 0)
+				return r;
+			have_pax = pax_size != 0;
+		} else if ((type == '0' || type == '\0') && n > 5 &&
+			   strncasecmp((const char *)h + n - 5, ".vmdk",
+				       5) == 0) {
+			*at = off;
+			*len = size;
+			return 0;
+		}
+		uint64_t padded = (size + 511) & ~511ull;
+		if (padded > img->file_length - off)
+			break;
+		off += padded;
+	}
+	return imgfmt_err(ENOENT, "%s: the OVA holds no .vmdk disk",
+			  img->path);
+}
+
 static int vmdk__probe(const uint8_t *head, size_t len, uint64_t file_size)
 {
 	(void)file_size;
 	if (len >= 4 && le32(head) == VMDK_MAGIC)
 		return 100;
+	/* An OVA: below any real magic, above raw. */
+	if (ova__is_tar(head, len))
+		return 50;
 	if (len >= 21 && memcmp(head, "# Disk DescriptorFile", 21) == 0)
 		return 100;
 	return 0;
@@ -871,7 +1024,8 @@ static int vmdk__set_parent(imgfmt_image *img, const struct desc *d)
 }
 
 static int vmdk__open_monolithic(imgfmt_image *img, struct vmdk *v,
-				 const uint8_t *h)
+				 const uint8_t *h, uint64_t base,
+				 uint64_t length)
 {
 	struct vmdk_extent *e;
 	struct desc d = { 0 };
@@ -881,7 +1035,8 @@ static int vmdk__open_monolithic(imgfmt_image *img, struct vmdk *v,
 	if (!v->ext)
 		return imgfmt_err(ENOMEM, "out of memory");
 	e = vmdk__add_extent(v);
-	e->file_length = img->file_length;
+	e->own_base = base;
+	e->file_length = length;
 	e->name = strdup(img->path);
 	if (!e->name)
 		return imgfmt_err(ENOMEM, "out of memory");
@@ -898,8 +1053,8 @@ static int vmdk__open_monolithic(imgfmt_image *img, struct vmdk *v,
 				  "sectors is larger than the 1 MiB limit",
 				  img->path,
 				  (unsigned long long)e->desc_size);
-	if (e->desc_offset > img->file_length / SECTOR ||
-	    e->desc_size * SECTOR > img->file_length - e->desc_offset * SECTOR)
+	if (e->desc_offset > e->file_length / SECTOR ||
+	    e->desc_size * SECTOR > e->file_length - e->desc_offset * SECTOR)
 		return imgfmt_err(EINVAL, "%s: embedded descriptor "
 				  "(descriptorOffset %llu) is past the end of "
 				  "the file", img->path,
@@ -908,8 +1063,8 @@ static int vmdk__open_monolithic(imgfmt_image *img, struct vmdk *v,
 	char *text = malloc(dlen);
 	if (!text)
 		return imgfmt_err(ENOMEM, "out of memory");
-	r = imgfmt_file_read(img, text, dlen, e->desc_offset * SECTOR,
-			     "embedded descriptor");
+	r = vmdk__ext_read(img, e, text, dlen, e->desc_offset * SECTOR,
+			   "embedded descriptor");
 	if (r == 0)
 		r = desc__parse(img, text, dlen, &d, 1);
 	free(text);
@@ -1054,10 +1209,30 @@ static int vmdk__open(imgfmt_image *img)
 			     0, "VMDK header");
 	if (r < 0)
 		goto fail;
-	if (le32(h) == VMDK_MAGIC)
-		r = vmdk__open_monolithic(img, v, h);
-	else
+	if (le32(h) == VMDK_MAGIC) {
+		r = vmdk__open_monolithic(img, v, h, 0, img->file_length);
+	} else if (ova__is_tar(h, sizeof(h))) {
+		uint64_t at = 0, len = 0;
+		r = ova__find_vmdk(img, &at, &len);
+		if (r == 0)
+			r = imgfmt_file_read(img, h, sizeof(h), at,
+					     "VMDK header in the OVA");
+		if (r == 0 && le32(h) != VMDK_MAGIC)
+			r = imgfmt_err(ENOTSUP, "%s: the first .vmdk in the "
+				       "OVA is not a sparse extent (only "
+				       "streamOptimized/monolithicSparse "
+				       "members are read)", img->path);
+		if (r == 0)
+			r = vmdk__open_monolithic(img, v, h, at, len);
+		if (r == 0) {
+			char t[sizeof(v->create_type)];
+			memcpy(t, v->create_type, sizeof(t));
+			snprintf(v->create_type, sizeof(v->create_type),
+				 "ova/%.27s", t);
+		}
+	} else {
 		r = vmdk__open_descriptor(img, v);
+	}
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -1158,7 +1333,8 @@ static int vmdk__map(imgfmt_image *img, uint64_t off, uint64_t len,
 			if (e->compressed)
 				flags = IMGFMT_EXTENT_COMPRESSED;
 			else if (e->fd < 0)
-				fo = (int64_t)((uint64_t)s * SECTOR + gin);
+				fo = (int64_t)(e->own_base +
+					       (uint64_t)s * SECTOR + gin);
 		}
 		if (kind0 < 0) {
 			kind0 = kind;

@@ -35,6 +35,22 @@ t_check "qemu streamOptimized: map says compressed" \
 t_check "qemu monolithicSparse: map shows the holes" \
 	sh -c "$A img map --json q-monolithicSparse.vmdk | grep -q '\"kind\": \"zero\"'"
 
+# A child qemu-img made on top of a vmdk base reads through the chain.
+qemu-img create -q -f vmdk -b q-monolithicSparse.vmdk -F vmdk child.vmdk
+qemu-io -c "write -P 0x55 1M 64k" child.vmdk >/dev/null
+qemu-img convert -O raw child.vmdk child-theirs.raw
+t_run "qemu vmdk child: convert through the backing chain" \
+	$A img convert -O raw child.vmdk child-ours.raw
+t_run "qemu vmdk child: same bytes as qemu reads" cmp child-ours.raw child-theirs.raw
+
+# An OVA: the .ovf first, then the disk; we read the first .vmdk member.
+printf '<?xml version="1.0"?>\n<Envelope/>\n' > vm.ovf
+cp q-streamOptimized.vmdk disk1.vmdk
+tar --format=ustar -cf vm.ova vm.ovf disk1.vmdk
+t_run "ova: the disk inside is identical to the source" $A img compare vm.ova src.raw
+t_run "ova: convert to vmdk" $A img convert -O vmdk vm.ova from-ova.vmdk
+t_run "ova: qemu-img agrees with the result" qemu-img compare -f vmdk -F raw from-ova.vmdk src.raw
+
 # qemu's vpc rounds the size up to whole CHS cylinders unless force_size=on;
 # compare with qemu-img's own raw view of the same file.
 for sub in dynamic fixed; do

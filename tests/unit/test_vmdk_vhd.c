@@ -629,6 +629,103 @@ START_TEST(desc_sparse_extent_checked)
 }
 END_TEST
 
+/* ---- OVA ------------------------------------------------------------ */
+
+/* A ustar header (checksum not filled: we do not rely on it). */
+static void tar_header(uint8_t *h, const char *name, uint64_t size,
+		       char type)
+{
+	memset(h, 0, 512);
+	snprintf((char *)h, 100, "%s", name);
+	snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)size);
+	h[156] = (uint8_t)type;
+	memcpy(h + 257, "ustar", 6);
+	memcpy(h + 263, "00", 2);
+}
+
+/* vm.ovf (100 bytes), then an optional extra member, then the vmdk
+ * member holding the file at `member`, then the end-of-archive blocks. */
+static void make_ova(const char *ova, const char *member, uint64_t claim)
+{
+	uint8_t h[512], pad[512] = { 0 };
+	FILE *out = fopen(ova, "w"), *in = fopen(member, "r");
+	uint64_t n = file_size(member);
+	char buf[65536];
+	size_t got;
+
+	ck_assert_ptr_nonnull(out);
+	ck_assert_ptr_nonnull(in);
+	tar_header(h, "vm.ovf", 100, '0');
+	fwrite(h, 1, 512, out);
+	memset(buf, 'o', 100);
+	fwrite(buf, 1, 100, out);
+	fwrite(pad, 1, 412, out);
+	tar_header(h, "disk1.vmdk", claim ? claim : n, '0');
+	fwrite(h, 1, 512, out);
+	while ((got = fread(buf, 1, sizeof(buf), in)) > 0)
+		fwrite(buf, 1, got, out);
+	fwrite(pad, 1, (512 - n % 512) % 512, out);
+	fwrite(pad, 1, 512, out);
+	fwrite(pad, 1, 512, out);
+	fclose(in);
+	fclose(out);
+}
+
+START_TEST(ova_reads_first_vmdk)
+{
+	char ova[160];
+	uint8_t *data = pattern(1u << 20), *back = malloc(1u << 20);
+	struct imgfmt_info info;
+
+	write_image(path, "vmdk", "streamOptimized", data, 1u << 20, 0);
+	snprintf(ova, sizeof(ova), "%s/vm.ova", dir);
+	make_ova(ova, path, 0);
+	imgfmt_image *img = open_fmt(ova, NULL);
+	ck_assert_int_eq(imgfmt__info(img, &info), 0);
+	ck_assert_str_eq(info.format, "vmdk");
+	ck_assert_str_eq(info.subformat, "ova/streamOptimized");
+	ck_assert_int_eq(imgfmt__pread(img, back, 1u << 20, 0), 0);
+	ck_assert(memcmp(back, data, 1u << 20) == 0);
+	imgfmt__close(img);
+	free(data);
+	free(back);
+}
+END_TEST
+
+START_TEST(ova_hostile_members)
+{
+	char ova[160];
+	uint8_t h[512];
+	uint8_t *data = pattern(1u << 20);
+
+	write_image(path, "vmdk", "streamOptimized", data, 1u << 20, 0);
+	free(data);
+	snprintf(ova, sizeof(ova), "%s/vm.ova", dir);
+	/* The member claims more bytes than the archive holds. */
+	make_ova(ova, path, 1ull << 32);
+	open_fails(ova, NULL, EINVAL, "past the end");
+	/* A size field that is not octal. */
+	make_ova(ova, path, 0);
+	patch(ova, 1024 + 124, "12x4", 4);
+	open_fails(ova, NULL, EINVAL, "ustar");
+	/* The vmdk member is not a vmdk: refused, not misread. */
+	make_ova(ova, path, 0);
+	patch(ova, 1024 + 512, "JUNK", 4);
+	open_fails(ova, NULL, ENOTSUP, "not a sparse extent");
+	/* No .vmdk member at all. */
+	make_ova(ova, path, 0);
+	tar_header(h, "disk1.txt", file_size(path), '0');
+	patch(ova, 1024, h, 512);
+	open_fails(ova, NULL, ENOENT, "no .vmdk");
+	/* A malformed pax header before the disk. */
+	make_ova(ova, path, 0);
+	tar_header(h, "PaxHeaders/vm.ovf", 100, 'x');
+	patch(ova, 0, h, 512);
+	patch(ova, 512, "99 size=1\n", 10);
+	open_fails(ova, NULL, EINVAL, "pax");
+}
+END_TEST
+
 /* ---- hostile VHD ----------------------------------------------------- */
 
 /* Our dynamic VHD of 4 MiB with 2 MiB blocks: footer copy at 0, dynamic
@@ -866,6 +963,8 @@ int main(void)
 	tcase_add_test(ds, desc_bad_sizes);
 	tcase_add_test(ds, desc_too_large);
 	tcase_add_test(ds, desc_sparse_extent_checked);
+	tcase_add_test(ds, ova_reads_first_vmdk);
+	tcase_add_test(ds, ova_hostile_members);
 	tcase_add_test(hh, vhd_bad_footer_checksum);
 	tcase_add_test(hh, vhd_bad_header_checksum);
 	tcase_add_test(hh, vhd_bat_past_eof);
