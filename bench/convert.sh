@@ -12,7 +12,9 @@
 #          -O qcow2 -c -o compression_type=zstd; qemu-img: -c -O qcow2
 #          -o compression_type=zstd)
 #   qcow2 -> raw (the qcow2 qemu-img wrote)
-# and prints output sizes (bytes allocated on disk).  Ours always fsyncs
+# and prints output sizes (bytes allocated on disk) and CPU time (user +
+# sys, which other load on a shared machine distorts far less than wall
+# time).  Ours always fsyncs
 # the result before renaming it into place; qemu-img's default cache mode
 # for convert ("unsafe") never flushes, so qemu-img is timed twice: as
 # run by default, and with -t writeback, which flushes like we do (the
@@ -37,23 +39,40 @@ if [ ! -f disk.raw ]; then
 	mke2fs -q -F -t ext4 -E root_owner=0:0 -d "$SRC" disk.raw 2G
 fi
 
-now() { date +%s.%N; }
+# Run "$@" once; print "wall_seconds cpu_seconds" (cpu: user+sys of the
+# command and its threads, from getrusage, which the machine's other load
+# does not inflate the way it inflates wall time).
+run1() {
+	python3 -c '
+import os, resource, sys, time
+t = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status = os.waitpid(pid, 0)
+w = time.monotonic() - t
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("%.3f %.3f" % (w, u.ru_utime + u.ru_stime))
+sys.exit(1 if status else 0)' "$@"
+}
 
-# median of $RUNS timings of "$@" (output removed before each run)
+# Medians over $RUNS runs of "$@" (the output file $1 is removed first):
+# prints "wall cpu".
 timeit() {
 	out=$1; shift
-	ts=""
+	: > times.txt
 	i=0
 	while [ $i -lt "$RUNS" ]; do
 		rm -f "$out"
 		sync
-		t0=$(now)
-		"$@" >/dev/null
-		t1=$(now)
-		ts="$ts $(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')"
+		run1 "$@" >> times.txt
 		i=$((i + 1))
 	done
-	echo $ts | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}'
+	w=$(cut -d' ' -f1 times.txt | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')
+	c=$(cut -d' ' -f2 times.txt | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')
+	echo "$w $c"
 }
 
 alloc() { echo $(( $(stat -c %b "$1") * $(stat -c %B "$1") )); }
@@ -76,17 +95,22 @@ echo "source: 2 GiB raw disk, $(mib "$used") MiB allocated (ext4 of $SRC)" >&2
 # convert arguments (run with and without -t writeback).
 row() {
 	label=$1 o=$2 q=$3 ours=$4; shift 4
-	t_o=$(timeit "$o" sh -c "$ours")
-	t_q=$(timeit "$q" qemu-img convert "$@")
-	t_w=$(timeit "$q" qemu-img convert -t writeback "$@")
-	echo "| $label | $t_o | $t_w | $(ratio "$t_o" "$t_w") | $t_q | $(ratio "$t_o" "$t_q") | $(mib "$(alloc "$o")") | $(mib "$(alloc "$q")") |"
+	set -- $(timeit "$o" sh -c "$ours") $(timeit "$q" qemu-img convert -t writeback "$@") \
+		$(timeit "$q" qemu-img convert "$@")
+	echo "| $label | $1 | $3 | $(ratio "$1" "$3") | $2 | $4 | $(ratio "$2" "$4") | $5 | $(mib "$(alloc "$o")") | $(mib "$(alloc "$q")") |"
 }
 
-echo "| conversion | ours (s) | qemu-img -t writeback (s) | ours/qemu (both fsync) | qemu-img default (s) | ours/qemu default | ours size (MiB) | qemu-img size (MiB) |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| conversion | ours wall (s) | qemu-img -t writeback wall (s) | wall ours/qemu | ours CPU (s) | qemu-img CPU (s) | CPU ours/qemu | qemu-img default wall (s) | ours size (MiB) | qemu-img size (MiB) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 row "raw -> qcow2" o.qcow2 q.qcow2 "$A img convert -O qcow2 disk.raw o.qcow2" \
 	-O qcow2 disk.raw q.qcow2
 qemu-img compare -q disk.raw o.qcow2
+if [ "$OURS_C_EXT" = avd ]; then
+	row "raw -> compressed (ours: -O qcow2 -c zstd)" oz.qcow2 qc.qcow2 \
+		"$A img convert -O qcow2 -c -o compression_type=zstd disk.raw oz.qcow2" \
+		-c -O qcow2 -o compression_type=zstd disk.raw qc.qcow2
+	qemu-img compare -q disk.raw oz.qcow2
+fi
 row "raw -> compressed (ours: $OURS_C)" oc.$OURS_C_EXT qc.qcow2 \
 	"$A img convert $OURS_C disk.raw oc.$OURS_C_EXT" \
 	-c -O qcow2 -o compression_type=zstd disk.raw qc.qcow2
@@ -95,5 +119,6 @@ row "qcow2 -> raw" o.raw q.raw "$A img convert -O raw q.qcow2 o.raw" \
 	-O raw q.qcow2 q.raw
 cmp o.raw disk.raw
 echo
-echo "median of $RUNS runs, $(nproc) CPUs, $(qemu-img --version | head -n 1)"
+echo "median of $RUNS runs; $(nproc) CPUs; load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$(qemu-img --version | head -n 1)"
 [ -n "${BENCH_DIR:-}" ] || rm -rf "$W"

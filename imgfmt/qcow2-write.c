@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -30,6 +31,8 @@
 #include "qcow2.h"
 
 #define CHUNK_COMPRESSED 1u
+#define PEND_MAX 64
+#define PEND_BYTES (1u << 20)
 
 struct q2w {
 	uint32_t cs;
@@ -45,6 +48,13 @@ struct q2w {
 	uint64_t rc_len;
 	int compress, ctype, level;
 	unsigned csize_shift;
+	/* Data put() appends is gathered here and written with one pwritev
+	 * per ~1 MiB instead of one pwrite per cluster; the buffers are the
+	 * chunks' own (taken over from the chunk, freed once written). */
+	struct iovec iov[PEND_MAX];
+	void *iov_own[PEND_MAX];  /* what to free (iov_base moves) */
+	uint64_t pend_off, pend_len;
+	int niov;
 };
 
 static int wr(imgfmt_writer *w, const void *buf, size_t len, uint64_t off)
@@ -64,6 +74,68 @@ static int wr(imgfmt_writer *w, const void *buf, size_t len, uint64_t off)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/* Write out the gathered data and free its buffers. */
+static int flush_pending(imgfmt_writer *w, struct q2w *s)
+{
+	struct iovec *v = s->iov;
+	int n = s->niov, r = 0;
+	uint64_t off = s->pend_off;
+
+	while (n > 0 && r == 0) {
+		ssize_t got = pwritev(w->fd, v, n, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			r = imgfmt_err(got < 0 ? errno : EIO, "%s: write at "
+				       "%llu: %s", w->path,
+				       (unsigned long long)off,
+				       got < 0 ? strerror(errno)
+					       : "no progress");
+			break;
+		}
+		off += (uint64_t)got;
+		/* Skip what was written; a partial iovec is advanced. */
+		while (n > 0 && (size_t)got >= v->iov_len) {
+			got -= (ssize_t)v->iov_len;
+			v++;
+			n--;
+		}
+		if (n > 0) {
+			v->iov_base = (uint8_t *)v->iov_base + got;
+			v->iov_len -= (size_t)got;
+		}
+	}
+	for (int i = 0; i < s->niov; i++)
+		free(s->iov_own[i]);
+	s->niov = 0;
+	s->pend_len = 0;
+	return r;
+}
+
+/* Queue `len` bytes of `buf` (which we now own) for file offset `off`. */
+static int pend(imgfmt_writer *w, struct q2w *s, void *buf, size_t len,
+		uint64_t off)
+{
+	int r;
+
+	if (s->niov && (off != s->pend_off + s->pend_len ||
+			s->niov == PEND_MAX)) {
+		r = flush_pending(w, s);
+		if (r < 0) {
+			free(buf);
+			return r;
+		}
+	}
+	if (!s->niov)
+		s->pend_off = off;
+	s->iov[s->niov].iov_base = buf;
+	s->iov[s->niov].iov_len = len;
+	s->iov_own[s->niov] = buf;
+	s->niov++;
+	s->pend_len += len;
+	return s->pend_len >= PEND_BYTES ? flush_pending(w, s) : 0;
 }
 
 /* Make the refcount array cover cluster `cl`. */
@@ -89,17 +161,27 @@ static uint64_t align_up(uint64_t v, uint32_t a)
 	return (v + a - 1) & ~(uint64_t)(a - 1);
 }
 
-/* Place one whole cluster (data or metadata) at the next cluster
- * boundary; returns its offset in *at. */
-static int put_cluster(imgfmt_writer *w, struct q2w *s, const void *buf,
-		       uint64_t *at)
+/* Place one whole cluster at the next cluster boundary; returns its
+ * offset in *at.  owned: buf is a chunk's buffer we now own (queued and
+ * freed once written); else metadata written at once, after the queue. */
+static int put_cluster(imgfmt_writer *w, struct q2w *s, void *buf,
+		       int owned, uint64_t *at)
 {
 	uint64_t off = align_up(s->host_end, s->cs);
 	int r = rc_reserve(w, s, off >> s->cb);
 
-	if (r < 0)
+	if (r < 0) {
+		if (owned)
+			free(buf);
 		return r;
-	r = wr(w, buf, s->cs, off);
+	}
+	if (owned) {
+		r = pend(w, s, buf, s->cs, off);
+	} else {
+		r = flush_pending(w, s);
+		if (r == 0)
+			r = wr(w, buf, s->cs, off);
+	}
 	if (r < 0)
 		return r;
 	s->rc[off >> s->cb] = 1;
@@ -117,7 +199,7 @@ static int flush_l2(imgfmt_writer *w, struct q2w *s)
 		return 0;
 	for (uint32_t i = 0; i < s->l2_entries; i++)
 		q2_put64((uint8_t *)&s->l2[i], s->l2[i]);
-	r = put_cluster(w, s, s->l2, &at);
+	r = put_cluster(w, s, s->l2, 0, &at);
 	if (r < 0)
 		return r;
 	s->l1[s->l2_index] = at | QENTRY_COPIED;
@@ -330,7 +412,9 @@ int qcow2__writer_put(imgfmt_writer *w, struct imgfmt_chunk *chunk)
 			if (r < 0)
 				return r;
 		}
-		r = wr(w, chunk->data, len, at);
+		void *data = chunk->data;
+		chunk->data = NULL; /* ours now: freed once written */
+		r = pend(w, s, data, len, at);
 		if (r < 0)
 			return r;
 		for (uint64_t c = first; c <= last; c++)
@@ -340,7 +424,9 @@ int qcow2__writer_put(imgfmt_writer *w, struct imgfmt_chunk *chunk)
 		s->host_end = at + len;
 	} else {
 		uint64_t at;
-		r = put_cluster(w, s, chunk->data, &at);
+		void *data = chunk->data;
+		chunk->data = NULL;
+		r = put_cluster(w, s, data, 1, &at);
 		if (r < 0)
 			return r;
 		entry = at | QENTRY_COPIED;
@@ -406,6 +492,8 @@ int qcow2__writer_finish(imgfmt_writer *w)
 	int r;
 
 	r = flush_l2(w, s);
+	if (r == 0)
+		r = flush_pending(w, s);
 	if (r < 0)
 		goto out;
 
@@ -495,6 +583,8 @@ void qcow2__writer_abort(imgfmt_writer *w)
 
 	if (!s)
 		return;
+	for (int i = 0; i < s->niov; i++)
+		free(s->iov_own[i]);
 	free(s->l1);
 	free(s->l2);
 	free(s->rc);

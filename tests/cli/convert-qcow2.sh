@@ -27,12 +27,14 @@ for opts in "-o cluster_size=4096" "-o cluster_size=65536" \
 	    "-c -o compression_type=zstd,cluster_size=4096" \
 	    "-o extended_l2=on" "-o extended_l2=on,cluster_size=2M" \
 	    "-c -o extended_l2=on" "-o preallocation=metadata" \
-	    "-o preallocation=full,cluster_size=1M"; do
+	    "-o preallocation=full,cluster_size=1M" "-o refcount_bits=1" \
+	    "-o refcount_bits=64,lazy_refcounts=on"; do
 	i=$((i + 1))
 	qemu-img convert -f raw -O qcow2 $opts src.raw q$i.qcow2
 	rm -f o$i.raw
 	t_run "read qemu qcow2 ($opts)" $A img convert -O raw q$i.qcow2 o$i.raw
 	t_check "content of qemu qcow2 ($opts)" cmp -s src.raw o$i.raw
+	t_run "our check of qemu qcow2 ($opts)" $A img check q$i.qcow2
 done
 t_check "info names the cluster size" sh -c "$A img info q3.qcow2 | grep -q 'cluster size: 2097152'"
 t_check "map reports compressed clusters" sh -c "$A img map q6.qcow2 | grep -q compressed"
@@ -95,6 +97,7 @@ t_run "qemu-img check of created image" qemu-img check -q empty.qcow2
 t_check "qemu-img sees the size" sh -c "qemu-img info empty.qcow2 | grep -q '1 GiB'"
 t_run "create qcow2 with backing file" $A img create -f qcow2 -b src.raw -F raw bk.qcow2
 t_run "qemu-img check of overlay" qemu-img check -q bk.qcow2
+t_check "backing format recorded for qemu" sh -c "qemu-img info bk.qcow2 | grep -q 'backing file format: raw'"
 t_run "overlay reads the backing file" qemu-img compare -q src.raw bk.qcow2
 t_run "we read our own overlay" $A img compare bk.qcow2 src.raw
 
