@@ -13,6 +13,7 @@
 #include <linux/kvm.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -403,12 +404,27 @@ static bool handle_exit(struct vcpu *c)
 			 (unsigned long long)
 			 r->fail_entry.hardware_entry_failure_reason);
 		return false;
-	case KVM_EXIT_INTERNAL_ERROR:
+	case KVM_EXIT_INTERNAL_ERROR: {
+		/* Suberror 1 is "KVM could not emulate an instruction"; the
+		 * data words (instruction bytes, exit info) help whoever
+		 * debugs it. */
+		char extra[160] = "";
+		size_t used = 0;
+		uint32_t nd = r->internal.ndata;
+		if (nd > 4)
+			nd = 4;
+		for (uint32_t i = 0; i < nd && used < sizeof(extra); i++)
+			used += (size_t)snprintf(extra + used,
+						 sizeof(extra) - used,
+						 " 0x%llx", (unsigned long long)
+						 r->internal.data[i]);
 		vm__stop(vm, VM_STOP_ERROR, "vCPU %d: KVM internal error, "
-			 "suberror %u (rip 0x%llx)", c->id,
+			 "suberror %u (rip 0x%llx)%s%s", c->id,
 			 r->internal.suberror,
-			 (unsigned long long)vcpu_rip(c));
+			 (unsigned long long)vcpu_rip(c), nd ? ", data" : "",
+			 extra);
 		return false;
+	}
 	default:
 		vm__stop(vm, VM_STOP_ERROR, "vCPU %d: unexpected KVM exit %u",
 			 c->id, r->exit_reason);

@@ -131,6 +131,7 @@ struct run_state {
 	struct pci_bus *pci;
 	int nr_disks;
 	imgfmt_image *img[MONITOR_MAX_DISKS];
+	bool img_owned[MONITOR_MAX_DISKS];
 	struct virtio_pci *vp[MONITOR_MAX_DISKS];
 	int status_fd;                 /* /proc/self/status, opened early */
 	int sig_fd;
@@ -291,9 +292,13 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 		};
 		struct virtio_blk_opts bo = { .read_only = ro };
 		struct virtio_dev *vdev;
-		if ((rc = imgfmt__open(c->disks[i], &oo, &st->img[i])) < 0)
+		if (c->disk_images)
+			st->img[i] = c->disk_images[i];
+		else if ((rc = imgfmt__open(c->disks[i], &oo,
+					    &st->img[i])) < 0)
 			return vm__err(-rc, "disk %s: %s", c->disks[i],
 				       imgfmt__error());
+		st->img_owned[i] = !c->disk_images;
 		st->nr_disks = i + 1;
 		if ((rc = virtio_blk__new(st->img[i], &bo, &vm->mem,
 					  &vdev)) < 0)
@@ -322,7 +327,13 @@ static int free_devices(struct run_state *st)
 		if (st->vp[i])
 			virtio_pci__free(st->vp[i]);
 		st->vp[i] = NULL;
-		if (st->img[i]) {
+		if (st->img[i] && !st->img_owned[i]) {
+			/* The caller's image: flush what the guest wrote. */
+			int r = imgfmt__flush(st->img[i]);
+			if (r < 0 && rc == 0)
+				rc = vm__err(-r, "flushing disk: %s",
+					     imgfmt__error());
+		} else if (st->img[i]) {
 			int r = imgfmt__close(st->img[i]);
 			if (r < 0 && rc == 0)
 				rc = vm__err(-r, "closing disk: %s",
@@ -453,7 +464,6 @@ int monitor__run(const struct monitor_config *c, struct monitor_result *res)
 		rc = vm__err(EINVAL, "no kernel given");
 		goto out_nostate;
 	}
-	int in_fd = c->console_in_fd;
 	if ((rc = vm__create(&st->vm, c->kvm_path, c->mem_size,
 			     c->nr_cpus)) < 0)
 		goto out_nostate;
@@ -472,7 +482,6 @@ int monitor__run(const struct monitor_config *c, struct monitor_result *res)
 	st->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 	if ((rc = setup_signals(st)) < 0 || (rc = setup_console(st, c)) < 0)
 		goto out;
-	st->in_fd = in_fd;
 	res->seccomp_active = !c->no_seccomp && seccomp__supported();
 	st->vm.seccomp = res->seccomp_active;
 	if ((rc = cpu__start_all(&st->vm)) < 0)
