@@ -18,7 +18,7 @@ build() { "$APPLIANCE" build -q --cache "$CACHE" --source-date-epoch "$SDE" "$@"
 boot() {
 	dir=$1 root=$2
 	cp --sparse=always "$dir/disk.raw" boot.raw
-	timeout 120 qemu-system-x86_64 -M pc -m 128 -no-reboot -nographic \
+	timeout 300 qemu-system-x86_64 -M pc -m 128 -no-reboot -nographic \
 		-nodefaults -serial stdio -kernel "$dir/vmlinuz" \
 		-initrd "$dir/initrd.img" \
 		-append "console=ttyS0 root=$root rw quiet" \
@@ -60,12 +60,76 @@ t_check "another epoch changes the disk" sh -c "! cmp -s a1/$disk a3/$disk"
 # GPT layout: the filesystem in partition 1, booted as /dev/vda1.
 mkdir -p gpt
 sed -e 's/^size = "64M"/size = "64M"\ngpt = true/' "$RECIPE/recipe.toml" > gpt/recipe.toml
+printf '\n[commands]\nfirst_boot = ["echo first-boot-marker"]\n' >> gpt/recipe.toml
 t_run "build with a GPT" build --output-format raw -o g1 gpt/recipe.toml
 t_check "sfdisk sees one Linux partition at 1 MiB" sh -c \
 	'sfdisk -d g1/disk.raw | grep -q "start=        2048.*type=0FC63DAF-8483-4772-8E79-3D69D8477DE4"'
 t_check "manifest boots from /dev/vda1" grep -q 'root=/dev/vda1' g1/manifest.toml
 out=$(boot g1 /dev/vda1); rc=$?
 t_check "GPT disk boots and greets" sh -c 'echo "$1" | grep -q "Hello from busybox-hello!"' - "$out"
+t_check "first-boot command ran" sh -c 'echo "$1" | grep -q "first-boot-marker"' - "$out"
+
+# A tarball base (here: the busybox root we just built, dumped back out),
+# plus users, groups and SSH keys.
+mkdir -p tb/root
+debugfs -R "rdump / tb/root" a1/disk.raw >/dev/null 2>&1
+rm -rf tb/root/lost+found
+tar -C tb/root -czf tb/root.tar.gz .
+cat > tb/recipe.toml <<'TOML'
+[appliance]
+name = "from-tarball"
+version = "2"
+
+[base]
+type = "tarball"
+source = "root.tar.gz"
+
+[[groups]]
+name = "ops"
+gid = 2000
+
+[[users]]
+name = "alice"
+uid = 1001
+groups = ["ops"]
+password = "$6$salt$hash"
+ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0000000000000000000000000000000000000000000 alice@test"]
+
+[[files]]
+path = "/srv/data/note.txt"
+content = "owned by alice"
+owner = "alice"
+group = "ops"
+mode = "0640"
+
+[system]
+hostname = "tarbox"
+TOML
+t_run "build from a tarball base" build --output-format raw -o tbout tb/recipe.toml
+dbg() { debugfs -R "$1" tbout/disk.raw 2>/dev/null; }
+t_check "tarball content is in the disk" sh -c '[ -n "$(debugfs -R "stat /bin/busybox" tbout/disk.raw 2>/dev/null | grep "Type: regular")" ]'
+t_check "hostname from the recipe" sh -c '[ "$(debugfs -R "cat /etc/hostname" tbout/disk.raw 2>/dev/null)" = tarbox ]'
+t_check "user in passwd" sh -c 'debugfs -R "cat /etc/passwd" tbout/disk.raw 2>/dev/null | grep -qx "alice:x:1001:1001::/home/alice:/bin/sh"'
+t_check "password hash in shadow" sh -c 'debugfs -R "cat /etc/shadow" tbout/disk.raw 2>/dev/null | grep -q "^alice:\$6\$salt\$hash:"'
+t_check "user in group ops" sh -c 'debugfs -R "cat /etc/group" tbout/disk.raw 2>/dev/null | grep -qx "ops:x:2000:alice"'
+keys=$(dbg "stat /home/alice/.ssh/authorized_keys")
+t_check "authorized_keys is mode 0600" sh -c 'echo "$1" | grep -q "Mode:  0600"' - "$keys"
+t_check "authorized_keys is owned by alice" sh -c 'echo "$1" | grep -q "User:  1001 "' - "$keys"
+t_check "file owner, group and mode" sh -c 'debugfs -R "stat /srv/data/note.txt" tbout/disk.raw 2>/dev/null | grep -q "User:  1001   Group:  2000   Project: *0   Size: 14"'
+
+# A hostile tarball: refused, entry named, nothing written outside.
+mkdir -p evil/in
+python3 - evil/evil.tar <<'PY'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as t:
+    i = tarfile.TarInfo("../escaped"); data = b"pwned"; i.size = len(data)
+    t.addfile(i, io.BytesIO(data))
+PY
+printf '[appliance]\nname = "evil"\nversion = "1"\n[base]\ntype = "tarball"\nsource = "evil.tar"\n' > evil/recipe.toml
+build -o evil/out evil/recipe.toml > evil.out 2>&1; rc=$?
+t_check "hostile tarball fails the build (exit $rc)" test "$rc" = 1
+t_check "error names the entry" grep -q "entry '../escaped' has a '..' component" evil.out
+t_check "nothing escaped" sh -c '! find "$1" -name escaped | grep -q .' - "$CACHE"
 
 # A failing build command: the error names the step, the command, its
 # status and its output; nothing appears at the output path, and a
