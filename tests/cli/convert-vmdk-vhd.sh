@@ -35,6 +35,15 @@ t_check "qemu streamOptimized: map says compressed" \
 t_check "qemu monolithicSparse: map shows the holes" \
 	sh -c "$A img map --json q-monolithicSparse.vmdk | grep -q '\"kind\": \"zero\"'"
 
+# Zeroed grains (version 2, GTE 1) read as zeros and map as zero.
+qemu-img convert -f raw -O vmdk -o zeroed_grain=on src.raw zg.vmdk
+qemu-io -c "write -z 17M 1M" zg.vmdk >/dev/null
+qemu-img convert -O raw zg.vmdk zg-theirs.raw
+t_run "qemu zeroed_grain: convert" $A img convert -O raw zg.vmdk zg-ours.raw
+t_run "qemu zeroed_grain: same bytes as qemu reads" cmp zg-ours.raw zg-theirs.raw
+t_check "qemu zeroed_grain: the zeroed MiB maps as zero, data after it" \
+	sh -c "$A img map zg.vmdk | grep -q '^18874368 .*1048576 .*data'"
+
 # A child qemu-img made on top of a vmdk base reads through the chain.
 qemu-img create -q -f vmdk -b q-monolithicSparse.vmdk -F vmdk child.vmdk
 qemu-io -c "write -P 0x55 1M 64k" child.vmdk >/dev/null
