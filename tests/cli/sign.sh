@@ -71,17 +71,18 @@ t_run "we verify those" sh -c "$A verify --key enc.pub --sig ms-enc.sig small.tx
 	$A verify --key ours.pub --sig ms-ours.sig small.txt"
 
 # ---- passphrase asked on a terminal (script(1) gives us a pty) ----
+# timeout: a prompt that lost its input must fail the test, not hang it.
 if command -v script >/dev/null 2>&1; then
-	printf 'tty pass\ntty pass\n' | script -qec \
+	printf 'tty pass\ntty pass\n' | timeout 120 script -qec \
 		"$A key generate --public tty.pub --secret tty.key --kdf interactive" \
 		/dev/null >tty.out 2>&1
 	t_check "terminal: asked twice, key written" \
 		sh -c "grep -q 'Passphrase (again)' tty.out && [ -s tty.key ]"
-	printf 'tty pass\n' | script -qec \
+	printf 'tty pass\n' | timeout 120 script -qec \
 		"$A sign --key tty.key --sig tty.sig small.txt" /dev/null >/dev/null 2>&1
 	t_run "terminal: the passphrase unlocks the key" \
 		$A verify --key tty.pub --sig tty.sig small.txt
-	printf 'one\ntwo\n' | script -qec \
+	printf 'one\ntwo\n' | timeout 120 script -qec \
 		"$A key generate --public tty2.pub --secret tty2.key --kdf interactive" \
 		/dev/null >tty.out 2>&1
 	t_check "terminal: different passphrases are refused" \
