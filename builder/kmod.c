@@ -123,11 +123,14 @@ static int parse_db(const char *text, struct kmod_db *db)
 		for (char *tok = strtok_r(colon + 1, " \t", &save); tok;
 		     tok = strtok_r(NULL, " \t", &save)) {
 			if (!path_ok(tok)) {
+				/* Format before freeing: tok points into
+				 * copy. */
+				int rc = build__err(EINVAL, "modules.dep line "
+						    "%zu: dependency '%s' is "
+						    "absolute or has '..'",
+						    lineno, tok);
 				free(copy);
-				return build__err(EINVAL, "modules.dep line "
-						  "%zu: dependency '%s' is "
-						  "absolute or has '..'",
-						  lineno, tok);
+				return rc;
 			}
 			if (ent->n_deps == dcap) {
 				dcap = dcap ? dcap * 2 : 4;

@@ -285,6 +285,7 @@ START_TEST(kmod_bad_input)
 	ck_assert_ptr_nonnull(strstr(builder__error(), "no_such_module"));
 	ck_assert_int_eq(kmod__resolve("kernel/a.ko: ../../etc/x.ko\n", want,
 				       1, &v, &n), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(builder__error(), "'../../etc/x.ko'"));
 	ck_assert_int_eq(kmod__resolve("/abs/virtio_blk.ko:\n", want, 1, &v,
 				       &n), -EINVAL);
 	ck_assert_int_eq(kmod__resolve("no colon here\n", want, 1, &v, &n),
