@@ -103,7 +103,8 @@ void virtio__config_changed(struct virtio_dev *vdev)
 		vdev->signal(vdev, VIRTIO_ISR_CONFIG);
 }
 
-void virtio__kick(struct virtio_dev *vdev, int q)
+void virtio__run_queue(struct virtio_dev *vdev, int q,
+		       void (*fn)(struct virtio_dev *vdev, int q))
 {
 	struct virtq *vq;
 
@@ -114,8 +115,13 @@ void virtio__kick(struct virtio_dev *vdev, int q)
 	if (vq->ready && !vq->broken &&
 	    (__atomic_load_n(&vdev->status, __ATOMIC_RELAXED) &
 	     VIRTIO_STATUS_DRIVER_OK))
-		vdev->ops->queue_notify(vdev, q);
+		fn(vdev, q);
 	if (vq->broken)
 		virtio__needs_reset(vdev);
 	pthread_mutex_unlock(&vq->lock);
+}
+
+void virtio__kick(struct virtio_dev *vdev, int q)
+{
+	virtio__run_queue(vdev, q, vdev->ops->queue_notify);
 }

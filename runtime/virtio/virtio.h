@@ -123,6 +123,12 @@ void virtio__config_changed(struct virtio_dev *vdev);
  * NEEDS_RESET. */
 void virtio__kick(struct virtio_dev *vdev, int q);
 
+/* The same with any function: for models that process a queue on a
+ * thread of their own (fn runs with the queue lock held, only while the
+ * queue is live). */
+void virtio__run_queue(struct virtio_dev *vdev, int q,
+		       void (*fn)(struct virtio_dev *vdev, int q));
+
 /* ---- device models ---------------------------------------------------- */
 
 struct imgfmt_image;
@@ -131,6 +137,9 @@ struct virtio_blk_opts {
 	int read_only;          /* expose VIRTIO_BLK_F_RO, refuse writes */
 	const char *serial;     /* GET_ID string (<= 20 bytes used), or NULL */
 	uint16_t queue_size;    /* 0: VIRTQ_MAX_SIZE */
+	int iothread;           /* process requests on a thread of the
+				   device's own instead of the vCPU thread
+				   that rang the doorbell */
 };
 
 /* A virtio-blk device on `img` (any imgfmt format).  The image stays the
