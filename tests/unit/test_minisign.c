@@ -672,6 +672,78 @@ START_TEST(hostile_signatures)
 }
 END_TEST
 
+/* Every single-byte change to a signature file must make it fail, except
+ * in the untrusted comment (line 1), which is unauthenticated by design,
+ * and the final newline; no change may crash the parser (the sanitizer
+ * build checks that). */
+START_TEST(mutated_signatures_never_verify)
+{
+	static const uint8_t repl[] = { 0x01, 0x20, 0x80 };
+	static const char subst[] = { '\n', '\r', 'A', '=', '\0', '+' };
+	struct minisign_pubkey pk;
+	struct minisign_signature sig;
+	size_t len = strlen(u_sig), line1 = strchr(u_sig, '\n') - u_sig;
+	char *buf = malloc(len + 1);
+	int accepted_in_comment = 0;
+
+	ck_assert_int_eq(minisign__pubkey_parse(u_pub, strlen(u_pub), "u",
+						&pk), 0);
+	for (size_t pos = 0; pos < len; pos++) {
+		for (size_t k = 0; k < sizeof(repl) + sizeof(subst); k++) {
+			memcpy(buf, u_sig, len + 1);
+			if (k < sizeof(repl))
+				buf[pos] ^= (char)repl[k];
+			else
+				buf[pos] = subst[k - sizeof(repl)];
+			if (buf[pos] == u_sig[pos])
+				continue;
+			if (minisign__sig_parse(buf, len, "m", &sig) != 0 ||
+			    minisign__verify_buffer(&pk, &sig, "hi\n", 3,
+						    NULL) != 0)
+				continue;
+			/* The final newline only ends the text: "\r" or
+			 * another blank there changes no signed byte. */
+			if (pos == len - 1)
+				continue;
+			ck_assert_msg(pos < line1 && pos >= 19,
+				      "mutation at byte %zu (kind %zu) still "
+				      "verifies", pos, k);
+			accepted_in_comment++;
+		}
+	}
+	/* The comment really is free text: most changes there pass. */
+	ck_assert_int_gt(accepted_in_comment, 0);
+	free(buf);
+}
+END_TEST
+
+/* Same for the public key: any change either fails to parse or yields a
+ * key under which the signature no longer verifies. */
+START_TEST(mutated_public_keys_never_verify)
+{
+	struct minisign_pubkey pk;
+	struct minisign_signature sig;
+	size_t len = strlen(u_pub), line1 = strchr(u_pub, '\n') - u_pub;
+	char *buf = malloc(len + 1);
+
+	ck_assert_int_eq(minisign__sig_parse(u_sig, strlen(u_sig), "s", &sig),
+			 0);
+	for (size_t pos = line1 + 1; pos < len - 1; pos++) {
+		for (int bit = 0; bit < 8; bit++) {
+			memcpy(buf, u_pub, len + 1);
+			buf[pos] ^= (char)(1 << bit);
+			if (minisign__pubkey_parse(buf, len, "m", &pk) != 0)
+				continue;
+			ck_assert_msg(minisign__verify_buffer(&pk, &sig, "hi\n",
+							      3, NULL) != 0,
+				      "key mutated at %zu bit %d verifies",
+				      pos, bit);
+		}
+	}
+	free(buf);
+}
+END_TEST
+
 Suite *minisign_suite(void)
 {
 	Suite *s = suite_create("minisign");
@@ -696,6 +768,8 @@ Suite *minisign_suite(void)
 	tcase_add_test(tc, hostile_secret_keys);
 	tcase_add_test(tc, hostile_public_keys);
 	tcase_add_test(tc, hostile_signatures);
+	tcase_add_test(tc, mutated_signatures_never_verify);
+	tcase_add_test(tc, mutated_public_keys_never_verify);
 	suite_add_tcase(s, tc);
 	return s;
 }
