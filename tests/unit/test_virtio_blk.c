@@ -586,6 +586,79 @@ START_TEST(every_writable_format_behaves_the_same)
 }
 END_TEST
 
+/* Hostile drivers at random: descriptor tables, rings and request
+ * headers full of random (but mostly plausible) values, with buffers that
+ * may overlap the rings themselves.  The device must never touch memory
+ * outside guest RAM (the sanitizer build checks that), every completion
+ * must name a valid head, and a reset must always bring it back. */
+START_TEST(random_rings_never_crash)
+{
+	unsigned seed = 12345;
+	uint64_t area = td_alloc(&d, 64 * 1024, 16);
+	int completions = 0, resets = 0;
+
+	for (int round = 0; round < 400; round++) {
+		struct virtq_desc *t = td_ptr(&d, d.desc);
+		uint16_t *ring = td_ptr(&d, d.avail + 4);
+
+		for (int i = 0; i < d.num; i++) {
+			unsigned r = (unsigned)rand_r(&seed);
+			uint64_t addr = area + (uint64_t)(rand_r(&seed) %
+							  (64 * 1024));
+			uint32_t len = (uint32_t)(rand_r(&seed) % 9000);
+
+			if (r % 50 == 0)
+				addr = (uint64_t)rand_r(&seed) << 20;
+			if (r % 10 == 1) {
+				/* a plausible request header */
+				uint8_t *h = td_ptr(&d, area + 16 * (r % 64));
+				uint32_t type = (uint32_t)(rand_r(&seed) % 15);
+				uint64_t sec = (uint64_t)(rand_r(&seed) %
+							  (SECTORS + 8));
+				memcpy(h, &type, 4);
+				memcpy(h + 8, &sec, 8);
+				addr = area + 16 * (r % 64);
+				len = 16;
+			}
+			t[i].addr = addr;
+			t[i].len = len;
+			t[i].flags = (uint16_t)(rand_r(&seed) % 8);
+			t[i].next = (uint16_t)(rand_r(&seed) % (d.num + 2));
+			ring[i] = (uint16_t)(rand_r(&seed) % (d.num + 1));
+		}
+		/* Mostly sane amounts of new work, sometimes absurd. */
+		uint16_t add = (uint16_t)(rand_r(&seed) % 8 == 0 ?
+					  rand_r(&seed) : rand_r(&seed) % 6);
+		d.avail_idx = (uint16_t)(d.avail_idx + add);
+		__atomic_store_n(td_avail_idx(&d), d.avail_idx,
+				 __ATOMIC_RELEASE);
+		virtio__kick(vdev, 0);
+
+		uint32_t id, len;
+		while (td_used(&d, &id, &len)) {
+			ck_assert_uint_lt(id, d.num);
+			completions++;
+		}
+		if (__atomic_load_n(&vdev->status, __ATOMIC_RELAXED) &
+		    VIRTIO_STATUS_NEEDS_RESET) {
+			virtio__reset(vdev);
+			td_rings(&d, 64);
+			td_attach(&d, vdev, 0, 1ull << VIRTIO_F_INDIRECT_DESC);
+			resets++;
+		}
+		/* Keep the bump allocator from running out. */
+		if (d.next > TD_GPA_BASE + TD_RAM_SIZE - 64 * 1024)
+			break;
+	}
+	ck_assert_int_gt(completions, 0);
+	ck_assert_int_gt(resets, 0);
+	virtio__reset(vdev);
+	td_rings(&d, 64);
+	td_attach(&d, vdev, 0, 0);
+	ck_assert_int_eq(request(T_FLUSH, 0, NULL, 0, 0, NULL), S_OK);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("virtio_blk");
@@ -608,6 +681,7 @@ int main(void)
 	tcase_add_test(tc, config_space);
 	tcase_add_test(tc, many_requests_in_one_kick);
 	tcase_add_test(tc, every_writable_format_behaves_the_same);
+	tcase_add_test(tc, random_rings_never_crash);
 	tcase_add_checked_fixture(tio, setup_iothread, teardown);
 	tcase_add_test(tio, write_then_read);
 	tcase_add_test(tio, multi_segment_direct_and_indirect);
