@@ -27,9 +27,12 @@ static const struct option convert_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+#define MAX_O_OPTIONS 16
+
 /* Strings the writer options point into live as long as this. */
 struct convert_args {
-	char *optcopy;
+	char *optcopy[MAX_O_OPTIONS];
+	int nopt;
 	struct imgfmt_writer_opts wo;
 };
 
@@ -37,15 +40,18 @@ struct convert_args {
 static int parse_o(const char *s, struct convert_args *a)
 {
 	char *save = NULL;
-	char *copy = strdup(s);
+	char *copy;
 
+	/* Later -o options add to earlier ones, and the writer options
+	 * point into every copy, so all of them stay alive. */
+	if (a->nopt >= MAX_O_OPTIONS)
+		return cli__usage("img", "img convert: too many -o options");
+	copy = strdup(s);
 	if (!copy) {
 		cli__error("out of memory");
 		return EXIT_FAIL;
 	}
-	/* Later -o options add to earlier ones; keep each copy alive. */
-	free(a->optcopy);
-	a->optcopy = copy;
+	a->optcopy[a->nopt++] = copy;
 	for (char *kv = strtok_r(copy, ",", &save); kv;
 	     kv = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(kv, '=');
@@ -163,12 +169,22 @@ int cmd_img_convert(int argc, char **argv)
 		.progress_arg = &last,
 	};
 	if (imgfmt__convert(img, dst, &a.wo, &co, NULL) < 0) {
+		if (co.progress && last >= 0)
+			fputc('\n', stderr);
 		cli__error("%s", imgfmt__error());
 		rc = EXIT_FAIL;
+	} else if (co.progress) {
+		/* Trailing zero ranges are skipped without a callback. */
+		struct imgfmt_info info;
+		imgfmt__info(img, &info);
+		if (last != 1000)
+			progress_bar(info.virtual_size, info.virtual_size,
+				     &last);
 	}
 	imgfmt__close(img);
 out:
-	free(a.optcopy);
+	for (int i = 0; i < a.nopt; i++)
+		free(a.optcopy[i]);
 	return rc;
 }
 

@@ -91,6 +91,13 @@ $A img convert -c -O qcow2 -o compression_type=zstd src.raw z.qcow2
 t_check "zstd image is marked zstd for qemu" sh -c "qemu-img info z.qcow2 | grep -q 'compression type: zstd'"
 t_check "compressed image is smaller" [ "$(stat -c %s z.qcow2)" -lt "$(stat -c %s w.qcow2)" ]
 
+rm -f m.qcow2
+t_run "several -o options add up" $A img convert -c -O qcow2 -o compression_type=zstd -o cluster_size=4096 src.raw m.qcow2
+t_check "both -o options applied" sh -c "qemu-img info m.qcow2 | grep -q 'cluster_size: 4096' && qemu-img info m.qcow2 | grep -q 'compression type: zstd'"
+rm -f p.qcow2
+$A img convert -p -O qcow2 src.raw p.qcow2 2>progress.err
+t_check "-p draws nothing when stderr is not a terminal" [ ! -s progress.err ]
+
 # Empty images: create, and an all-zero source.
 t_run "create qcow2" $A img create -f qcow2 empty.qcow2 1G
 t_run "qemu-img check of created image" qemu-img check -q empty.qcow2
