@@ -35,6 +35,8 @@ t_check "minisign sees our trusted comment" \
 t_run "we verify our signature" $A verify --key ours.pub big.bin
 t_check "verify prints the trusted comment" \
 	sh -c "$A verify --key ours.pub small.txt | grep -qx 'trusted comment: release 1.0'"
+t_run "signature read from a pipe" \
+	sh -c "cat small.txt.minisig | $A verify --key ours.pub --sig /dev/stdin small.txt"
 cp small.txt.minisig first.minisig
 $A sign --key ours.key --trusted-comment "release 1.0" small.txt >/dev/null
 t_check "signing again gives the same bytes" cmp -s first.minisig small.txt.minisig
