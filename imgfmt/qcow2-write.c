@@ -450,7 +450,10 @@ static int write_header(imgfmt_writer *w, struct q2w *s, uint64_t l1_off,
 	q2_put32(h + QH_MAGIC, QCOW2_MAGIC);
 	q2_put32(h + QH_VERSION, 3);
 	q2_put32(h + QH_CLUSTER_BITS, s->cb);
-	q2_put64(h + QH_SIZE, w->opts.size);
+	/* QEMU counts qcow2 disks in 512-byte sectors and drops a partial
+	 * last sector, so round up as qemu-img create does (the extra bytes
+	 * read as zeros). */
+	q2_put64(h + QH_SIZE, align_up(w->opts.size, 512));
 	q2_put32(h + QH_L1_SIZE, (uint32_t)s->l1_size);
 	q2_put64(h + QH_L1_OFFSET, l1_off);
 	q2_put64(h + QH_REFTABLE_OFFSET, rt_off);

@@ -98,6 +98,11 @@ rm -f p.qcow2
 $A img convert -p -O qcow2 src.raw p.qcow2 2>progress.err
 t_check "-p draws nothing when stderr is not a terminal" [ ! -s progress.err ]
 
+head -c 1000 /dev/urandom > odd.raw
+rm -f odd.qcow2
+t_run "convert a disk that is not a whole number of sectors" $A img convert -O qcow2 odd.raw odd.qcow2
+t_run "qemu reads its last partial sector" qemu-img compare -q odd.raw odd.qcow2
+
 # Empty images: create, and an all-zero source.
 t_run "create qcow2" $A img create -f qcow2 empty.qcow2 1G
 t_run "qemu-img check of created image" qemu-img check -q empty.qcow2
