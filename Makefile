@@ -25,7 +25,7 @@ endif
 PREFIX ?= /usr/local
 CC ?= cc
 OPT ?= -O2
-PKGS := libzstd libarchive libcrypto zlib
+PKGS := libzstd libarchive libcrypto zlib fuse3 libguestfs
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -38,7 +38,7 @@ CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow \
 LDFLAGS := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
 LDLIBS := $(PKG_LIBS) -lm
 
-LIBDIRS := imgfmt nbd builder appliances runtime
+LIBDIRS := imgfmt nbd mount builder appliances runtime
 define lib_rules
 $(1)_SRCS := $$(wildcard $(1)/*.c $(1)/*/*.c)
 $(1)_OBJS := $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_SRCS))
@@ -98,7 +98,8 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBS)
 DEB_PACKAGES := build-essential pkg-config check libzstd-dev libarchive-dev \
 	libssl-dev zlib1g-dev libcurl4-openssl-dev zstd qemu-utils \
 	e2fsprogs python3 minisign busybox-static qemu-system-x86 mmdebstrap \
-	cpio kmod passt libnbd-bin nbdkit fio signify-openbsd
+	cpio kmod passt libnbd-bin nbdkit fio signify-openbsd \
+	fuse3 libfuse3-dev libguestfs-tools libguestfs-dev linux-image-amd64
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \

@@ -43,6 +43,8 @@ int cmd_img(int argc, char **argv);
 int cmd_img_convert(int argc, char **argv);
 int cmd_img_compare(int argc, char **argv);
 int img_serve(int argc, char **argv);
+int img_attach(int argc, char **argv);   /* cmd-img-mount.c */
+int img_unmount(int argc, char **argv);
 extern const char cmd_img_help[];
 int cmd_build(int argc, char **argv);
 extern const char cmd_build_help[];

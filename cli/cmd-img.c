@@ -33,6 +33,11 @@ const char cmd_img_help[] =
 	"  serve [-f FMT] (--socket PATH | --port N [--bind ADDR]) [--read-only]\n"
 	"        [--export-name NAME] FILE\n"
 	"        export the image over NBD until SIGTERM/SIGINT (then flush)\n"
+	"  attach [-f FMT] [--rw] [--background] IMAGE FILE\n"
+	"        expose the virtual disk as the regular file FILE (FUSE) for\n"
+	"        tools that want a raw disk; read-only unless --rw\n"
+	"  unmount DIR|FILE\n"
+	"        undo attach or mount; returns once the image is flushed\n"
 	"  convert [-f FMT] -O FMT [-c] [--level N] [-o compression_type=zstd,\n"
 	"        cluster_size=N,subformat=S] [-p] [-j N] [--force] SRC DST\n"
 	"        copy SRC (backing chain flattened) into a new image; zero\n"
@@ -640,6 +645,8 @@ static const struct cli_command img_commands[] = {
 	{ "convert", cmd_img_convert, "convert between formats", NULL },
 	{ "compare", cmd_img_compare, "compare two images' contents", NULL },
 	{ "serve", img_serve, "export an image over NBD", NULL },
+	{ "attach", img_attach, "expose an image as a raw file (FUSE)", NULL },
+	{ "unmount", img_unmount, "undo attach or mount", NULL },
 	{ "commit", img_commit, "merge an overlay into its backing file",
 	  NULL },
 	{ "rebase", img_rebase, "change an image's backing file", NULL },
