@@ -44,8 +44,90 @@ static char *field(const char *text, const char *key)
 	return NULL;
 }
 
+/* Asking apt-cache costs seconds (this machine's apt keeps no binary
+ * package cache, so every call parses all of /var/lib/apt/lists), and
+ * the answer only changes when the lists do: remember it, keyed by the
+ * lists directory's mtime, which `apt-get update` bumps. */
+#define APT_LISTS "/var/lib/apt/lists"
+
+static char *lists_stamp(void)
+{
+	struct stat st;
+	char *s;
+
+	if (stat(APT_LISTS, &st) < 0)
+		return NULL;
+	if (asprintf(&s, "%lld.%09ld", (long long)st.st_mtim.tv_sec,
+		     st.st_mtim.tv_nsec) < 0)
+		return NULL;
+	return s;
+}
+
+static int remembered(struct build_ctx *c, const char *stamp, char **pkg,
+		      char **version)
+{
+	char *file = build__path(c->cache, "kernel/resolved"), *text = NULL;
+	char a[64], b[256], v[256];
+	int ok = 0;
+
+	if (file && stamp && build__read_file(file, &text, NULL, 4096) == 0 &&
+	    sscanf(text, "%63s %255s %255s", a, b, v) == 3 &&
+	    strcmp(a, stamp) == 0 && strncmp(b, "linux-image-", 12) == 0) {
+		*pkg = strdup(b);
+		*version = strdup(v);
+		ok = *pkg && *version;
+	}
+	free(file);
+	free(text);
+	return ok;
+}
+
+static void remember(struct build_ctx *c, const char *stamp, const char *pkg,
+		     const char *version)
+{
+	char *dir = build__path(c->cache, "kernel"), *file = NULL, *tmp = NULL;
+	char line[700];
+
+	if (!stamp || !dir || build__mkdir_p(dir, 0755) < 0)
+		goto out;
+	file = build__path(dir, "resolved");
+	if (!file || asprintf(&tmp, "%s.tmp-%d", file, (int)getpid()) < 0) {
+		tmp = NULL;
+		goto out;
+	}
+	snprintf(line, sizeof(line), "%s %s %s\n", stamp, pkg, version);
+	if (build__write_file(tmp, line, strlen(line), 0644) == 0 &&
+	    rename(tmp, file) < 0)
+		unlink(tmp);
+out:
+	free(dir);
+	free(file);
+	free(tmp);
+}
+
 /* The versioned kernel package the metapackage depends on. */
+static int resolve_package_apt(struct build_ctx *c, char **pkg,
+			       char **version);
+
 static int resolve_package(struct build_ctx *c, char **pkg, char **version)
+{
+	char *stamp = lists_stamp();
+	int rc = 0;
+
+	if (remembered(c, stamp, pkg, version)) {
+		build__log(c, "# kernel package %s %s (remembered for these "
+			   "apt lists)\n", *pkg, *version);
+	} else {
+		rc = resolve_package_apt(c, pkg, version);
+		if (rc == 0)
+			remember(c, stamp, *pkg, *version);
+	}
+	free(stamp);
+	return rc;
+}
+
+static int resolve_package_apt(struct build_ctx *c, char **pkg,
+			       char **version)
 {
 	const char *dep_argv[] = { "apt-cache", "depends", KERNEL_META, NULL };
 	char *out = NULL, *show = NULL;

@@ -57,6 +57,14 @@ SDE=1700000001 t_run "build with another epoch" \
 	-o a3 "$RECIPE"
 t_check "another epoch changes the disk" sh -c "! cmp -s a1/$disk a3/$disk"
 
+# Exports in other formats hold the same disk, checked by qemu-img.
+for fmt in qcow2 vmdk; do
+	t_run "build with --output-format $fmt" build --output-format $fmt -o x-$fmt "$RECIPE"
+	t_run "disk.$fmt equals the raw export (qemu-img compare)" \
+		qemu-img compare -q "x-$fmt/disk.$fmt" a2/disk.raw
+	t_check "manifest lists disk.$fmt" grep -q "name = \"disk.$fmt\"" x-$fmt/manifest.toml
+done
+
 # GPT layout: the filesystem in partition 1, booted as /dev/vda1.
 mkdir -p gpt
 sed -e 's/^size = "64M"/size = "64M"\ngpt = true/' "$RECIPE/recipe.toml" > gpt/recipe.toml
