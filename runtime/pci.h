@@ -75,6 +75,7 @@
 #define PCI_STATUS_INTERRUPT 0x08
 #define PCI_STATUS_CAP_LIST 0x10
 #define PCI_CAP_ID_VNDR 0x09
+#define PCI_CAP_ID_MSIX 0x11
 
 struct pci_bus;
 struct pci_dev;
@@ -118,6 +119,10 @@ struct pci_bus_config {
 	uint32_t mmio_base, mmio_size;   /* window BARs are placed in */
 	void (*set_irq)(void *opaque, int line, int level);
 	void *irq_opaque;
+	/* Optional: deliver a message-signalled interrupt (the guest's MSI
+	 * address/data pair, e.g. through KVM_SIGNAL_MSI), with irq_opaque.
+	 * NULL: devices offer INTx only.  Called from any thread. */
+	void (*send_msi)(void *opaque, uint64_t addr, uint32_t data);
 };
 
 /* Message of the most recent failing call in this thread. */
@@ -160,6 +165,14 @@ int pci__mmio_write(struct pci_bus *bus, uint64_t gpa, const void *data,
 /* Guest physical address BAR `bar` of `dev` currently decodes at, or 0 if
  * memory decoding is off or the BAR is unused. */
 uint64_t pci__bar_addr(struct pci_dev *dev, int bar);
+
+/* Does the bus deliver MSIs (send_msi was given)? */
+int pci__msi_capable(struct pci_bus *bus);
+
+/* Send an MSI on behalf of `dev` (dropped while bus mastering is off, as
+ * the device could not write it).  Returns 0, or -ENOTSUP without
+ * send_msi. */
+int pci__send_msi(struct pci_dev *dev, uint64_t addr, uint32_t data);
 
 /* Drive the device's INTx pin (level 1 asserted).  Respects the command
  * register's INTx-disable bit and keeps the status register's interrupt

@@ -7,6 +7,11 @@
  * under it), vp->irq_lock (ISR + the INTx level), the bus's irq lock.  The
  * model raises interrupts while holding its queue lock, which is why ISR
  * has a lock of its own instead of living under vp->lock.
+ *
+ * MSI-X (when the bus can deliver MSIs): one vector for configuration
+ * changes and one per queue at most, a table and PBA in BAR0.  irq_lock
+ * covers the table, the PBA and the vector registers too, since it is
+ * what the interrupt path holds.
  */
 #include <endian.h>
 #include <errno.h>
@@ -14,6 +19,12 @@
 #include <string.h>
 
 #include "runtime/virtio/virtio-pci.h"
+
+struct msix_entry {
+	uint32_t addr_lo, addr_hi, data, ctrl;
+};
+
+#define MSIX_MAX_VECTORS (VIRTIO_MAX_QUEUES + 1)
 
 struct virtio_pci {
 	struct pci_dev pci;
@@ -23,6 +34,13 @@ struct virtio_pci {
 	uint32_t dfselect, gfselect;
 	uint16_t queue_select;
 	uint8_t isr;
+	/* MSI-X, under irq_lock */
+	int msix;                        /* capability present */
+	uint16_t nvec;
+	uint16_t config_vec;
+	uint16_t queue_vec[VIRTIO_MAX_QUEUES];
+	struct msix_entry table[MSIX_MAX_VECTORS];
+	uint64_t pba;
 };
 
 /* Where the capabilities sit in config space. */
@@ -35,6 +53,13 @@ struct virtio_pci {
 #define CAP_PCICFG_OFFSET (CAP_PCICFG + 8)
 #define CAP_PCICFG_LENGTH (CAP_PCICFG + 12)
 #define CAP_PCICFG_DATA (CAP_PCICFG + 16)
+#define CAP_MSIX 0x98       /* 12 bytes */
+#define MSIX_CTRL (CAP_MSIX + 2)
+#define MSIX_ENABLE 0x8000
+#define MSIX_FMASK 0x4000
+#define MSIX_TABLE_OFF 0x3800
+#define MSIX_PBA_OFF 0x3C00
+#define MSIX_ENTRY_MASKED 1
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -77,13 +102,73 @@ static uint8_t status_get(struct virtio_dev *vdev)
 
 /* ---- interrupts ------------------------------------------------------ */
 
-static void vp_signal(struct virtio_dev *vdev, unsigned bits)
+static uint16_t msix_ctrl(struct virtio_pci *vp)
+{
+	return (uint16_t)(__atomic_load_n(&vp->pci.cfg[MSIX_CTRL],
+					  __ATOMIC_RELAXED) |
+			  __atomic_load_n(&vp->pci.cfg[MSIX_CTRL + 1],
+					  __ATOMIC_RELAXED) << 8);
+}
+
+static int msix_on(struct virtio_pci *vp)
+{
+	return vp->msix && (msix_ctrl(vp) & MSIX_ENABLE);
+}
+
+/* Send vector `v` now, or leave it pending while it is masked (PCI 3.0,
+ * 6.8.2.9).  irq_lock held. */
+static void msix_fire(struct virtio_pci *vp, uint16_t v)
+{
+	const struct msix_entry *e = &vp->table[v];
+
+	if ((msix_ctrl(vp) & MSIX_FMASK) || (e->ctrl & MSIX_ENTRY_MASKED)) {
+		vp->pba |= 1ull << v;
+		return;
+	}
+	vp->pba &= ~(1ull << v);
+	pci__send_msi(&vp->pci, (uint64_t)e->addr_hi << 32 | e->addr_lo,
+		      e->data);
+}
+
+/* Deliver pending vectors that are no longer masked.  irq_lock held. */
+static void msix_flush_pending(struct virtio_pci *vp)
+{
+	if (!msix_on(vp) || (msix_ctrl(vp) & MSIX_FMASK))
+		return;
+	for (uint16_t v = 0; v < vp->nvec; v++)
+		if ((vp->pba & (1ull << v)) &&
+		    !(vp->table[v].ctrl & MSIX_ENTRY_MASKED))
+			msix_fire(vp, v);
+}
+
+static void vp_signal(struct virtio_dev *vdev, unsigned bits, int q)
 {
 	struct virtio_pci *vp = vdev->transport;
 
 	pthread_mutex_lock(&vp->irq_lock);
-	vp->isr |= (uint8_t)bits;
-	pci__set_irq(&vp->pci, 1);
+	if (msix_on(vp)) {
+		/* 4.1.4.5: with MSI-X the ISR is not used; an unmapped
+		 * event (NO_VECTOR) is simply not signalled. */
+		uint16_t v = q < 0 ? vp->config_vec :
+			     q < VIRTIO_MAX_QUEUES ? vp->queue_vec[q] :
+			     VIRTIO_MSI_NO_VECTOR;
+
+		if (v < vp->nvec)
+			msix_fire(vp, v);
+	} else {
+		vp->isr |= (uint8_t)bits;
+		pci__set_irq(&vp->pci, 1);
+	}
+	pthread_mutex_unlock(&vp->irq_lock);
+}
+
+/* A vector register write: keep it if it names a vector we have, else
+ * NO_VECTOR, which the driver reads back as "mapping failed"
+ * (4.1.4.3 / 4.1.5.1.2). */
+static void set_vector(struct virtio_pci *vp, uint16_t *reg, uint16_t v)
+{
+	pthread_mutex_lock(&vp->irq_lock);
+	*reg = vp->msix && v < vp->nvec ? v : VIRTIO_MSI_NO_VECTOR;
 	pthread_mutex_unlock(&vp->irq_lock);
 }
 
@@ -119,13 +204,16 @@ static void common_snapshot(struct virtio_pci *vp,
 	if (vp->gfselect < 2)
 		put32(b + VIRTIO_PCI_COMMON_GF,
 		      (uint32_t)(vdev->driver_features >> (32 * vp->gfselect)));
-	put16(b + VIRTIO_PCI_COMMON_MSIX, VIRTIO_MSI_NO_VECTOR);
+	pthread_mutex_lock(&vp->irq_lock);
+	put16(b + VIRTIO_PCI_COMMON_MSIX, vp->config_vec);
+	put16(b + VIRTIO_PCI_COMMON_Q_MSIX, q < vdev->num_queues ?
+	      vp->queue_vec[q] : VIRTIO_MSI_NO_VECTOR);
+	pthread_mutex_unlock(&vp->irq_lock);
 	put16(b + VIRTIO_PCI_COMMON_NUMQ, (uint16_t)vdev->num_queues);
 	b[VIRTIO_PCI_COMMON_STATUS] = status_get(vdev);
 	b[VIRTIO_PCI_COMMON_CFGGENERATION] =
 		__atomic_load_n(&vdev->config_generation, __ATOMIC_RELAXED);
 	put16(b + VIRTIO_PCI_COMMON_Q_SELECT, q);
-	put16(b + VIRTIO_PCI_COMMON_Q_MSIX, VIRTIO_MSI_NO_VECTOR);
 	if (q < vdev->num_queues) {
 		struct virtq *vq = &vdev->vqs[q];
 
@@ -180,6 +268,11 @@ static int status_write(struct virtio_pci *vp, uint8_t v)
 		vp->dfselect = vp->gfselect = 0;
 		vp->queue_select = 0;
 		isr_read_clear(vp);
+		pthread_mutex_lock(&vp->irq_lock);
+		vp->config_vec = VIRTIO_MSI_NO_VECTOR;
+		for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
+			vp->queue_vec[i] = VIRTIO_MSI_NO_VECTOR;
+		pthread_mutex_unlock(&vp->irq_lock);
 		return 0;
 	}
 	/* A queue worker may set NEEDS_RESET at any moment: update with a
@@ -245,6 +338,15 @@ static int common_write(struct virtio_pci *vp, uint64_t off, uint64_t v,
 		if (size == 2)
 			vp->queue_select = (uint16_t)v;
 		break;
+	case VIRTIO_PCI_COMMON_MSIX:
+		if (size == 2)
+			set_vector(vp, &vp->config_vec, (uint16_t)v);
+		break;
+	case VIRTIO_PCI_COMMON_Q_MSIX:
+		if (size == 2 && vq)
+			set_vector(vp, &vp->queue_vec[vp->queue_select],
+				   (uint16_t)v);
+		break;
 	case VIRTIO_PCI_COMMON_Q_SIZE:
 		if (size == 2 && configurable)
 			vq->num = (uint16_t)v;   /* checked at enable */
@@ -273,14 +375,57 @@ static int common_write(struct virtio_pci *vp, uint64_t off, uint64_t v,
 				 off == VIRTIO_PCI_COMMON_Q_USEDHI, v, size);
 		break;
 	default:
-		/* MSI-X vectors (we have none), read-only fields, the middle
-		 * of a field: ignored. */
+		/* Read-only fields, the middle of a field: ignored. */
 		break;
 	}
 	return 0;
 }
 
 /* ---- BAR0 -------------------------------------------------------------- */
+
+/* MSI-X table and PBA, dword by dword (aligned 4- and 8-byte accesses,
+ * as PCI 3.0 6.8.2 allows).  Returns 1 if `off` is in either. */
+static int msix_bar_access(struct virtio_pci *vp, uint64_t off, uint8_t *p,
+			   uint32_t size, int write)
+{
+	uint64_t tend = MSIX_TABLE_OFF + 16ull * vp->nvec;
+
+	if (!vp->msix || off < MSIX_TABLE_OFF)
+		return 0;
+	if ((size != 4 && size != 8) || (off & (size - 1)))
+		return 1;
+	pthread_mutex_lock(&vp->irq_lock);
+	for (uint32_t i = 0; i < size; i += 4) {
+		uint64_t o = off + i;
+		uint32_t v;
+
+		if (o + 4 <= tend) {
+			uint32_t *dw = &vp->table[(o - MSIX_TABLE_OFF) / 16]
+				       .addr_lo + ((o - MSIX_TABLE_OFF) % 16) / 4;
+			if (write) {
+				memcpy(&v, p + i, 4);
+				*dw = le32toh(v);
+				/* Only the mask bit of vector control is
+				 * defined; a write may unmask a pending
+				 * vector. */
+				if ((o - MSIX_TABLE_OFF) % 16 == 12) {
+					*dw &= MSIX_ENTRY_MASKED;
+					msix_flush_pending(vp);
+				}
+			} else {
+				v = htole32(*dw);
+				memcpy(p + i, &v, 4);
+			}
+		} else if (o >= MSIX_PBA_OFF && o + 4 <= MSIX_PBA_OFF + 8 &&
+			   !write) {
+			v = htole32((uint32_t)(vp->pba >> (8 * (o -
+							       MSIX_PBA_OFF))));
+			memcpy(p + i, &v, 4);
+		}
+	}
+	pthread_mutex_unlock(&vp->irq_lock);
+	return 1;
+}
 
 void virtio_pci__bar_read(struct virtio_pci *vp, uint64_t off, void *data,
 			  uint32_t size)
@@ -313,8 +458,10 @@ void virtio_pci__bar_read(struct virtio_pci *vp, uint64_t off, void *data,
 			if (o + i < vdev->config_len)
 				out[i] = vdev->config[o + i];
 		pthread_mutex_unlock(&vp->lock);
+	} else {
+		/* MSI-X; the notify area reads as zero. */
+		msix_bar_access(vp, off, out, size, 0);
 	}
-	/* The notify area reads as zero. */
 }
 
 void virtio_pci__bar_write(struct virtio_pci *vp, uint64_t off,
@@ -332,6 +479,8 @@ void virtio_pci__bar_write(struct virtio_pci *vp, uint64_t off,
 		pthread_mutex_lock(&vp->lock);
 		kick_all = common_write(vp, off, v, size);
 		pthread_mutex_unlock(&vp->lock);
+	} else if (msix_bar_access(vp, off, (uint8_t *)&v, size, 1)) {
+		/* MSI-X table */
 	} else if (off >= VIRTIO_PCI_NOTIFY_OFF) {
 		uint64_t q = (off - VIRTIO_PCI_NOTIFY_OFF) /
 			     VIRTIO_PCI_NOTIFY_MULT;
@@ -396,8 +545,21 @@ static int touches_data(uint32_t off, uint32_t size)
 
 static void vp_cfg_write(struct pci_dev *dev, uint32_t off, uint32_t size)
 {
+	struct virtio_pci *vp = dev->opaque;
 	uint64_t bar_off;
 	uint32_t len;
+
+	if (vp->msix && off < MSIX_CTRL + 2 && off + size > MSIX_CTRL) {
+		/* MSI-X switched on or unmasked: INTx is no longer used and
+		 * anything pending may go out. */
+		pthread_mutex_lock(&vp->irq_lock);
+		if (msix_on(vp)) {
+			vp->isr = 0;
+			pci__set_irq(&vp->pci, 0);
+		}
+		msix_flush_pending(vp);
+		pthread_mutex_unlock(&vp->irq_lock);
+	}
 
 	if (touches_data(off, size) && pcicfg_target(dev, &bar_off, &len))
 		virtio_pci__bar_write(dev->opaque, bar_off,
@@ -499,7 +661,25 @@ int virtio_pci__new(struct pci_bus *bus, struct virtio_dev *vdev,
 		VIRTIO_PCI_NOTIFY_OFF,
 		VIRTIO_PCI_NOTIFY_MULT * (uint32_t)vdev->num_queues);
 	put32(c + CAP_NOTIFY + 16, VIRTIO_PCI_NOTIFY_MULT);
-	add_cap(c, CAP_PCICFG, 0, 20, VIRTIO_PCI_CAP_PCI_CFG, 0, 0);
+	vp->msix = pci__msi_capable(bus);
+	vp->nvec = (uint16_t)(vdev->num_queues + 1);
+	vp->config_vec = VIRTIO_MSI_NO_VECTOR;
+	for (int i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vp->queue_vec[i] = VIRTIO_MSI_NO_VECTOR;
+	for (int i = 0; i < MSIX_MAX_VECTORS; i++)
+		vp->table[i].ctrl = MSIX_ENTRY_MASKED;
+	add_cap(c, CAP_PCICFG, vp->msix ? CAP_MSIX : 0, 20,
+		VIRTIO_PCI_CAP_PCI_CFG, 0, 0);
+	if (vp->msix) {
+		/* MSI-X capability: table size - 1, table and PBA in BAR0;
+		 * the driver may set enable and function mask. */
+		c[CAP_MSIX] = PCI_CAP_ID_MSIX;
+		c[CAP_MSIX + 1] = 0;
+		put16(c + MSIX_CTRL, (uint16_t)(vp->nvec - 1));
+		put32(c + CAP_MSIX + 4, MSIX_TABLE_OFF);
+		put32(c + CAP_MSIX + 8, MSIX_PBA_OFF);
+		vp->pci.wmask[MSIX_CTRL + 1] = (MSIX_ENABLE | MSIX_FMASK) >> 8;
+	}
 	/* The window's bar/offset/length/data are the driver's to set. */
 	memset(vp->pci.wmask + CAP_PCICFG_BAR, 0xFF, 1);
 	memset(vp->pci.wmask + CAP_PCICFG_OFFSET, 0xFF, 12);

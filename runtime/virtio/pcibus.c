@@ -415,3 +415,21 @@ void pci__set_irq(struct pci_dev *dev, int level)
 			 dev->irq_level && !disabled);
 	pthread_mutex_unlock(&bus->irq_lock);
 }
+
+int pci__msi_capable(struct pci_bus *bus)
+{
+	return bus->cfg.send_msi != NULL;
+}
+
+int pci__send_msi(struct pci_dev *dev, uint64_t addr, uint32_t data)
+{
+	struct pci_bus *bus = dev->bus;
+
+	if (!bus || !bus->cfg.send_msi)
+		return -ENOTSUP;
+	if (!(__atomic_load_n(&dev->cfg[PCI_COMMAND], __ATOMIC_RELAXED) &
+	      PCI_COMMAND_MASTER))
+		return 0;
+	bus->cfg.send_msi(bus->cfg.irq_opaque, addr, data);
+	return 0;
+}

@@ -86,13 +86,13 @@ void virtio__needs_reset(struct virtio_dev *vdev)
 			  __ATOMIC_RELAXED);
 	/* virtio 1.2, 2.1.2: notify only a driver that is live. */
 	if ((st & VIRTIO_STATUS_DRIVER_OK) && vdev->signal)
-		vdev->signal(vdev, VIRTIO_ISR_CONFIG);
+		vdev->signal(vdev, VIRTIO_ISR_CONFIG, -1);
 }
 
 void virtio__notify_used(struct virtio_dev *vdev, int q)
 {
 	if (virtq__should_notify(&vdev->vqs[q]) && vdev->signal)
-		vdev->signal(vdev, VIRTIO_ISR_QUEUE);
+		vdev->signal(vdev, VIRTIO_ISR_QUEUE, q);
 }
 
 void virtio__config_changed(struct virtio_dev *vdev)
@@ -100,7 +100,7 @@ void virtio__config_changed(struct virtio_dev *vdev)
 	__atomic_fetch_add(&vdev->config_generation, 1, __ATOMIC_RELAXED);
 	if ((__atomic_load_n(&vdev->status, __ATOMIC_RELAXED) &
 	     VIRTIO_STATUS_DRIVER_OK) && vdev->signal)
-		vdev->signal(vdev, VIRTIO_ISR_CONFIG);
+		vdev->signal(vdev, VIRTIO_ISR_CONFIG, -1);
 }
 
 void virtio__run_queue(struct virtio_dev *vdev, int q,

@@ -88,7 +88,9 @@ struct virtio_dev {
 	const struct guest_mem *mem;
 
 	/* Filled in by the transport. */
-	void (*signal)(struct virtio_dev *vdev, unsigned isr_bits);
+	/* Interrupt the driver: VIRTIO_ISR_QUEUE for queue `q`, or
+	 * VIRTIO_ISR_CONFIG (q = -1). */
+	void (*signal)(struct virtio_dev *vdev, unsigned isr_bits, int q);
 	void *transport;
 };
 

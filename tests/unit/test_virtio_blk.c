@@ -35,9 +35,10 @@ static struct virtio_dev *vdev;
 static int irqs;
 static int iothread;     /* run the suite with the device's I/O thread */
 
-static void count_irq(struct virtio_dev *v, unsigned bits)
+static void count_irq(struct virtio_dev *v, unsigned bits, int q)
 {
 	(void)v;
+	(void)q;
 	if (bits & VIRTIO_ISR_QUEUE)
 		__atomic_fetch_add(&irqs, 1, __ATOMIC_RELAXED);
 }

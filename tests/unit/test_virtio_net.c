@@ -23,9 +23,10 @@ static struct virtio_dev *vdev;
 static int peer;
 static int irqs;
 
-static void count_irq(struct virtio_dev *v, unsigned bits)
+static void count_irq(struct virtio_dev *v, unsigned bits, int q)
 {
 	(void)v;
+	(void)q;
 	if (bits & VIRTIO_ISR_QUEUE)
 		__atomic_fetch_add(&irqs, 1, __ATOMIC_RELAXED);
 }

@@ -24,6 +24,18 @@ static imgfmt_image *img;
 static struct pci_bus *bus;
 static struct virtio_pci *vp_blk, *vp_rng;
 static int irq_level[32], irq_raises[32];
+static int with_msi;
+static int msi_count;
+static uint64_t msi_addr;
+static uint32_t msi_data;
+
+static void send_msi(void *opaque, uint64_t addr, uint32_t data)
+{
+	ck_assert_ptr_eq(opaque, &irq_level);
+	msi_count++;
+	msi_addr = addr;
+	msi_data = data;
+}
 
 static void set_irq(void *opaque, int line, int level)
 {
@@ -34,16 +46,33 @@ static void set_irq(void *opaque, int line, int level)
 	irq_level[line] = level;
 }
 
+static void setup_common(void);
+
 static void setup(void)
+{
+	with_msi = 0;
+	setup_common();
+}
+
+static void setup_msi(void)
+{
+	with_msi = 1;
+	setup_common();
+}
+
+static void setup_common(void)
 {
 	struct imgfmt_create_opts c = { .format = "raw", .size = 1 << 20 };
 	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
 	struct pci_bus_config bc = { .mmio_base = PCI_MMIO_BASE,
 				     .mmio_size = PCI_MMIO_SIZE,
 				     .set_irq = set_irq,
-				     .irq_opaque = &irq_level };
+				     .irq_opaque = &irq_level,
+				     .send_msi = with_msi ? send_msi : NULL };
 	struct virtio_dev *vdev;
 	int fd;
+
+	msi_count = 0;
 
 	strcpy(path, "/tmp/test_vpci.XXXXXX");
 	fd = mkstemp(path);
@@ -99,6 +128,8 @@ struct vdesc {
 	uint64_t bar0;
 	uint32_t common, notify, isr, device, device_len, mult;
 	int pcicfg;        /* config offset of the PCI_CFG capability */
+	int msix;          /* config offset of the MSI-X capability, or 0 */
+	uint32_t msix_table, msix_pba, msix_n;
 };
 
 static struct vdesc discover(int slot)
@@ -114,6 +145,13 @@ static struct vdesc discover(int slot)
 	     at = (int)cfg_rd(slot, 0, at + 1, 1)) {
 		ck_assert_int_lt(++guard, 48);
 		ck_assert_int_ge(at, 0x40);
+		if (cfg_rd(slot, 0, at, 1) == PCI_CAP_ID_MSIX) {
+			v.msix = at;
+			v.msix_n = (cfg_rd(slot, 0, at + 2, 2) & 0x7FF) + 1;
+			v.msix_table = cfg_rd(slot, 0, at + 4, 4);
+			v.msix_pba = cfg_rd(slot, 0, at + 8, 4);
+			continue;
+		}
 		if (cfg_rd(slot, 0, at, 1) != PCI_CAP_ID_VNDR)
 			continue;
 		uint32_t type = cfg_rd(slot, 0, at + 3, 1);
@@ -602,6 +640,136 @@ START_TEST(bus_rejects_bad_setups)
 }
 END_TEST
 
+START_TEST(no_msix_without_msi_delivery)
+{
+	struct vdesc v = discover(1);
+
+	ck_assert_int_eq(v.msix, 0);
+	/* Vector registers refuse any vector. */
+	mwr(&v, C(&v, MSIX), 0, 2);
+	ck_assert_uint_eq(mrd(&v, C(&v, MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+}
+END_TEST
+
+/* Program MSI-X entry `i` (unmasked) with a recognisable message. */
+static void msix_entry(const struct vdesc *v, uint32_t i, int masked)
+{
+	uint64_t e = v->msix_table + 16ull * i;
+
+	mwr(v, e, 0xFEE00000u + 0x1000 * i, 4);
+	mwr(v, e + 4, 0, 4);
+	mwr(v, e + 8, 0x40 + i, 4);
+	mwr(v, e + 12, masked ? 1 : 0, 4);
+}
+
+START_TEST(msix_delivers_per_queue_vectors)
+{
+	struct vdesc v = discover(1);
+	uint32_t id, len;
+
+	ck_assert_int_ne(v.msix, 0);
+	ck_assert_uint_eq(v.msix_n, 2);            /* config + 1 queue */
+	ck_assert_uint_eq(v.msix_table & 7, 0);    /* BIR 0 */
+	/* Entries start masked. */
+	ck_assert_uint_eq(mrd(&v, v.msix_table + 12, 4), 1);
+	msix_entry(&v, 0, 0);
+	msix_entry(&v, 1, 0);
+	ck_assert_uint_eq(mrd(&v, v.msix_table + 16 + 8, 4), 0x41);
+	/* Enable MSI-X (and bus mastering, which Linux sets). */
+	cfg_wr(1, PCI_COMMAND, 2, cfg_rd(1, 0, PCI_COMMAND, 2) |
+	       PCI_COMMAND_MASTER);
+	cfg_wr(1, v.msix + 2, 2, 0x8000);
+	ck_assert(negotiate(&v, F_V1));
+	mwr(&v, C(&v, MSIX), 0, 2);
+	ck_assert_uint_eq(mrd(&v, C(&v, MSIX), 2), 0);
+	setup_queue(&v, 16);
+	mwr(&v, C(&v, Q_MSIX), 1, 2);
+	ck_assert_uint_eq(mrd(&v, C(&v, Q_MSIX), 2), 1);
+	mwr(&v, C(&v, Q_MSIX), 7, 2);              /* no such vector */
+	ck_assert_uint_eq(mrd(&v, C(&v, Q_MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+	mwr(&v, C(&v, Q_MSIX), 1, 2);
+	driver_ok(&v);
+
+	post_write(1, 0xAA);
+	kick(&v, 0);
+	ck_assert_int_eq(td_used(&d, &id, &len), 1);
+	ck_assert_int_eq(msi_count, 1);
+	ck_assert_uint_eq(msi_addr, 0xFEE01000u);
+	ck_assert_uint_eq(msi_data, 0x41);
+	ck_assert_int_eq(irq_level[IRQ_BLK], 0);     /* no INTx */
+	ck_assert_uint_eq(mrd(&v, v.isr, 1), 0);
+
+	/* Masked: held in the PBA, sent on unmask. */
+	mwr(&v, v.msix_table + 16 + 12, 1, 4);
+	post_write(2, 0xBB);
+	kick(&v, 0);
+	ck_assert_int_eq(msi_count, 1);
+	ck_assert_uint_eq(mrd(&v, v.msix_pba, 4), 2);
+	mwr(&v, v.msix_table + 16 + 12, 0, 4);
+	ck_assert_int_eq(msi_count, 2);
+	ck_assert_uint_eq(mrd(&v, v.msix_pba, 4), 0);
+
+	/* Function mask works the same way. */
+	cfg_wr(1, v.msix + 2, 2, 0xC000);
+	post_write(3, 0xCC);
+	kick(&v, 0);
+	ck_assert_int_eq(msi_count, 2);
+	cfg_wr(1, v.msix + 2, 2, 0x8000);
+	ck_assert_int_eq(msi_count, 3);
+
+	/* A broken ring raises the configuration vector. */
+	__atomic_store_n(td_avail_idx(&d), 200, __ATOMIC_RELEASE);
+	kick(&v, 0);
+	ck_assert_int_eq(msi_count, 4);
+	ck_assert_uint_eq(msi_data, 0x40);
+
+	/* Reset forgets the vector mapping. */
+	mwr(&v, C(&v, STATUS), 0, 1);
+	ck_assert_uint_eq(mrd(&v, C(&v, MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+}
+END_TEST
+
+START_TEST(msix_without_bus_master_or_vector_is_silent)
+{
+	struct vdesc v = discover(1);
+	uint32_t id, len;
+
+	msix_entry(&v, 0, 0);
+	msix_entry(&v, 1, 0);
+	cfg_wr(1, v.msix + 2, 2, 0x8000);
+	cfg_wr(1, PCI_COMMAND, 2, cfg_rd(1, 0, PCI_COMMAND, 2) &
+	       ~PCI_COMMAND_MASTER);
+	ck_assert(negotiate(&v, F_V1));
+	setup_queue(&v, 16);
+	mwr(&v, C(&v, Q_MSIX), 1, 2);
+	driver_ok(&v);
+	post_write(1, 1);
+	kick(&v, 0);
+	ck_assert_int_eq(td_used(&d, &id, &len), 1);
+	ck_assert_int_eq(msi_count, 0);     /* no bus mastering */
+	cfg_wr(1, PCI_COMMAND, 2, cfg_rd(1, 0, PCI_COMMAND, 2) |
+	       PCI_COMMAND_MASTER);
+	mwr(&v, C(&v, Q_SELECT), 0, 2);
+	mwr(&v, C(&v, Q_MSIX), VIRTIO_MSI_NO_VECTOR, 2);
+	post_write(2, 2);
+	kick(&v, 0);
+	ck_assert_int_eq(td_used(&d, &id, &len), 1);
+	ck_assert_int_eq(msi_count, 0);     /* queue has no vector */
+	ck_assert_int_eq(irq_level[IRQ_BLK], 0);
+	/* Hostile table accesses: odd sizes, past the table. */
+	uint32_t x = 0xFFFFFFFF;
+	pci__mmio_write(bus, v.bar0 + v.msix_table + 2, &x, 2);
+	pci__mmio_write(bus, v.bar0 + v.msix_table + 16 * 40, &x, 4);
+	pci__mmio_write(bus, v.bar0 + v.msix_pba, &x, 4);
+	ck_assert_uint_eq(mrd(&v, v.msix_pba, 4), 0);
+	/* MSI-X off again: back to INTx. */
+	cfg_wr(1, v.msix + 2, 2, 0);
+	post_write(3, 3);
+	kick(&v, 0);
+	ck_assert_int_eq(irq_level[IRQ_BLK], 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("virtio_pci");
@@ -622,7 +790,16 @@ int main(void)
 	tcase_add_test(tc, hostile_accesses_are_harmless);
 	tcase_add_test(tc, rng_fills_buffers);
 	tcase_add_test(tc, bus_rejects_bad_setups);
+	tcase_add_test(tc, no_msix_without_msi_delivery);
 	suite_add_tcase(s, tc);
+	TCase *tm = tcase_create("virtio_pci_msix");
+	tcase_add_checked_fixture(tm, setup_msi, teardown);
+	tcase_add_test(tm, msix_delivers_per_queue_vectors);
+	tcase_add_test(tm, msix_without_bus_master_or_vector_is_silent);
+	tcase_add_test(tm, full_driver_bringup_and_io);
+	tcase_add_test(tm, hostile_accesses_are_harmless);
+	tcase_add_test(tm, pci_cfg_window_reaches_the_bar);
+	suite_add_tcase(s, tm);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
