@@ -20,6 +20,7 @@
 
 #include "runtime/virtio/net.h"
 
+#define VIRTIO_NET_F_MTU 3
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_F_STATUS 16
 #define VIRTIO_NET_S_LINK_UP 1
@@ -30,7 +31,8 @@
 struct net {
 	struct virtio_dev vdev;          /* first: container of the vdev */
 	struct net_backend *be;
-	uint8_t config[8];               /* mac[6], status (le16) */
+	uint8_t config[12];              /* mac[6], status, max pairs, mtu
+					    (le16 each) */
 	pthread_t rx;
 	int rx_started;
 	int stop_fd;                     /* eventfd: stop the rx thread */
@@ -277,6 +279,13 @@ int virtio_net__new(struct net_backend *be, const struct virtio_net_opts *o,
 	if (!o)
 		o = &def;
 	qsize = o->queue_size ? o->queue_size : VIRTQ_MAX_SIZE;
+	uint16_t mtu = o->mtu ? o->mtu : 1500;
+	/* 68: the IPv4 minimum, which Linux also insists on. */
+	if (mtu < 68 || mtu > NET_MAX_FRAME - 14) {
+		be->ops->free(be);
+		return virtio__err(EINVAL, "virtio-net: MTU %u is not in "
+				   "68..%u", mtu, NET_MAX_FRAME - 14);
+	}
 	if (qsize < 2 || qsize > VIRTQ_MAX_SIZE || (qsize & (qsize - 1))) {
 		be->ops->free(be);
 		return virtio__err(EINVAL, "virtio-net: queue size %u is not "
@@ -294,7 +303,8 @@ int virtio_net__new(struct net_backend *be, const struct virtio_net_opts *o,
 	pthread_mutex_init(&n->stats_lock, NULL);
 	virtio__dev_init(&n->vdev, "virtio-net", VIRTIO_ID_NET,
 			 (1ull << VIRTIO_NET_F_MAC) |
-			 (1ull << VIRTIO_NET_F_STATUS), 2, qsize, mem);
+			 (1ull << VIRTIO_NET_F_STATUS) |
+			 (1ull << VIRTIO_NET_F_MTU), 2, qsize, mem);
 	n->vdev.ops = &net_ops;
 	n->vdev.priv = n;
 	if (n->stop_fd < 0 || n->kick_fd < 0) {
@@ -312,6 +322,9 @@ int virtio_net__new(struct net_backend *be, const struct virtio_net_opts *o,
 		n->config[0] = (uint8_t)((n->config[0] & 0xFE) | 0x02);
 	}
 	n->config[6] = VIRTIO_NET_S_LINK_UP;
+	n->config[8] = 1;                       /* max_virtqueue_pairs */
+	n->config[10] = (uint8_t)mtu;
+	n->config[11] = (uint8_t)(mtu >> 8);
 	n->vdev.config = n->config;
 	n->vdev.config_len = sizeof(n->config);
 

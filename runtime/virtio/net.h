@@ -4,8 +4,14 @@
  * The device has one receive queue (0) and one transmit queue (1), no
  * control queue, no offloads, no mergeable receive buffers: every frame
  * travels whole in one descriptor chain behind the 12-byte virtio 1.x
- * header.  It offers VIRTIO_NET_F_MAC (the MAC in config space) and
- * VIRTIO_NET_F_STATUS (link always up).
+ * header.  It offers VIRTIO_NET_F_MAC (the MAC in config space),
+ * VIRTIO_NET_F_STATUS (link always up) and VIRTIO_NET_F_MTU.
+ *
+ * The MTU matters with passt: its DHCP server offers a 65520-byte MTU, and
+ * a Linux guest that takes it while posting 1518-byte receive buffers (no
+ * mergeable buffers, no F_MTU above 1500) drops every large frame.  With
+ * F_MTU the guest cannot raise the MTU past what the device says, and
+ * with an MTU above 1500 Linux posts 64 KiB receive chains instead.
  *
  * Transmit runs on the thread that rang the doorbell.  Receive runs on a
  * thread of the device's own that waits for the backend; when the guest
@@ -64,6 +70,7 @@ struct virtio_net_opts {
 	uint8_t mac[6];         /* all zero: a random locally administered
 				   unicast address */
 	uint16_t queue_size;    /* 0: VIRTQ_MAX_SIZE */
+	uint16_t mtu;           /* 0: 1500; at most NET_MAX_FRAME - 14 */
 };
 
 /* A virtio-net device on `be` (ownership passes to the device, also on
