@@ -458,6 +458,73 @@ START_TEST(manifest_is_valid_toml)
 }
 END_TEST
 
+/* ---- customize: writes stay inside the root ----------------------------- */
+
+START_TEST(customize_never_writes_through_image_symlinks)
+{
+	/* The root's /etc is an absolute symlink to a directory on the
+	 * host: a naive open(root + "/etc/hostname") would write there. */
+	char root[128], link[160], p[200];
+	struct recipe r = { 0 };
+	struct recipe_file f = { .path = "/etc/motd", .content = "hi" };
+	struct build_ctx c = { .r = &r, .log_fd = -1 };
+
+	snprintf(root, sizeof(root), "%s/root", dir);
+	ck_assert_int_eq(mkdir(root, 0755), 0);
+	snprintf(link, sizeof(link), "%s/etc", root);
+	ck_assert_int_eq(symlink(outside, link), 0);
+	r.name = "box";
+	r.version = "1";
+	r.files = &f;
+	r.n_files = 1;
+	c.root = root;
+	ck_assert_int_lt(customize__apply(&c), 0);
+	snprintf(p, sizeof(p), "%s/motd", outside);
+	ck_assert_msg(!exists(p), "wrote through the image's symlink");
+	snprintf(p, sizeof(p), "%s/hostname", outside);
+	ck_assert(!exists(p));
+
+	/* A relative symlink climbing out is held inside the root too:
+	 * /etc -> ../../.. resolves to the root itself. */
+	ck_assert_int_eq(unlink(link), 0);
+	ck_assert_int_eq(symlink("../../../../../..", link), 0);
+	ck_assert_msg(customize__apply(&c) == 0, "%s", builder__error());
+	snprintf(p, sizeof(p), "%s/motd", root);
+	ck_assert_msg(exists(p), "file should land at the root's top");
+	snprintf(p, sizeof(p), "%s/motd", dir);
+	ck_assert(!exists(p));
+}
+END_TEST
+
+START_TEST(customize_rejects_bad_paths_and_names)
+{
+	char root[128];
+	struct recipe r = { .name = "box", .version = "1" };
+	struct recipe_file f = { .path = "/etc/../../x", .content = "x" };
+	struct recipe_user u = { .name = "Bad:Name", .uid = -1 };
+	struct build_ctx c = { .r = &r, .log_fd = -1 };
+
+	snprintf(root, sizeof(root), "%s/root", dir);
+	ck_assert_int_eq(mkdir(root, 0755), 0);
+	c.root = root;
+	r.files = &f;
+	r.n_files = 1;
+	ck_assert_int_eq(customize__apply(&c), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(builder__error(), "/etc/../../x"));
+	r.n_files = 0;
+	r.users = &u;
+	r.n_users = 1;
+	ck_assert_int_eq(customize__apply(&c), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(builder__error(), "Bad:Name"));
+	r.n_users = 0;
+	r.hostname = "bad host";
+	ck_assert_int_eq(customize__apply(&c), -EINVAL);
+	r.hostname = NULL;
+	r.timezone = "../../etc/shadow";
+	ck_assert_int_eq(customize__apply(&c), -EINVAL);
+}
+END_TEST
+
 static Suite *builder_suite(void)
 {
 	Suite *s = suite_create("builder");
@@ -481,6 +548,12 @@ static Suite *builder_suite(void)
 	t = tcase_create("gpt");
 	tcase_add_checked_fixture(t, setup, teardown);
 	tcase_add_test(t, gpt_layout);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("customize");
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_add_test(t, customize_never_writes_through_image_symlinks);
+	tcase_add_test(t, customize_rejects_bad_paths_and_names);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("manifest");
