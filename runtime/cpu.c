@@ -43,6 +43,7 @@ static void kick_handler(int sig)
 
 #define CPUID_HYPERVISOR (1u << 31)    /* leaf 1 ECX */
 #define CPUID_VMX        (1u << 5)     /* leaf 1 ECX */
+#define CPUID_CX16       (1u << 13)    /* leaf 1 ECX */
 #define CPUID_HTT        (1u << 28)    /* leaf 1 EDX */
 
 void cpu__filter_cpuid(struct kvm_cpuid2 *c, int cpu_id, int nr_cpus)
@@ -281,6 +282,9 @@ static int setup_cpuid(struct vcpu *c)
 		return vm__err(ENOMEM, "out of memory for CPUID");
 	memcpy(cp, sup, sz);
 	cpu__filter_cpuid(cp, c->id, c->vm->nr_cpus);
+	for (uint32_t i = 0; c->vm->hide_cx16 && i < cp->nent; i++)
+		if (cp->entries[i].function == 1)
+			cp->entries[i].ecx &= ~CPUID_CX16;
 	int rc = ioctl(c->fd, KVM_SET_CPUID2, cp);
 	int e = errno;
 	free(cp);

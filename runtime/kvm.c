@@ -192,6 +192,7 @@ int vm__create(struct vm *vm, const char *kvm_path, uint64_t ram,
 	}
 	if ((rc = get_supported_cpuid(vm)) < 0)
 		goto fail;
+	vm->hide_cx16 = vm__host_shadow_paging();
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
@@ -265,6 +266,26 @@ void vm__destroy(struct vm *vm)
 	vm->supported_cpuid = NULL;
 	bus__destroy(&vm->pio);
 	bus__destroy(&vm->mmio);
+}
+
+static bool param_is(const char *path, const char *yes1, const char *yes2)
+{
+	char buf[8] = "";
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\n")] = '\0';
+	return strcmp(buf, yes1) == 0 || strcmp(buf, yes2) == 0;
+}
+
+bool vm__host_shadow_paging(void)
+{
+	return !param_is("/sys/module/kvm_intel/parameters/ept", "Y", "1") &&
+	       !param_is("/sys/module/kvm_amd/parameters/npt", "Y", "1");
 }
 
 int vm__irq_line(struct vm *vm, uint32_t gsi, int level)

@@ -137,6 +137,12 @@ struct vm {
 
 	/* vCPU threads install the seccomp filter before their first run. */
 	bool seccomp;
+	/* Hide CMPXCHG16B from the guest: the host KVM shadows the guest's
+	 * page tables and its instruction emulator (which handles writes to
+	 * them) cannot emulate CMPXCHG16B, so a guest using it (Linux's
+	 * SLUB) dies with an emulation failure.  vm__create() sets it from
+	 * vm__host_shadow_paging(). */
+	bool hide_cx16;
 
 	/* 64-bit entry state for vCPU 0 (the boot protocol fills it). */
 	uint64_t entry_rip, entry_rsi;
@@ -166,6 +172,9 @@ int vm__create(struct vm *vm, const char *kvm_path, uint64_t ram,
 void vm__destroy(struct vm *vm);
 /* Have vm__destroy() call fn(p) (devices register their state here). */
 int vm__add_cleanup(struct vm *vm, void (*fn)(void *), void *p);
+/* Whether the host's KVM runs guests on shadow page tables (no EPT/NPT):
+ * true unless kvm_intel reports ept=Y or kvm_amd reports npt=1. */
+bool vm__host_shadow_paging(void);
 /* Drive a GSI of the in-kernel PIC/IOAPIC. */
 int vm__irq_line(struct vm *vm, uint32_t gsi, int level);
 /* Stop the VM (first reason wins) and kick every vCPU out of KVM_RUN. */
