@@ -53,7 +53,8 @@
 #define VMDK_MAX_EXTENTS 4096
 #define VMDK_MAX_GRAIN (2u << 20)     /* bytes */
 #define VMDK_MAX_GTES 4096
-#define VMDK_MAX_GD_BYTES (64u << 20)
+/* 64 TiB of 64 KiB grains in 512-entry tables needs an 8 MiB GD. */
+#define VMDK_MAX_GD_BYTES (16u << 20)
 #define VMDK_DEFAULT_GRAIN (64u << 10)
 #define VMDK_GTES 512                 /* what we write (and VMware) */
 #define VMDK_DESC_SECTORS 20          /* embedded descriptor we write */
@@ -117,16 +118,22 @@ struct vmdk_extent {
 	int compressed, markers, zero_grain;
 	uint64_t desc_offset, desc_size; /* embedded descriptor, bytes */
 
-	pthread_mutex_t lock;  /* guards gt[] and cached */
-	uint32_t **gt;         /* lazily loaded grain tables, host order */
-	size_t cached;
+	uint32_t **gt;         /* lazily loaded grain tables, host order,
+	                          guarded by vmdk.lock */
 };
 
 struct vmdk {
 	struct vmdk_extent *ext;
 	size_t n_ext;
 	char create_type[32];
-	size_t cache_budget;
+	/* One budget for the grain tables of all extents (a split disk
+	 * may have thousands), and one lock for the cache. */
+	pthread_mutex_t lock;
+	size_t cache_budget, cached;
+	/* Loaded tables, oldest first (a ring), for FIFO eviction: convert
+	 * and map walk the disk in order, so the oldest is the coldest. */
+	struct vmdk_cached { struct vmdk_extent *e; uint64_t gdi; } *ring;
+	size_t ring_head, ring_len, ring_cap;
 };
 
 /* Read `len` bytes at `off` of an extent's file, bounds-checked. */
@@ -653,9 +660,35 @@ static int vmdk__gte(imgfmt_image *img, struct vmdk *v, struct vmdk_extent *e,
 		return 0;
 	}
 	uint64_t gt_off = (uint64_t)e->gd[gdi] * SECTOR;
-	pthread_mutex_lock(&e->lock);
-	if (!e->gt[gdi] && e->cached + gt_bytes <= v->cache_budget) {
-		uint32_t *t = malloc(gt_bytes);
+	pthread_mutex_lock(&v->lock);
+	if (!e->gt[gdi] && gt_bytes <= v->cache_budget) {
+		uint32_t *t;
+
+		/* Make room: evict the oldest tables. */
+		while (v->ring_len && v->cached + gt_bytes > v->cache_budget) {
+			struct vmdk_cached *c = &v->ring[v->ring_head];
+			free(c->e->gt[c->gdi]);
+			c->e->gt[c->gdi] = NULL;
+			v->cached -= (size_t)c->e->gtes * 4;
+			v->ring_head = (v->ring_head + 1) % v->ring_cap;
+			v->ring_len--;
+		}
+		if (v->ring_len == v->ring_cap) {
+			size_t nc = v->ring_cap ? v->ring_cap * 2 : 64;
+			struct vmdk_cached *nr = malloc(nc * sizeof(*nr));
+			if (!nr) {
+				pthread_mutex_unlock(&v->lock);
+				return imgfmt_err(ENOMEM, "out of memory");
+			}
+			for (size_t i = 0; i < v->ring_len; i++)
+				nr[i] = v->ring[(v->ring_head + i) %
+						v->ring_cap];
+			free(v->ring);
+			v->ring = nr;
+			v->ring_cap = nc;
+			v->ring_head = 0;
+		}
+		t = malloc(gt_bytes);
 		if (!t) {
 			r = imgfmt_err(ENOMEM, "out of memory");
 		} else if ((r = vmdk__ext_read(img, e, t, gt_bytes, gt_off,
@@ -665,15 +698,18 @@ static int vmdk__gte(imgfmt_image *img, struct vmdk *v, struct vmdk_extent *e,
 			for (size_t i = 0; i < e->gtes; i++)
 				t[i] = le32((uint8_t *)&t[i]);
 			e->gt[gdi] = t;
-			e->cached += gt_bytes;
+			v->cached += gt_bytes;
+			v->ring[(v->ring_head + v->ring_len) % v->ring_cap] =
+				(struct vmdk_cached){ e, gdi };
+			v->ring_len++;
 		}
 	}
 	if (r == 0 && e->gt[gdi]) {
 		*out = e->gt[gdi][gti];
-		pthread_mutex_unlock(&e->lock);
+		pthread_mutex_unlock(&v->lock);
 		return 0;
 	}
-	pthread_mutex_unlock(&e->lock);
+	pthread_mutex_unlock(&v->lock);
 	if (r < 0)
 		return r;
 	/* Over the cache budget: read the one entry. */
@@ -829,9 +865,10 @@ static void vmdk__free(struct vmdk *v)
 		free(e->name);
 		if (e->fd >= 0)
 			close(e->fd);
-		pthread_mutex_destroy(&e->lock);
 	}
 	free(v->ext);
+	free(v->ring);
+	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
 
@@ -1005,7 +1042,6 @@ static struct vmdk_extent *vmdk__add_extent(struct vmdk *v)
 
 	memset(e, 0, sizeof(*e));
 	e->fd = -1;
-	pthread_mutex_init(&e->lock, NULL);
 	return e;
 }
 
@@ -1203,6 +1239,7 @@ static int vmdk__open(imgfmt_image *img)
 	if (!v)
 		return imgfmt_err(ENOMEM, "out of memory");
 	img->priv = v;
+	pthread_mutex_init(&v->lock, NULL);
 	v->cache_budget = img->cache_bytes;
 	r = imgfmt_file_read(img, h, img->file_length < 512
 				     ? (size_t)img->file_length : 512,
@@ -1322,6 +1359,9 @@ static int vmdk__map(imgfmt_image *img, uint64_t off, uint64_t len,
 
 		if (r < 0)
 			return r;
+		/* An absent grain table: skip all the grains it covers. */
+		if (e->gd[gi / e->gtes] == 0)
+			n += (e->gtes - 1 - gi % e->gtes) * e->grain;
 		if (n > max - done)
 			n = max - done;
 		if (s == 0) {

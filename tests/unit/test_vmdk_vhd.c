@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +330,80 @@ START_TEST(create_gives_empty_images)
 	img = open_fmt(path, NULL);
 	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), 5u << 20), 0);
 	imgfmt__close(img);
+}
+END_TEST
+
+START_TEST(large_empty_disks_map_in_one_extent)
+{
+	static const char *const fmts[] = { "vmdk", "vhd" };
+	struct imgfmt_extent e;
+
+	for (int i = 0; i < 2; i++) {
+		struct imgfmt_create_opts c = { .format = fmts[i],
+						.size = 1ull << 40 };
+		unlink(path);
+		ck_assert_msg(imgfmt__create(path, &c) == 0, "%s",
+			      imgfmt__error());
+		/* Metadata only: the file stays small on disk. */
+		struct stat st;
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_int_lt(st.st_blocks * 512, 16 << 20);
+		imgfmt_image *img = open_fmt(path, NULL);
+		ck_assert_int_eq(imgfmt__map(img, 0, 1ull << 40, &e), 0);
+		ck_assert_int_eq(e.kind, IMGFMT_EXTENT_ZERO);
+		ck_assert_uint_eq(e.length, 1ull << 40);
+		imgfmt__close(img);
+	}
+}
+END_TEST
+
+/* A grain-table cache of one table, shared by threads reading at random:
+ * every lookup evicts, and the data must still come back right. */
+struct reader_arg {
+	imgfmt_image *img;
+	const uint8_t *data;
+	uint64_t size;
+	unsigned seed;
+	int bad;
+};
+
+static void *reader(void *p)
+{
+	struct reader_arg *a = p;
+	uint8_t buf[20000];
+
+	for (int i = 0; i < 300; i++) {
+		a->seed = a->seed * 1103515245 + 12345;
+		uint64_t off = (a->seed >> 4) % (a->size - sizeof(buf));
+		if (imgfmt__pread(a->img, buf, sizeof(buf), off) < 0 ||
+		    memcmp(buf, a->data + off, sizeof(buf)) != 0)
+			a->bad++;
+	}
+	return NULL;
+}
+
+START_TEST(tiny_cache_concurrent_reads)
+{
+	uint64_t size = 5u << 20;
+	uint8_t *data = pattern(size);
+	struct imgfmt_open_opts o = { .cache_bytes = 2048 };
+	imgfmt_image *img;
+	pthread_t t[4];
+	struct reader_arg a[4];
+
+	/* 4 KiB grains: a 512-entry table covers 2 MiB, so 3 tables. */
+	write_image(path, "vmdk", NULL, data, size, 4096);
+	ck_assert_int_eq(imgfmt__open(path, &o, &img), 0);
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct reader_arg){ img, data, size, 17u * i + 1, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, reader, &a[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(a[i].bad, 0);
+	}
+	imgfmt__close(img);
+	free(data);
 }
 END_TEST
 
@@ -942,6 +1017,9 @@ int main(void)
 	tcase_add_test(rt, vhd_fixed_roundtrip);
 	tcase_add_test(rt, writer_refuses_bad_options);
 	tcase_add_test(rt, create_gives_empty_images);
+	tcase_add_test(rt, large_empty_disks_map_in_one_extent);
+	tcase_add_test(rt, tiny_cache_concurrent_reads);
+	tcase_set_timeout(rt, 60);
 	tcase_add_test(hv, vmdk_gd_past_eof);
 	tcase_add_test(hv, vmdk_gd_entry_past_eof);
 	tcase_add_test(hv, vmdk_gt_entry_past_eof);
