@@ -158,15 +158,15 @@ char *cli__passphrase(const char *file, int confirm)
 			cli__error("the passphrases do not match");
 			goto fail;
 		}
-		memset(again, 0, PASSPHRASE_MAX);
+		explicit_bzero(again, PASSPHRASE_MAX);
 		free(again);
 	}
 	return pw;
 fail:
-	memset(pw, 0, PASSPHRASE_MAX);
+	explicit_bzero(pw, PASSPHRASE_MAX);
 	free(pw);
 	if (again) {
-		memset(again, 0, PASSPHRASE_MAX);
+		explicit_bzero(again, PASSPHRASE_MAX);
 		free(again);
 	}
 	return NULL;
@@ -175,7 +175,7 @@ fail:
 void cli__passphrase_free(char *pw)
 {
 	if (pw) {
-		memset(pw, 0, PASSPHRASE_MAX);
+		explicit_bzero(pw, PASSPHRASE_MAX);
 		free(pw);
 	}
 }
