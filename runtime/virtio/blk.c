@@ -33,6 +33,7 @@
 #define VIRTIO_BLK_F_RO 5
 #define VIRTIO_BLK_F_BLK_SIZE 6
 #define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_MQ 12
 #define VIRTIO_BLK_F_DISCARD 13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
@@ -78,13 +79,16 @@ struct blk {
 	int ro;
 	char id[VIRTIO_BLK_ID_BYTES];
 	uint8_t config[CFG_LEN];
-	struct virtio_blk_stats st;
-	struct virtq_chain chain;        /* scratch for the one queue */
+	struct virtio_blk_stats st;      /* updated atomically */
+	struct virtq_chain *chains;      /* scratch, one per queue */
 	int iothread;
 	pthread_t io;
 	int io_started;
 	int kick_fd, stop_fd;            /* eventfds for the I/O thread */
 };
+
+/* Queues run concurrently (one per vCPU with F_MQ): count atomically. */
+#define STAT(b, field) __atomic_fetch_add(&(b)->st.field, 1, __ATOMIC_RELAXED)
 
 struct dz_seg {
 	uint64_t sector;
@@ -203,7 +207,7 @@ static uint32_t blk_request(struct blk *b, struct virtq_chain *c)
 		/* Nowhere to put a status byte (a status "byte" in a
 		 * read-only buffer included): the driver gets the chain back
 		 * with nothing written and will see an unchanged status. */
-		b->st.malformed++;
+		STAT(b, malformed);
 		return 0;
 	}
 	data_in = c->in_len - 1;
@@ -211,7 +215,7 @@ static uint32_t blk_request(struct blk *b, struct virtq_chain *c)
 	 * with 256 buffers of 4 GiB) cannot be a sane request. */
 	if (c->out_len < sizeof(hdr) || c->in_len > UINT32_MAX ||
 	    c->out_len > UINT32_MAX) {
-		b->st.malformed++;
+		STAT(b, malformed);
 		status = VIRTIO_BLK_S_IOERR;
 		goto out;
 	}
@@ -222,7 +226,7 @@ static uint32_t blk_request(struct blk *b, struct virtq_chain *c)
 
 	switch (hdr.type) {
 	case VIRTIO_BLK_T_IN:
-		b->st.reads++;
+		STAT(b, reads);
 		if (data_in % SECTOR || !in_range(b, hdr.sector, data_in)) {
 			status = VIRTIO_BLK_S_IOERR;
 			break;
@@ -233,7 +237,7 @@ static uint32_t blk_request(struct blk *b, struct virtq_chain *c)
 			used += (uint32_t)data_in;
 		break;
 	case VIRTIO_BLK_T_OUT:
-		b->st.writes++;
+		STAT(b, writes);
 		if (b->ro || data_out % SECTOR ||
 		    !in_range(b, hdr.sector, data_out)) {
 			status = VIRTIO_BLK_S_IOERR;
@@ -244,25 +248,25 @@ static uint32_t blk_request(struct blk *b, struct virtq_chain *c)
 		status = r < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		b->st.flushes++;
+		STAT(b, flushes);
 		status = imgfmt__flush(b->img) < 0 ? VIRTIO_BLK_S_IOERR
 						   : VIRTIO_BLK_S_OK;
 		break;
 	case VIRTIO_BLK_T_GET_ID: {
 		size_t n = data_in < VIRTIO_BLK_ID_BYTES ? (size_t)data_in
 							 : VIRTIO_BLK_ID_BYTES;
-		b->st.get_ids++;
+		STAT(b, get_ids);
 		iov__from_buf(in, c->nr_in, 0, b->id, n);
 		used += (uint32_t)n;
 		status = VIRTIO_BLK_S_OK;
 		break;
 	}
 	case VIRTIO_BLK_T_DISCARD:
-		b->st.discards++;
+		STAT(b, discards);
 		status = do_discard_zeroes(b, c, hdr.type);
 		break;
 	case VIRTIO_BLK_T_WRITE_ZEROES:
-		b->st.write_zeroes++;
+		STAT(b, write_zeroes);
 		status = do_discard_zeroes(b, c, hdr.type);
 		break;
 	default:
@@ -271,9 +275,9 @@ static uint32_t blk_request(struct blk *b, struct virtq_chain *c)
 	}
 out:
 	if (status == VIRTIO_BLK_S_IOERR)
-		b->st.ioerr++;
+		STAT(b, ioerr);
 	else if (status == VIRTIO_BLK_S_UNSUPP)
-		b->st.unsupp++;
+		STAT(b, unsupp);
 	iov__from_buf(in, c->nr_in, (size_t)data_in, &status, 1);
 	return used;
 }
@@ -285,8 +289,9 @@ static void blk_process(struct virtio_dev *vdev, int q)
 	struct virtq *vq = &vdev->vqs[q];
 	int r, n = 0;
 
-	while ((r = virtq__pop(vq, &b->chain)) > 0) {
-		virtq__push(vq, b->chain.head, blk_request(b, &b->chain));
+	while ((r = virtq__pop(vq, &b->chains[q])) > 0) {
+		virtq__push(vq, b->chains[q].head,
+			    blk_request(b, &b->chains[q]));
 		n++;
 	}
 	if (n)
@@ -325,7 +330,8 @@ static void *blk_io_thread(void *arg)
 		 * again, so no notification is lost. */
 		while (read(b->kick_fd, &v, sizeof(v)) == sizeof(v))
 			;
-		virtio__run_queue(&b->vdev, 0, blk_process);
+		for (int q = 0; q < b->vdev.num_queues; q++)
+			virtio__run_queue(&b->vdev, q, blk_process);
 	}
 	return NULL;
 }
@@ -352,6 +358,7 @@ static void blk_free(struct virtio_dev *vdev)
 		close(b->kick_fd);
 	if (b->stop_fd >= 0)
 		close(b->stop_fd);
+	free(b->chains);
 	free(vdev);
 }
 
@@ -369,6 +376,7 @@ int virtio_blk__new(struct imgfmt_image *img, const struct virtio_blk_opts *opts
 	uint16_t qsize;
 	uint64_t features;
 	struct blk *b;
+	int nq;
 
 	*out = NULL;
 	if (!opts)
@@ -378,16 +386,25 @@ int virtio_blk__new(struct imgfmt_image *img, const struct virtio_blk_opts *opts
 		return virtio__err(EINVAL, "virtio-blk: queue size %u is not "
 				   "a power of two in 4..%u", qsize,
 				   VIRTQ_MAX_SIZE);
+	nq = opts->num_queues ? opts->num_queues : 1;
+	if (nq < 1 || nq > VIRTIO_MAX_QUEUES)
+		return virtio__err(EINVAL, "virtio-blk: %d queues; 1..%d "
+				   "supported", nq, VIRTIO_MAX_QUEUES);
 	info = malloc(sizeof(*info));
 	b = calloc(1, sizeof(*b));
-	if (!info || !b) {
+	if (b)
+		b->chains = calloc((size_t)nq, sizeof(*b->chains));
+	if (!info || !b || !b->chains) {
 		free(info);
+		if (b)
+			free(b->chains);
 		free(b);
 		return virtio__err(ENOMEM, "virtio-blk: out of memory");
 	}
 	if (imgfmt__info(img, info) < 0) {
 		int e = virtio__err(EIO, "virtio-blk: %s", imgfmt__error());
 		free(info);
+		free(b->chains);
 		free(b);
 		return e;
 	}
@@ -408,14 +425,16 @@ int virtio_blk__new(struct imgfmt_image *img, const struct virtio_blk_opts *opts
 	else
 		features |= (1ull << VIRTIO_BLK_F_DISCARD) |
 			    (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
-	virtio__dev_init(&b->vdev, "virtio-blk", VIRTIO_ID_BLOCK, features, 1,
+	if (nq > 1)
+		features |= 1ull << VIRTIO_BLK_F_MQ;
+	virtio__dev_init(&b->vdev, "virtio-blk", VIRTIO_ID_BLOCK, features, nq,
 			 qsize, mem);
 
 	put64(b->config + CFG_CAPACITY, b->capacity);
 	/* Header and status take two descriptors of a chain. */
 	put32(b->config + CFG_SEG_MAX, qsize - 2);
 	put32(b->config + CFG_BLK_SIZE, SECTOR);
-	b->config[CFG_NUM_QUEUES] = 1;
+	b->config[CFG_NUM_QUEUES] = (uint8_t)nq;
 	put32(b->config + CFG_MAX_DISCARD_SECTORS, MAX_DZ_SECTORS);
 	put32(b->config + CFG_MAX_DISCARD_SEG, MAX_DZ_SEG);
 	put32(b->config + CFG_DISCARD_ALIGN, 1);
@@ -456,7 +475,9 @@ void virtio_blk__stats(struct virtio_dev *vdev, struct virtio_blk_stats *st)
 {
 	struct blk *b = (struct blk *)vdev;
 
-	pthread_mutex_lock(&vdev->vqs[0].lock);
-	*st = b->st;
-	pthread_mutex_unlock(&vdev->vqs[0].lock);
+	uint64_t *dst = (uint64_t *)st;
+	const uint64_t *src = (const uint64_t *)&b->st;
+
+	for (size_t i = 0; i < sizeof(*st) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 }

@@ -142,6 +142,9 @@ struct virtio_blk_opts {
 	int iothread;           /* process requests on a thread of the
 				   device's own instead of the vCPU thread
 				   that rang the doorbell */
+	int num_queues;         /* 0: 1; more offers VIRTIO_BLK_F_MQ (one
+				   per vCPU lets each vCPU serve its own
+				   requests in parallel) */
 };
 
 /* A virtio-blk device on `img` (any imgfmt format).  The image stays the
