@@ -10,11 +10,14 @@
  *     0x2000  device configuration   (VIRTIO_PCI_CAP_DEVICE_CFG)
  *     0x3000  queue notify, 4 bytes per queue (notify_off_multiplier 4,
  *             queue_notify_off = queue index)
+ * *     0x3800  MSI-X table, 0x3C00 MSI-X PBA (only with MSI-X)
  *
  * and the vendor capabilities that point there, plus a
  * VIRTIO_PCI_CAP_PCI_CFG window, in the capability list at 0x40.
- * Interrupts are INTx only (no MSI-X: msix vector registers read
- * VIRTIO_MSI_NO_VECTOR); reading the ISR register deasserts the line.
+ * Interrupts: INTx, where reading the ISR register deasserts the line;
+ * and MSI-X (one vector for config changes + one per queue) when the bus
+ * was given a send_msi callback.  Without it there is no MSI-X capability
+ * and the vector registers read VIRTIO_MSI_NO_VECTOR, so drivers use INTx.
  *
  * Usage by the monitor:
  *     virtio_blk__new(img, &opts, &vm->mem, &vdev);
