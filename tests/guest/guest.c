@@ -137,6 +137,8 @@ void guest_main(const uint8_t *zp)
 	cpuid(1, &a, &b, &c, &d);
 	guest_puts(c & (1u << 31) ? "guest: hypervisor bit set\n"
 			     : "guest: hypervisor bit clear\n");
+	guest_puts(c & (1u << 13) ? "guest: cx16 present\n"
+				  : "guest: cx16 hidden\n");
 	uint32_t ncpu = (b >> 16) & 0xff;
 	guest_puts("guest: cpus ");
 	guest_putx(ncpu);
