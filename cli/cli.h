@@ -45,6 +45,12 @@ int cmd_img_compare(int argc, char **argv);
 int img_serve(int argc, char **argv);
 int img_attach(int argc, char **argv);   /* cmd-img-mount.c */
 int img_unmount(int argc, char **argv);
+int img_mount(int argc, char **argv);
+int img_ls(int argc, char **argv);
+int img_cat(int argc, char **argv);
+int img_cp_in(int argc, char **argv);
+int img_cp_out(int argc, char **argv);
+int img_edit(int argc, char **argv);
 extern const char cmd_img_help[];
 int cmd_build(int argc, char **argv);
 extern const char cmd_build_help[];

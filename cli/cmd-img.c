@@ -38,6 +38,17 @@ const char cmd_img_help[] =
 	"        tools that want a raw disk; read-only unless --rw\n"
 	"  unmount DIR|FILE\n"
 	"        undo attach or mount; returns once the image is flushed\n"
+	"  mount [-f FMT] [--partition N | --inspect] [--rw] [--background]\n"
+	"        IMAGE DIR\n"
+	"        mount the filesystem inside IMAGE on DIR (libguestfs + FUSE);\n"
+	"        default: the first filesystem that mounts; --partition 0 is\n"
+	"        the whole disk; --inspect mounts what OS inspection finds\n"
+	"  ls IMAGE [DIR] | cat IMAGE PATH... | cp-in IMAGE LOCAL... DIR |\n"
+	"  cp-out IMAGE PATH... LOCALDIR | edit IMAGE PATH\n"
+	"        (same filesystem options) look at or change files inside an\n"
+	"        image without mounting it; edit runs $VISUAL/$EDITOR on a copy\n"
+	"        and writes it back if changed.  Each starts one libguestfs\n"
+	"        appliance (slow: tens of seconds without KVM).\n"
 	"  convert [-f FMT] -O FMT [-c] [--level N] [-o compression_type=zstd,\n"
 	"        cluster_size=N,subformat=S] [-p] [-j N] [--force] SRC DST\n"
 	"        copy SRC (backing chain flattened) into a new image; zero\n"
@@ -647,6 +658,12 @@ static const struct cli_command img_commands[] = {
 	{ "serve", img_serve, "export an image over NBD", NULL },
 	{ "attach", img_attach, "expose an image as a raw file (FUSE)", NULL },
 	{ "unmount", img_unmount, "undo attach or mount", NULL },
+	{ "mount", img_mount, "mount a filesystem in an image (FUSE)", NULL },
+	{ "ls", img_ls, "list a directory inside an image", NULL },
+	{ "cat", img_cat, "print files from inside an image", NULL },
+	{ "cp-in", img_cp_in, "copy files into an image", NULL },
+	{ "cp-out", img_cp_out, "copy files out of an image", NULL },
+	{ "edit", img_edit, "edit a file inside an image", NULL },
 	{ "commit", img_commit, "merge an overlay into its backing file",
 	  NULL },
 	{ "rebase", img_rebase, "change an image's backing file", NULL },
