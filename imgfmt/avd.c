@@ -41,6 +41,7 @@
 #define RC_PENDING 0xffffu /* freed, reusable after the next flush */
 #define RC_MAX 0xfffeu     /* saturated: never freed again */
 #define CF_FRESH 1u
+#define CF_PUNCH 2u  /* freed this session: punch out at close / check */
 
 #define AVD_MAX_ESIZE ((12u + 4u * (IMGFMT_MAX_CLUSTER / AVD_SUB) + 7u) & ~7u)
 
@@ -443,12 +444,53 @@ static int avd_ref(struct avd *a, uint64_t off, uint64_t len)
 /* A cluster nothing references any more: give its space back to the
  * filesystem, which is also what tells check it is free space and not a
  * leak.  Best effort: a filesystem without hole punching just keeps it. */
-static void avd_punch(imgfmt_image *img, uint64_t c)
+static void avd_punch(imgfmt_image *img, uint64_t c, uint64_t count)
 {
 	struct avd *a = AVD(img);
 
 	fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		  (off_t)(img->base + (c << a->cbits)), (off_t)a->C);
+		  (off_t)(img->base + (c << a->cbits)),
+		  (off_t)(count << a->cbits));
+}
+
+/* Return the space of clusters freed this session to the filesystem (in
+ * runs: punching is a journalled operation, far too slow to do per
+ * cluster as they are freed), and cut a free tail off the file.  Called
+ * at close and before check, after a successful flush, when nothing on
+ * disk references a free cluster. */
+static void avd_punch_freed(imgfmt_image *img)
+{
+	struct avd *a = AVD(img);
+	uint64_t end_c = a->file_end >> a->cbits, run0 = 0, runn = 0;
+	uint64_t last_used = 0;
+
+	for (uint64_t c = 0; c < end_c && c < a->rc_cap; c++) {
+		int punch = (a->cf[c] & CF_PUNCH) && a->rc[c] == 0;
+		a->cf[c] &= (uint8_t)~CF_PUNCH;
+		if (a->rc[c] != 0)
+			last_used = c;
+		if (punch && runn && c == run0 + runn) {
+			runn++;
+			continue;
+		}
+		if (runn)
+			avd_punch(img, run0, runn);
+		runn = 0;
+		if (punch) {
+			run0 = c;
+			runn = 1;
+		}
+	}
+	if (runn)
+		avd_punch(img, run0, runn);
+	uint64_t new_end = (last_used + 1) << a->cbits;
+	if (new_end < a->file_end && img->file_length == a->file_end &&
+	    ftruncate(img->fd, (off_t)new_end) == 0) {
+		a->file_end = new_end;
+		img->file_length = new_end;
+		if (a->alloc_hint > last_used + 1)
+			a->alloc_hint = last_used + 1;
+	}
 }
 
 /* Drop a reference; clusters reaching zero wait for the next flush. */
@@ -464,7 +506,7 @@ static void avd_unref(imgfmt_image *img, uint64_t off, uint64_t len)
 		if (--a->rc[c] == 0) {
 			if (a->cf[c] & CF_FRESH) {
 				/* Never referenced on disk: free at once. */
-				avd_punch(img, c);
+				a->cf[c] |= CF_PUNCH;
 				if (c < a->alloc_hint)
 					a->alloc_hint = c;
 				continue;
@@ -761,25 +803,29 @@ static int avd_flush_locked(imgfmt_image *img)
 			return r;
 		a->hdr_dirty_on_disk = 1;
 	}
-	/* 1. data (and new tables' clusters) before anything points at
-	 * them. */
+	/* 1. New L2 tables go out with the data: nothing on disk points at
+	 * a fresh cluster yet, so writing them early is safe, and it saves
+	 * a sync.  Then data and new tables become durable before anything
+	 * refers to them. */
+	for (uint32_t i = 0; meta && i < a->nslots; i++) {
+		struct avd_slot *sl = &a->slots[i];
+		if (sl->dirty && avd_is_fresh(a, a->l1[sl->l1i]) &&
+		    (r = avd_write_slot(img, sl)) < 0)
+			return r;
+	}
 	r = avd_sync(img);
 	if (r < 0)
 		return r;
 	if (meta) {
-		/* 2. L2 tables, then make them durable before the L1 entries
-		 * that may point at new ones. */
-		int wrote = 0;
+		/* 2. Tables already referenced on disk (in place) and the L1
+		 * entries: everything they point at is durable now. */
 		for (uint32_t i = 0; i < a->nslots; i++) {
 			if (!a->slots[i].dirty)
 				continue;
 			r = avd_write_slot(img, &a->slots[i]);
 			if (r < 0)
 				return r;
-			wrote = 1;
 		}
-		if (wrote && (r = avd_sync(img)) < 0)
-			return r;
 		if (a->l1_dirty_lo < a->l1_dirty_hi) {
 			uint64_t n = a->l1_dirty_hi - a->l1_dirty_lo;
 			uint8_t *buf = malloc(n * 8);
@@ -790,23 +836,24 @@ static int avd_flush_locked(imgfmt_image *img)
 			r = imgfmt_file_write(img, buf, n * 8, a->h.l1_offset +
 					      a->l1_dirty_lo * 8);
 			free(buf);
-			if (r == 0)
-				r = avd_sync(img);
 			if (r < 0)
 				return r;
 			a->l1_dirty_lo = a->l1_dirty_hi = 0;
 		}
+		r = avd_sync(img);
+		if (r < 0)
+			return r;
 	}
 	/* 3. Now nothing on disk points at the clusters freed since the last
 	 * flush, and everything allocated since is referenced durably. */
 	for (size_t i = 0; i < a->npending; i++) {
 		uint64_t c = a->pending[i];
-		if (a->rc[c] == RC_PENDING) {
-			a->rc[c] = 0;
-			avd_punch(img, c);
-			if (c < a->alloc_hint)
-				a->alloc_hint = c;
-		}
+		if (a->rc[c] != RC_PENDING)
+			continue;
+		a->rc[c] = 0;
+		a->cf[c] |= CF_PUNCH;
+		if (c < a->alloc_hint)
+			a->alloc_hint = c;
 	}
 	a->npending = 0;
 	for (size_t i = 0; i < a->nfresh; i++)
@@ -1728,11 +1775,14 @@ static void avd__close(imgfmt_image *img)
 
 	if (!a)
 		return;
-	if (!img->read_only && !a->flush_failed && a->hdr_dirty_on_disk &&
-	    avd_flush_locked(img) == 0) {
+	if (!img->read_only && !a->flush_failed &&
+	    avd_flush_locked(img) == 0)
+		avd_punch_freed(img);
+	if (!img->read_only && !a->flush_failed && a->hdr_dirty_on_disk) {
+		/* No sync of its own: should the clean flag be lost, the
+		 * image merely looks dirty, which costs a check. */
 		a->h.flags &= ~AVD_FLAG_DIRTY;
-		if (avd_write_header(img) == 0)
-			avd_sync(img);
+		avd_write_header(img);
 	}
 	avd_free(a);
 	img->priv = NULL;
@@ -1816,7 +1866,7 @@ static int avd__resize(imgfmt_image *img, uint64_t new_size)
 			uint64_t c = (old_off >> a->cbits) + i;
 			if (c < a->rc_cap) {
 				a->rc[c] = 0;
-				avd_punch(img, c);
+				a->cf[c] |= CF_PUNCH;
 				if (c < a->alloc_hint)
 					a->alloc_hint = c;
 			}
@@ -1868,6 +1918,7 @@ static int avd__check(imgfmt_image *img, int repair,
 		r = avd_flush_locked(img);
 		if (r < 0)
 			goto out;
+		avd_punch_freed(img);
 	}
 	r = avd_scan(img, 1, repair, &s, 0);
 	if (r < 0)
