@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +44,41 @@ static void strip_eol(char *s)
 	s[strcspn(s, "\r\n")] = '\0';
 }
 
+/* The terminal state to put back if a signal ends us mid-prompt:
+ * otherwise Ctrl-C would leave the user's shell without echo. */
+static int tty_fd = -1;
+static struct termios tty_saved;
+static const int tty_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+static struct sigaction tty_old_actions[4];
+
+static void tty_restore_and_die(int sig)
+{
+	if (tty_fd >= 0)
+		tcsetattr(tty_fd, TCSANOW, &tty_saved);   /* signal-safe */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void tty_guard(int fd, const struct termios *saved)
+{
+	struct sigaction sa;
+
+	tty_fd = fd;
+	tty_saved = *saved;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = tty_restore_and_die;
+	sigemptyset(&sa.sa_mask);
+	for (int i = 0; i < 4; i++)
+		sigaction(tty_signals[i], &sa, &tty_old_actions[i]);
+}
+
+static void tty_unguard(void)
+{
+	for (int i = 0; i < 4; i++)
+		sigaction(tty_signals[i], &tty_old_actions[i], NULL);
+	tty_fd = -1;
+}
+
 /* Ask on the controlling terminal with echo off.  Returns 0, or -1 with
  * errno (ENXIO when there is no terminal). */
 static int ask_tty(const char *prompt, char *buf, size_t len)
@@ -63,6 +99,7 @@ static int ask_tty(const char *prompt, char *buf, size_t len)
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 	quiet.c_lflag |= ICANON;
+	tty_guard(fd, &old);
 	if (write(fd, prompt, strlen(prompt)) < 0 ||
 	    tcsetattr(fd, TCSANOW, &quiet) < 0) {
 		e = errno;
@@ -85,11 +122,12 @@ static int ask_tty(const char *prompt, char *buf, size_t len)
 	}
 	buf[n] = '\0';
 	strip_eol(buf);
-	tcsetattr(fd, TCSANOW, &old);
 	if (write(fd, "\n", 1) < 0) {
 		/* Only cosmetic. */
 	}
 out:
+	tcsetattr(fd, TCSANOW, &old);
+	tty_unguard();
 	close(fd);
 	errno = e;
 	return rc;

@@ -89,6 +89,13 @@ if command -v script >/dev/null 2>&1; then
 		/dev/null >tty.out 2>&1
 	t_check "terminal: different passphrases are refused" \
 		sh -c "grep -q 'do not match' tty.out && [ ! -e tty2.key ]"
+	# Ctrl-C at the prompt must give the terminal its echo back.
+	timeout 120 script -qec "sh -c '$A key generate --public int.pub \
+		--secret int.key & p=\$!; sleep 2; kill -INT \$p; wait \$p; \
+		echo rc=\$?; stty -a'" /dev/null </dev/null >tty.out 2>&1
+	t_check "terminal: interrupted prompt restores echo" \
+		sh -c "grep -q 'rc=130' tty.out && grep -qw -- 'echo' tty.out && \
+		! grep -qw -- '-echo' tty.out"
 fi
 
 # ---- minisign's keys and signatures, used by us ----
