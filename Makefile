@@ -25,7 +25,7 @@ endif
 PREFIX ?= /usr/local
 CC ?= cc
 OPT ?= -O2
-PKGS := libzstd libarchive libcrypto zlib fuse3 libguestfs
+PKGS := libzstd libarchive libcrypto zlib libcurl fuse3 libguestfs
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)

@@ -68,4 +68,21 @@ void cli__print_untrusted(FILE *f, const char *s);    /* cmd-sign.c */
 int cmd_run(int argc, char **argv);
 extern const char cmd_run_help[];
 
+/* cmd-pkg.c: packages and repositories */
+struct minisign_seckey;
+int cmd_pack(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_publish(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+extern const char cmd_pack_help[], cmd_inspect_help[], cmd_publish_help[],
+	cmd_pull_help[], cmd_list_help[], cmd_rm_help[];
+/* Load a secret key file, asking for its passphrase only if needed. */
+int cli__load_secret_key(const char *path, const char *passphrase_file,
+			 struct minisign_seckey *sk);
+/* Pull ref into the cache (progress on a terminal); prints errors. */
+int cli__pull(const char *ref, const char *keyfile, int insecure,
+	      char **path);
+
 #endif /* CLI_H */

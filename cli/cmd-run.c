@@ -8,19 +8,33 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "runtime/engine-qemu.h"
 #include "runtime/kvmspeed.h"
+#include "runtime/launch.h"
 #include "runtime/monitor.h"
 #include "runtime/vm.h"
 
 const char cmd_run_help[] =
 	"usage: appliance run [OPTIONS] [APPLIANCE]\n"
 	"\n"
-	"Boot a Linux kernel in a microVM.\n"
+	"Boot an appliance, or a Linux kernel, in a microVM.  APPLIANCE is a\n"
+	"package file, a URL (REPO_URL/NAME[:VERSION] or URL.appliance: pulled\n"
+	"into the cache first) or NAME[:VERSION] of a cached package.  Its\n"
+	"signature is checked against the trust store (or --key), its kernel\n"
+	"and initramfs by SHA-256, its disk cluster by cluster as the guest\n"
+	"reads it; guest writes go to an overlay, never to the package.\n"
 	"\n"
+	"  --insecure            run unsigned or untrusted packages anyway\n"
+	"  --key K.pub           the key the package must be signed with\n"
+	"  --persist OVERLAY     keep the guest's disk changes in OVERLAY (an\n"
+	"                        AVD file, created or reused); default: thrown\n"
+	"                        away when the VM stops\n"
+	"  -p HOST:GUEST[/udp]   forward a host port on 127.0.0.1 to the guest\n"
+	"                        (added to the package's own forwards)\n"
 	"  --engine builtin|qemu|auto  hypervisor: our KVM monitor, QEMU, or\n"
 	"                        pick (default auto: builtin unless /dev/kvm\n"
 	"                        is missing or runs guests emulated)\n"
@@ -44,7 +58,7 @@ const char cmd_run_help[] =
 enum {
 	OPT_ENGINE = 1000, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_DISK,
 	OPT_MEMORY, OPT_CPUS, OPT_AFFINITY, OPT_CONSOLE, OPT_NO_SECCOMP,
-	OPT_STATS, OPT_CHECK_KVM,
+	OPT_STATS, OPT_CHECK_KVM, OPT_INSECURE, OPT_KEY, OPT_PERSIST,
 };
 
 static const struct option run_opts[] = {
@@ -60,6 +74,10 @@ static const struct option run_opts[] = {
 	{ "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
 	{ "stats", no_argument, NULL, OPT_STATS },
 	{ "check-kvm", no_argument, NULL, OPT_CHECK_KVM },
+	{ "insecure", no_argument, NULL, OPT_INSECURE },
+	{ "key", required_argument, NULL, OPT_KEY },
+	{ "persist", required_argument, NULL, OPT_PERSIST },
+	{ "publish", required_argument, NULL, 'p' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -73,6 +91,11 @@ struct run_args {
 	const char *disks[MONITOR_MAX_DISKS];
 	bool disk_ro[MONITOR_MAX_DISKS];
 	int affinity[VM_MAX_CPUS];
+	bool insecure, mem_given, cpus_given;
+	const char *key, *persist;
+	struct qemu_port_forward ports[QEMU_ENGINE_MAX_PORTS];
+	int nr_ports;
+	imgfmt_image *images[1];   /* a package's overlay */
 };
 
 static int parse_run_args(int argc, char **argv, struct run_args *a)
@@ -85,7 +108,7 @@ static int parse_run_args(int argc, char **argv, struct run_args *a)
 	a->mc.mem_size = 512ull << 20;
 	a->mc.nr_cpus = 1;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", run_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hp:", run_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ENGINE:
 			if (strcmp(optarg, "builtin") && strcmp(optarg, "qemu") &&
@@ -117,6 +140,7 @@ static int parse_run_args(int argc, char **argv, struct run_args *a)
 				return cli__usage("run", "bad --memory '%s' "
 						  "(2M to 1T)", optarg);
 			a->mc.mem_size = v;
+			a->mem_given = true;
 			break;
 		case OPT_CPUS:
 			if (cli__parse_u64(optarg, &v) < 0 || v < 1 ||
@@ -124,6 +148,7 @@ static int parse_run_args(int argc, char **argv, struct run_args *a)
 				return cli__usage("run", "bad --cpus '%s' (1 to "
 						  "%d)", optarg, VM_MAX_CPUS);
 			a->mc.nr_cpus = (int)v;
+			a->cpus_given = true;
 			break;
 		case OPT_AFFINITY: {
 			int n = monitor__parse_cpu_list(optarg, a->affinity,
@@ -138,6 +163,24 @@ static int parse_run_args(int argc, char **argv, struct run_args *a)
 		case OPT_NO_SECCOMP: a->mc.no_seccomp = true; break;
 		case OPT_STATS: a->stats = true; break;
 		case OPT_CHECK_KVM: a->check_kvm = true; break;
+		case OPT_INSECURE: a->insecure = true; break;
+		case OPT_KEY: a->key = optarg; break;
+		case OPT_PERSIST: a->persist = optarg; break;
+		case 'p': {
+			unsigned h, g;
+			char proto[8] = "tcp";
+			int n = sscanf(optarg, "%u:%u/%7s", &h, &g, proto);
+			if (n < 2 || !h || !g || h > 65535 || g > 65535 ||
+			    (strcmp(proto, "tcp") && strcmp(proto, "udp")))
+				return cli__usage("run", "bad -p '%s' (HOST:GUEST"
+						  "[/udp])", optarg);
+			if (a->nr_ports == QEMU_ENGINE_MAX_PORTS)
+				return cli__usage("run", "too many -p");
+			a->ports[a->nr_ports].host_port = (int)h;
+			a->ports[a->nr_ports].guest_port = (int)g;
+			a->ports[a->nr_ports++].udp = !strcmp(proto, "udp");
+			break;
+		}
 		case 'h': fputs(cmd_run_help, stdout); return -1;
 		default: return cli__usage("run", "bad option");
 		}
@@ -233,8 +276,7 @@ static int run_qemu(struct run_args *a, bool use_kvm)
 	bool raw;
 
 	if (!a->mc.kernel)
-		return cli__usage("run", "--kernel is required (running an "
-				  "appliance package is not supported yet)");
+		return cli__usage("run", "give an APPLIANCE or --kernel");
 	if (a->mc.nr_affinity > 0)
 		fprintf(stderr, "appliance: run: --cpu-affinity applies to the "
 			"builtin engine only; ignored\n");
@@ -249,6 +291,9 @@ static int run_qemu(struct run_args *a, bool use_kvm)
 	qc.disks = a->mc.disks;
 	qc.disk_readonly = a->mc.disk_readonly;
 	qc.nr_disks = a->mc.nr_disks;
+	qc.disk_images = a->mc.disk_images;
+	qc.ports = a->ports;
+	qc.nr_ports = a->nr_ports;
 	qc.use_kvm = use_kvm;
 	qc.console_out_fd = out_fd;
 	qc.console_in_fd = in_fd;
@@ -280,8 +325,7 @@ static int run_builtin(struct run_args *a)
 	int out_fd = -1, rc;
 
 	if (!a->mc.kernel)
-		return cli__usage("run", "--kernel is required (running an "
-				  "appliance package is not supported yet)");
+		return cli__usage("run", "give an APPLIANCE or --kernel");
 	if (open_console(a, &a->mc.console_out_fd, &a->mc.console_in_fd,
 			 &a->mc.console_raw, &out_fd) < 0)
 		return EXIT_FAIL;
@@ -312,6 +356,95 @@ static int run_builtin(struct run_args *a)
 	return EXIT_OK;
 }
 
+static int run_engine(struct run_args *a)
+{
+	char why[256];
+	if (strcmp(a->engine, "builtin") == 0)
+		return run_builtin(a);
+	bool fast = kvm_is_fast(why, sizeof(why));
+	if (strcmp(a->engine, "auto") == 0) {
+		fprintf(stderr, "appliance: run: %s; using the %s engine\n",
+			why, fast ? "builtin" : "QEMU (TCG)");
+		if (fast)
+			return run_builtin(a);
+	}
+	/* QEMU with KVM only where KVM is fast: a nested KVM that emulates
+	 * is slower than QEMU's own TCG, and QEMU+KVM aborts on some. */
+	return run_qemu(a, fast);
+}
+
+/* A package: find or pull it, check it, boot it over an overlay. */
+static int run_appliance(struct run_args *a)
+{
+	struct minisign_pubkey pk;
+	struct launch_opts lo = { .insecure = a->insecure,
+				  .persist = a->persist };
+	struct launch *l;
+	struct stat st;
+	char *path = NULL, *cmdline = NULL;
+	int rc;
+
+	if (a->mc.kernel || a->mc.nr_disks)
+		return cli__usage("run", "--kernel/--disk and an APPLIANCE "
+				  "exclude each other");
+	if (stat(a->appliance, &st) == 0 && S_ISREG(st.st_mode)) {
+		path = strdup(a->appliance);
+	} else if (cli__pull(a->appliance, a->key, a->insecure, &path) < 0) {
+		return EXIT_FAIL;
+	}
+	if (a->key) {
+		if (minisign__pubkey_load(a->key, &pk) < 0) {
+			cli__error("%s", minisign__error());
+			free(path);
+			return EXIT_FAIL;
+		}
+		lo.key = &pk;
+	}
+	rc = launch__prepare(path, &lo, &l);
+	free(path);
+	if (rc < 0) {
+		cli__error("run: %s", launch__error());
+		return EXIT_FAIL;
+	}
+	if (!l->signature_ok)
+		fprintf(stderr, "appliance: run: WARNING: running an "
+			"unverified appliance (--insecure): %s\n", l->warning);
+	else
+		fprintf(stderr, "appliance: run: %s %s, signed by trusted key "
+			"%s\n", l->pkg->name, l->pkg->version, l->keyid);
+	if (asprintf(&cmdline, "%s%s%s", l->pkg->cmdline,
+		     a->mc.cmdline ? " " : "",
+		     a->mc.cmdline ? a->mc.cmdline : "") < 0) {
+		launch__finish(l);
+		return EXIT_FAIL;
+	}
+	a->mc.kernel = l->kernel;
+	a->mc.initrd = l->initrd[0] ? l->initrd : NULL;
+	a->mc.cmdline = cmdline;
+	if (!a->mem_given)
+		a->mc.mem_size = l->pkg->memory;
+	if (!a->cpus_given)
+		a->mc.nr_cpus = l->pkg->cpus;
+	a->images[0] = l->overlay;
+	a->disks[0] = l->overlay_path;
+	a->disk_ro[0] = false;
+	a->mc.nr_disks = 1;
+	a->mc.disk_images = a->images;
+	for (int i = 0; i < l->pkg->nr_ports &&
+			a->nr_ports < QEMU_ENGINE_MAX_PORTS; i++) {
+		a->ports[a->nr_ports].host_port = l->pkg->ports[i].host;
+		a->ports[a->nr_ports].guest_port = l->pkg->ports[i].guest;
+		a->ports[a->nr_ports++].udp = l->pkg->ports[i].udp;
+	}
+	rc = run_engine(a);
+	if (launch__finish(l) < 0 && rc == EXIT_OK) {
+		cli__error("run: %s", launch__error());
+		rc = EXIT_FAIL;
+	}
+	free(cmdline);
+	return rc;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_args a;
@@ -322,23 +455,7 @@ int cmd_run(int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (a.check_kvm)
 		return check_kvm();
-	if (a.appliance) {
-		cli__error("run: running an appliance package ('%s') is not "
-			   "supported yet; use --kernel/--initrd/--disk",
-			   a.appliance);
-		return EXIT_FAIL;
-	}
-	char why[256];
-	if (strcmp(a.engine, "builtin") == 0)
-		return run_builtin(&a);
-	bool fast = kvm_is_fast(why, sizeof(why));
-	if (strcmp(a.engine, "auto") == 0) {
-		fprintf(stderr, "appliance: run: %s; using the %s engine\n",
-			why, fast ? "builtin" : "QEMU (TCG)");
-		if (fast)
-			return run_builtin(&a);
-	}
-	/* QEMU with KVM only where KVM is fast: a nested KVM that emulates
-	 * is slower than QEMU's own TCG, and QEMU+KVM aborts on some. */
-	return run_qemu(&a, fast);
+	if (a.appliance)
+		return run_appliance(&a);
+	return run_engine(&a);
 }

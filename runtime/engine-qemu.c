@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -165,6 +166,7 @@ char **qemu_engine__argv(const struct qemu_engine_config *cfg,
 
 struct served_disk {
 	imgfmt_image *img;
+	int owned;             /* opened here, so closed here */
 	struct nbd_server *srv;
 	pthread_t thread;
 	int running;
@@ -195,7 +197,8 @@ static int stop_disks(struct served_disk *disks, int n, char *msg,
 			snprintf(msg, msglen, "%s", nbd__error());
 			rc = -EIO;
 		}
-		if (d->img && imgfmt__close(d->img) < 0 && rc == 0) {
+		if (d->img && d->owned && imgfmt__close(d->img) < 0 &&
+		    rc == 0) {
 			snprintf(msg, msglen, "%s", imgfmt__error());
 			rc = -EIO;
 		}
@@ -249,9 +252,13 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 		sockets[i] = d->socket;
 		so.socket_path = d->socket;
 		so.description = cfg->disks[i];
-		if (imgfmt__open(cfg->disks[i], &oo, &d->img) < 0) {
+		if (cfg->disk_images) {
+			d->img = cfg->disk_images[i];
+		} else if (imgfmt__open(cfg->disks[i], &oo, &d->img) < 0) {
 			rc = engine_err(EIO, "%s", imgfmt__error());
 			goto out;
+		} else {
+			d->owned = 1;
 		}
 		if (nbd_server__create(d->img, &so, &d->srv) < 0) {
 			rc = engine_err(EIO, "%s", nbd__error());
@@ -280,6 +287,10 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 		/* QEMU gets its own process group so a terminal's Ctrl-C
 		 * reaches us, and we stop QEMU cleanly. */
 		setpgid(0, 0);
+		/* And dies with us even if we are killed outright. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() == 1)
+			_exit(127);
 		if (in >= 0 && in != 0)
 			dup2(in, 0);
 		if (cfg->console_out_fd >= 0 && cfg->console_out_fd != 1)

@@ -32,6 +32,11 @@ struct qemu_engine_config {
 	const char *cmdline;         /* NULL: "console=ttyS0" */
 	const char *const *disks;    /* image paths, any format imgfmt reads */
 	const bool *disk_readonly;   /* NULL: all writable */
+	/* Already open images to serve instead of opening disks[] (which
+	 * then only describe them); they stay the caller's to close.  An
+	 * appliance's overlay, stacked on its verified disk, comes this
+	 * way. */
+	struct imgfmt_image *const *disk_images;
 	int nr_disks;
 	const struct qemu_port_forward *ports;
 	int nr_ports;                /* > 0 adds a user-mode network device */

@@ -30,6 +30,9 @@ struct monitor_config {
 	const char *cmdline;         /* NULL: "console=ttyS0" */
 	const char *const *disks;    /* imgfmt images, virtio-blk each */
 	const bool *disk_readonly;   /* NULL: all writable */
+	/* Already open images to attach instead of opening disks[] (which
+	 * then only name them in messages); they stay the caller's. */
+	struct imgfmt_image *const *disk_images;
 	int nr_disks;
 	int console_out_fd;          /* UART output */
 	int console_in_fd;           /* UART input, -1: none */
