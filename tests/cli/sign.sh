@@ -37,6 +37,9 @@ t_check "verify prints the trusted comment" \
 	sh -c "$A verify --key ours.pub small.txt | grep -qx 'trusted comment: release 1.0'"
 t_run "signature read from a pipe" \
 	sh -c "cat small.txt.minisig | $A verify --key ours.pub --sig /dev/stdin small.txt"
+$A sign --key ours.key --sig esc.sig --trusted-comment "$(printf 'a\033[31mb')" small.txt >/dev/null
+t_check "control bytes in a trusted comment are shown escaped" \
+	sh -c "$A verify --key ours.pub --sig esc.sig small.txt | grep -qF 'trusted comment: a\\x1b[31mb'"
 cp small.txt.minisig first.minisig
 $A sign --key ours.key --trusted-comment "release 1.0" small.txt >/dev/null
 t_check "signing again gives the same bytes" cmp -s first.minisig small.txt.minisig
