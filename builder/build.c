@@ -314,6 +314,10 @@ int builder__build(const struct recipe *r, const struct build_opts *o)
 	}
 	for (size_t i = 0; i < n_steps; i++) {
 		int cached = 0;
+		if (build__cancelled(&c)) {
+			rc = -ECANCELED;
+			goto fail;
+		}
 		if (o->progress)
 			o->progress(o->progress_ctx, (unsigned)i + 1,
 				    (unsigned)n_steps, steps[i].name,

@@ -18,6 +18,7 @@
 #ifndef BUILDER_BUILDER_H
 #define BUILDER_BUILDER_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,11 @@ struct build_opts {
 	                              export the disk as disk.FMT */
 	build_progress_fn progress;
 	void *progress_ctx;
+	/* If set, a signal handler may set *cancel to nonzero: the build
+	 * stops at the next check (between steps, while waiting for a
+	 * command, which is sent SIGTERM, and during the disk export),
+	 * cleans up like any failure and returns -ECANCELED. */
+	volatile sig_atomic_t *cancel;
 };
 
 /* Build the appliance.  Returns 0, or a negative errno with

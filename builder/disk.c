@@ -281,6 +281,10 @@ static int write_image(struct build_ctx *c, const char *dst, const char *fmt,
 		goto fail;
 	}
 	for (uint64_t off = 0; off < c->disk_size; off += cs) {
+		if (build__cancelled(c)) {
+			rc = -ECANCELED;
+			goto fail;
+		}
 		uint32_t len = c->disk_size - off < cs ?
 			(uint32_t)(c->disk_size - off) : cs;
 		size_t got = 0;

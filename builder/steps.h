@@ -66,6 +66,9 @@ int build__run(struct build_ctx *c, const char *cwd, const char *const *env,
 int build__run_capture(struct build_ctx *c, const char *const *argv,
 		       char **out, size_t max);
 
+/* Nonzero (and the error set) when the caller asked to stop. */
+int build__cancelled(struct build_ctx *c);
+
 /* ---- files ---------------------------------------------------------- */
 char *build__path(const char *a, const char *b); /* a/b, malloc'ed */
 int build__mkdir_p(const char *path, mode_t mode);

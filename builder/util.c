@@ -137,6 +137,9 @@ static int spawn(struct build_ctx *c, const char *cwd, const char *const *env,
 	if (pid < 0)
 		return build__err(errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
+		/* Its own process group, so that cancelling stops the
+		 * command and everything it started (sh -c forks). */
+		setpgid(0, 0);
 		int devnull = open("/dev/null", O_RDONLY);
 		if (devnull >= 0) {
 			dup2(devnull, 0);
@@ -152,6 +155,8 @@ static int spawn(struct build_ctx *c, const char *cwd, const char *const *env,
 		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	/* Also from the parent: no window where a cancel could miss it. */
+	setpgid(pid, pid);
 	*pid_out = pid;
 	return 0;
 }
@@ -162,11 +167,24 @@ static int wait_result(struct build_ctx *c, pid_t pid,
 	int status;
 	char cmd[512], tail[2048], what[64];
 
+	int sent = 0;
+
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
 			return build__err(errno, "waitpid: %s",
 					  strerror(errno));
+		/* Interrupted by the caller's signal handler: stop the
+		 * command's whole process group (it is not in the
+		 * terminal's foreground group, so ^C reaches only us). */
+		if (c->o && c->o->cancel && *c->o->cancel && !sent) {
+			kill(-pid, SIGTERM);
+			sent = 1;
+		}
 	}
+	if (sent)
+		kill(-pid, SIGKILL); /* whatever the group left behind */
+	if (build__cancelled(c))
+		return -ECANCELED;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	format_argv(argv, cmd, sizeof(cmd));
@@ -260,6 +278,15 @@ int build__run_capture(struct build_ctx *c, const char *const *argv,
 	}
 	buf[len] = '\0';
 	*out = buf;
+	return 0;
+}
+
+int build__cancelled(struct build_ctx *c)
+{
+	if (c && c->o && c->o->cancel && *c->o->cancel) {
+		build__err(ECANCELED, "interrupted");
+		return 1;
+	}
 	return 0;
 }
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -87,6 +88,13 @@ static void show_progress(void *ctx, unsigned step, unsigned n,
 		since(&p->start));
 }
 
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
 int cmd_build(int argc, char **argv)
 {
 	struct build_opts o = { 0 };
@@ -150,6 +158,15 @@ int cmd_build(int argc, char **argv)
 		o.progress = show_progress;
 		o.progress_ctx = &prog;
 	}
+	/* ^C or SIGTERM: let the builder stop and clean up (no SA_RESTART,
+	 * so its waits wake up) instead of dying with a half-built
+	 * temporary directory and scratch tree left behind. */
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	o.cancel = &interrupted;
 	out = builder__output_path(&r, &o);
 	rc = builder__build(&r, &o);
 	if (rc < 0) {

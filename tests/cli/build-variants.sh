@@ -1,0 +1,142 @@
+#!/bin/sh
+# tests/cli/build-variants.sh - `appliance build` beyond the basic
+# busybox-hello build (build-busybox.sh): qcow2/vmdk exports, a GPT disk
+# booted on -M pc with a first-boot command, a tarball base with users and
+# SSH keys, a hostile tarball, and an interrupted build.
+. "$(dirname "$0")/lib.sh"
+
+CACHE=${APPLIANCE_TEST_CACHE:-/var/tmp/appliance-test-cache}
+RECIPE="$TOP/recipes/busybox-hello"
+SDE=1700000000
+
+build() { "$APPLIANCE" build -q --cache "$CACHE" --source-date-epoch "$SDE" "$@"; }
+
+# Boot a copy of an appliance directory's raw export (the guest mounts its
+# root read-write); prints the console.  MACHINE microvm uses virtio-mmio
+# devices described in ACPI, pc uses virtio-pci: the initramfs loads both
+# drivers, and the test boots each once.  tsc_early_khz: under TCG on a
+# loaded host the kernel's PIT calibration of the TSC can fail, and on
+# microvm (no HPET, no ACPI PM timer) it then hangs; giving the frequency
+# skips the calibration.
+boot() {
+	machine=$1 dir=$2 root=$3
+	cp --sparse=always "$dir/disk.raw" boot.raw
+	case $machine in
+	microvm) m=microvm,pit=on,pic=on,rtc=on,acpi=on dev=virtio-blk-device ;;
+	*) m=pc dev=virtio-blk-pci ;;
+	esac
+	timeout 300 qemu-system-x86_64 -M "$m" -m 128 -no-reboot -nographic \
+		-nodefaults -serial stdio -kernel "$dir/vmlinuz" \
+		-initrd "$dir/initrd.img" \
+		-append "console=ttyS0 root=$root rw quiet tsc_early_khz=2000000" \
+		-drive id=d,file=boot.raw,format=raw,if=none \
+		-device "$dev",drive=d 2>&1
+}
+
+t_run "build busybox-hello (raw export)" build --output-format raw -o a2 "$RECIPE"
+# Exports in other formats hold the same disk, checked by qemu-img.
+for fmt in qcow2 vmdk; do
+	t_run "build with --output-format $fmt" build --output-format $fmt -o x-$fmt "$RECIPE"
+	t_run "disk.$fmt equals the raw export (qemu-img compare)" \
+		qemu-img compare -q "x-$fmt/disk.$fmt" a2/disk.raw
+	t_check "manifest lists disk.$fmt" grep -q "name = \"disk.$fmt\"" x-$fmt/manifest.toml
+done
+
+# GPT layout: the filesystem in partition 1, booted as /dev/vda1.
+mkdir -p gpt
+sed -e 's/^size = "64M"/size = "64M"\ngpt = true/' "$RECIPE/recipe.toml" > gpt/recipe.toml
+printf '\n[commands]\nfirst_boot = ["echo first-boot-marker"]\n' >> gpt/recipe.toml
+t_run "build with a GPT" build --output-format raw -o g1 gpt/recipe.toml
+t_check "sfdisk sees one Linux partition at 1 MiB" sh -c \
+	'sfdisk -d g1/disk.raw | grep -q "start=        2048.*type=0FC63DAF-8483-4772-8E79-3D69D8477DE4"'
+t_check "manifest boots from /dev/vda1" grep -q 'root=/dev/vda1' g1/manifest.toml
+out=$(boot pc g1 /dev/vda1); rc=$?
+t_check "GPT disk boots on pc and greets" sh -c 'echo "$1" | grep -q "Hello from busybox-hello!"' - "$out"
+t_check "first-boot command ran" sh -c 'echo "$1" | grep -q "first-boot-marker"' - "$out"
+
+# A tarball base (here: the busybox root we just built, dumped back out),
+# plus users, groups and SSH keys.
+mkdir -p tb/root
+debugfs -R "rdump / tb/root" a2/disk.raw >/dev/null 2>&1
+rm -rf tb/root/lost+found
+tar -C tb/root -czf tb/root.tar.gz .
+cat > tb/recipe.toml <<'TOML'
+[appliance]
+name = "from-tarball"
+version = "2"
+
+[base]
+type = "tarball"
+source = "root.tar.gz"
+
+[[groups]]
+name = "ops"
+gid = 2000
+
+[[users]]
+name = "alice"
+uid = 1001
+groups = ["ops"]
+password = "$6$salt$hash"
+ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0000000000000000000000000000000000000000000 alice@test"]
+
+[[files]]
+path = "/srv/data/note.txt"
+content = "owned by alice"
+owner = "alice"
+group = "ops"
+mode = "0640"
+
+[system]
+hostname = "tarbox"
+TOML
+t_run "build from a tarball base" build --output-format raw -o tbout tb/recipe.toml
+dbg() { debugfs -R "$1" tbout/disk.raw 2>/dev/null; }
+t_check "tarball content is in the disk" sh -c '[ -n "$(debugfs -R "stat /bin/busybox" tbout/disk.raw 2>/dev/null | grep "Type: regular")" ]'
+t_check "hostname from the recipe" sh -c '[ "$(debugfs -R "cat /etc/hostname" tbout/disk.raw 2>/dev/null)" = tarbox ]'
+t_check "user in passwd" sh -c 'debugfs -R "cat /etc/passwd" tbout/disk.raw 2>/dev/null | grep -qx "alice:x:1001:1001::/home/alice:/bin/sh"'
+t_check "password hash in shadow" sh -c 'debugfs -R "cat /etc/shadow" tbout/disk.raw 2>/dev/null | grep -q "^alice:\$6\$salt\$hash:"'
+t_check "user in group ops" sh -c 'debugfs -R "cat /etc/group" tbout/disk.raw 2>/dev/null | grep -qx "ops:x:2000:alice"'
+keys=$(dbg "stat /home/alice/.ssh/authorized_keys")
+t_check "authorized_keys is mode 0600" sh -c 'echo "$1" | grep -q "Mode:  0600"' - "$keys"
+t_check "authorized_keys is owned by alice" sh -c 'echo "$1" | grep -q "User:  1001 "' - "$keys"
+t_check "file owner, group and mode" sh -c 'debugfs -R "stat /srv/data/note.txt" tbout/disk.raw 2>/dev/null | grep -q "User:  1001   Group:  2000   Project: *0   Size: 14"'
+
+# A hostile tarball: refused, entry named, nothing written outside.
+mkdir -p evil/in
+python3 - evil/evil.tar <<'PY'
+import io, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as t:
+    i = tarfile.TarInfo("../escaped"); data = b"pwned"; i.size = len(data)
+    t.addfile(i, io.BytesIO(data))
+PY
+printf '[appliance]\nname = "evil"\nversion = "1"\n[base]\ntype = "tarball"\nsource = "evil.tar"\n' > evil/recipe.toml
+build -o evil/out evil/recipe.toml > evil.out 2>&1; rc=$?
+t_check "hostile tarball fails the build (exit $rc)" test "$rc" = 1
+t_check "error names the entry" grep -q "entry '../escaped' has a '..' component" evil.out
+t_check "nothing escaped" sh -c '! find "$1" -name escaped | grep -q .' - "$CACHE"
+
+# Interrupted (SIGTERM) in the middle of a build command: the command is
+# stopped, the build fails as "interrupted" and cleans up after itself.
+mkdir -p slow
+cp "$RECIPE/recipe.toml" slow/recipe.toml
+printf '\n[commands]\nbuild = ["sleep 120"]\n' >> slow/recipe.toml
+ls "$CACHE/work" > work.before 2>/dev/null
+# (not through build(): $! must be the appliance process itself)
+"$APPLIANCE" build -q --cache "$CACHE" -o slowout slow/recipe.toml > slow.out 2>&1 &
+bpid=$!
+n=0
+while [ $n -lt 100 ] && ! pgrep -f "^sleep 120" >/dev/null; do sleep 0.2; n=$((n + 1)); done
+kill -TERM $bpid
+wait $bpid; rc=$?
+t_check "interrupted build exits 1 (got $rc)" test "$rc" = 1
+t_check "says it was interrupted" grep -q "interrupted" slow.out
+n=0
+while [ $n -lt 25 ] && pgrep -f "^sleep 120" >/dev/null; do sleep 0.2; n=$((n + 1)); done
+t_check "the build command was stopped" sh -c '! pgrep -f "^sleep 120" >/dev/null'
+t_check "nothing at the output path" test ! -e slowout
+t_check "no temporary output left" sh -c '! ls -d slowout.tmp-* 2>/dev/null | grep -q .'
+ls "$CACHE/work" > work.after 2>/dev/null
+t_check "scratch directory removed" cmp -s work.before work.after
+
+t_done
