@@ -897,8 +897,10 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	snprintf(url, sizeof(url), "%s/%s", base, e->path);
 	rc = fetch_to_file(url, part, e->size, e->size, o, sha, &got);
 	if (rc < 0) {
-		/* Keep a partial download to resume, unless it is bad. */
-		if (rc == -EFBIG)
+		/* Keep a partial download to resume, unless it is bad or
+		 * there is nothing in it. */
+		struct stat pst;
+		if (rc == -EFBIG || stat(part, &pst) < 0 || pst.st_size == 0)
 			unlink(part);
 		goto out;
 	}

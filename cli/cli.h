@@ -85,4 +85,10 @@ int cli__load_secret_key(const char *path, const char *passphrase_file,
 int cli__pull(const char *ref, const char *keyfile, int insecure,
 	      char **path);
 
+/* Is the file an appliance package (a ustar whose first member is the
+ * manifest)?  And check one, printing the result. */
+int cli__is_package(const char *path);
+int cli__verify_package(const char *path, const char *keyfile, int full,
+			int quiet);
+
 #endif /* CLI_H */

@@ -295,6 +295,58 @@ int cmd_publish(int argc, char **argv)
 	return EXIT_OK;
 }
 
+int cli__is_package(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char h[512];
+	int yes = 0;
+
+	if (!f)
+		return 0;
+	if (fread(h, 1, sizeof(h), f) == sizeof(h))
+		yes = memcmp(h, PACKAGE_MANIFEST, sizeof(PACKAGE_MANIFEST)) == 0
+		      && memcmp(h + 257, "ustar", 5) == 0;
+	fclose(f);
+	return yes;
+}
+
+int cli__verify_package(const char *path, const char *keyfile, int full,
+			int quiet)
+{
+	struct minisign_pubkey pk;
+	struct package *p;
+	char kid[MINISIGN_KEYID_HEX] = "";
+	const char *tc = NULL;
+	int rc = EXIT_FAIL;
+
+	if (keyfile && minisign__pubkey_load(keyfile, &pk) < 0) {
+		cli__error("%s", minisign__error());
+		return EXIT_FAIL;
+	}
+	if (package__open(path, &p) < 0) {
+		cli__error("%s", package__error());
+		return EXIT_FAIL;
+	}
+	if (package__verify_signature(p, keyfile ? &pk : NULL, kid, &tc) < 0 ||
+	    package__verify_members(p, full) < 0) {
+		cli__error("%s", package__error());
+		goto out;
+	}
+	if (!quiet) {
+		printf("good package %s %s (%s) signed by key %s%s\n", p->name,
+		       p->version, path, kid,
+		       full ? "; every member and disk cluster checked"
+			    : "; disk clusters are checked as they are read");
+		printf("trusted comment: ");
+		cli__print_untrusted(stdout, tc);
+		putchar('\n');
+	}
+	rc = EXIT_OK;
+out:
+	package__close(p);
+	return rc;
+}
+
 /* A progress bar on stderr, only when stderr is a terminal. */
 static void pull_progress(void *opaque, uint64_t done, uint64_t total)
 {

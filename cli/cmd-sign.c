@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "appliances/minisign.h"
+#include "appliances/package.h"
 #include "appliances/trust.h"
 #include "cli.h"
 
@@ -46,6 +47,11 @@ const char cmd_verify_help[] =
 	"  --json   print {\"file\", \"valid\", \"key_id\", \"trusted_comment\",\n"
 	"           \"error\"} on stdout\n"
 	"\n"
+	"An appliance package (PKG.appliance) carries its signature inside:\n"
+	"verify checks it, the manifest's structure and the SHA-256 of the\n"
+	"kernel, initramfs and disk hashes; --full also hashes the whole disk\n"
+	"and every cluster.  `sign --key K.key PKG` (re)signs a package.\n"
+	"\n"
 	"Exit status: 0 valid, 1 invalid or unreadable, 2 usage error.\n";
 
 /* Comments are attacker-chosen text (even a trusted comment is only as
@@ -62,7 +68,7 @@ void cli__print_untrusted(FILE *f, const char *s)
 }
 
 enum { OPT_KEY = 1000, OPT_TC, OPT_COMMENT, OPT_SIG, OPT_PASSFILE,
-       OPT_QUIET, OPT_JSON };
+       OPT_QUIET, OPT_JSON, OPT_FULL };
 
 static const struct option sign_opts[] = {
 	{ "key", required_argument, NULL, OPT_KEY },
@@ -153,6 +159,19 @@ int cmd_sign(int argc, char **argv)
 			status = EXIT_FAIL;
 			break;
 		}
+		if (cli__is_package(file) && !sigpath) {
+			/* A package carries its signature inside. */
+			if (package__sign(file, &sk, tc) < 0) {
+				cli__error("%s", package__error());
+				status = EXIT_FAIL;
+			} else {
+				printf("signed package %s with key %s\n", file,
+				       id);
+			}
+			free(out);
+			free(dflt);
+			continue;
+		}
 		rc = minisign__sign_file(&sk, file, this_tc, &sig);
 		if (rc == 0)
 			rc = minisign__sig_save(sigpath ? sigpath : out, &sig,
@@ -176,6 +195,7 @@ static const struct option verify_opts[] = {
 	{ "sig", required_argument, NULL, OPT_SIG },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "json", no_argument, NULL, OPT_JSON },
+	{ "full", no_argument, NULL, OPT_FULL },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -214,7 +234,7 @@ int cmd_verify(int argc, char **argv)
 	struct minisign_pubkey pk;
 	struct trust_entry *te = NULL;
 	char *dflt = NULL, id[MINISIGN_KEYID_HEX] = "", err[1200] = "";
-	int quiet = 0, json = 0, c, ok = 0;
+	int quiet = 0, json = 0, full = 0, c, ok = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", verify_opts, NULL)) != -1) {
@@ -223,6 +243,7 @@ int cmd_verify(int argc, char **argv)
 		case OPT_SIG: sigpath = optarg; break;
 		case OPT_QUIET: quiet = 1; break;
 		case OPT_JSON: json = 1; break;
+		case OPT_FULL: full = 1; break;
 		case 'h': fputs(cmd_verify_help, stdout); return EXIT_OK;
 		default: return cli__usage("verify", "bad option for 'verify'");
 		}
@@ -230,6 +251,8 @@ int cmd_verify(int argc, char **argv)
 	if (argc - optind != 1)
 		return cli__usage("verify", "verify: expected one FILE");
 	file = argv[optind];
+	if (!sigpath && cli__is_package(file))
+		return cli__verify_package(file, key, full, quiet);
 	if (!sigpath) {
 		if (asprintf(&dflt, "%s.minisig", file) < 0) {
 			cli__error("out of memory");

@@ -1,0 +1,124 @@
+# repo.sh - publish, pull and the cache against a real (and a misbehaving)
+# HTTP server on 127.0.0.1; every refusal must name its reason and leave
+# nothing in the cache.
+. "$TOP/tests/cli/lib.sh"
+A=$APPLIANCE
+export APPLIANCE_CACHE=$T_TMP/cache APPLIANCE_TRUST_DIR=$T_TMP/trust \
+	APPLIANCE_SYSTEM_TRUST_DIR=$T_TMP/systrust
+
+# A small package from a synthetic build directory (nothing here boots).
+mkbuild() { # DIR VERSION
+	mkdir -p "$1"
+	head -c 20000 /dev/urandom > "$1/vmlinuz"
+	head -c 7000 /dev/urandom > "$1/initrd.img"
+	$A img create "$1/disk.avd" 4M >/dev/null
+	head -c 100000 /dev/urandom | $A img write "$1/disk.avd" 65536 100000
+	cat > "$1/manifest.toml" <<EOT
+manifest_version = 1
+[appliance]
+name = "tiny"
+version = "$2"
+architecture = "x86_64"
+build_time = 1700000000
+[vm]
+memory = 134217728
+cpus = 1
+cmdline = "console=ttyS0"
+[[files]]
+role = "disk"
+name = "disk.avd"
+format = "avd"
+size = $(stat -c %s "$1/disk.avd")
+sha256 = "$(sha256sum "$1/disk.avd" | cut -c1-64)"
+[[files]]
+role = "kernel"
+name = "vmlinuz"
+size = 20000
+sha256 = "$(sha256sum "$1/vmlinuz" | cut -c1-64)"
+[[files]]
+role = "initrd"
+name = "initrd.img"
+size = 7000
+sha256 = "$(sha256sum "$1/initrd.img" | cut -c1-64)"
+EOT
+}
+cached() { ls "$APPLIANCE_CACHE/packages" 2>/dev/null | wc -l; }
+
+$A key generate --public k1.pub --secret k1.key --no-passphrase >/dev/null
+$A key generate --public k2.pub --secret k2.key --no-passphrase >/dev/null
+mkbuild b1 1.0
+mkbuild b2 2.0
+t_run "pack and sign 1.0" $A pack b1 -o tiny-1.0.appliance --sign k1.key
+t_run "pack and sign 2.0" $A pack b2 -o tiny-2.0.appliance --sign k1.key
+t_run "publish 1.0" $A publish tiny-1.0.appliance --repo repo --key k1.key
+t_check "index is signed" [ -s repo/index.toml.minisig ]
+t_run "stock minisign verifies the index" minisign -Vm repo/index.toml -p k1.pub
+mkdir -p repo/old && cp repo/index.toml repo/index.toml.minisig repo/old/
+
+python3 "$TOP/tests/cli/repo_server.py" repo port &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; rm -rf "$T_TMP"' EXIT
+for i in $(seq 100); do [ -f port ] && break; sleep 0.05; done
+URL="http://127.0.0.1:$(cat port)"
+
+t_fail "pull with an untrusted key is refused" 1 $A pull "$URL/ok/tiny"
+t_check "  ... naming the key" sh -c "$A pull '$URL/ok/tiny' 2>&1 | grep -q 'not trusted'"
+t_check "  ... and nothing is cached" [ "$(cached)" = 0 ]
+t_run "trust the publisher" $A trust add k1.pub
+t_run "pull by repository URL" $A pull "$URL/ok/tiny"
+t_check "package is in the cache" [ -f "$APPLIANCE_CACHE/packages/tiny-1.0.appliance" ]
+t_check "list shows it" sh -c "$A list | grep -q '^tiny .*1.0'"
+t_check "pull NAME finds the cached one" sh -c "$A pull tiny | grep -q tiny-1.0.appliance"
+t_run "inspect says trusted" sh -c "$A inspect '$APPLIANCE_CACHE/packages/tiny-1.0.appliance' | grep -q 'trusted$'"
+t_run "verify --full of the cached package" $A verify --full "$APPLIANCE_CACHE/packages/tiny-1.0.appliance"
+
+# Version 2 published: pulls see it, and version 1's index is then a rollback.
+t_run "publish 2.0" $A publish tiny-2.0.appliance --repo repo --key k1.key
+t_check "index version went up" grep -q '^version = 2' repo/index.toml
+t_run "pull picks the newest version" sh -c "$A pull '$URL/ok/tiny' | grep -q tiny-2.0"
+t_run "pull NAME:VERSION" sh -c "$A pull '$URL/ok/tiny:1.0' | grep -q tiny-1.0"
+touch repo/replay
+t_check "a replayed older index is refused as a rollback" sh -c "! $A pull '$URL/ok/tiny' 2>cerr; grep -q 'older than version 2' cerr"
+rm repo/replay
+
+# An expired index, properly signed.
+mkdir -p exp/packages && cp repo/packages/* exp/packages/
+sed 's/^expires = .*/expires = 1000/' repo/index.toml > exp/index.toml
+$A sign --key k1.key exp/index.toml >/dev/null
+rm -rf repo/old && cp -r exp repo/old
+rm -rf "$APPLIANCE_CACHE/state"
+t_check "an expired index is refused" sh -c "! $A pull '$URL/old/tiny' 2>cerr; grep -q expired cerr"
+
+# A signature by a key that is not trusted.
+$A publish tiny-1.0.appliance --repo other --key k2.key >/dev/null
+rm -rf repo/old && cp -r other repo/old
+rm -rf "$APPLIANCE_CACHE/state"
+t_check "an index signed by an untrusted key is refused" sh -c "! $A pull '$URL/old/tiny' 2>cerr; grep -q 'not trusted' cerr"
+
+# Tampered package on the server.
+$A rm tiny >/dev/null
+rm -rf repo/old && cp -r repo repo.save && mv repo.save repo/old
+printf '\377' | dd of=repo/old/packages/tiny-2.0.appliance bs=1 seek=5000 conv=notrunc 2>/dev/null
+rm -rf "$APPLIANCE_CACHE/state"
+t_check "a tampered package is refused by its digest" sh -c "! $A pull '$URL/old/tiny' 2>cerr; grep -q 'SHA-256 does not match' cerr"
+t_check "  ... and nothing is cached or left partial" sh -c "[ \$(ls '$APPLIANCE_CACHE/packages' | wc -l) = 0 ] && [ \$(ls '$APPLIANCE_CACHE/partial' | wc -l) = 0 ]"
+
+# Endless data.
+t_check "a server sending more than announced is cut off" sh -c "! $A pull '$URL/endless/tiny' 2>cerr; grep -q 'more data than announced' cerr"
+t_check "  ... and nothing is cached" [ "$(cached)" = 0 ]
+
+# A connection cut mid-file: the retry resumes with a Range request.
+: > repo/requests.log
+t_fail "a cut download fails" 1 $A pull "$URL/cut/tiny"
+t_check "  ... keeping the partial file" [ "$(ls "$APPLIANCE_CACHE/partial" | wc -l)" = 1 ]
+t_run "the retry completes" $A pull "$URL/cut/tiny"
+t_check "  ... by resuming (Range request)" grep -q 'tiny-2.0.appliance bytes=[1-9]' repo/requests.log
+t_run "  ... and the result verifies" $A verify --full "$APPLIANCE_CACHE/packages/tiny-2.0.appliance"
+
+# One package by URL, and file:// repositories.
+$A rm tiny >/dev/null
+t_run "pull a package by URL" $A pull "$URL/ok/packages/tiny-1.0.appliance"
+t_run "pull from a file:// repository" $A pull "file://$T_TMP/repo/tiny:2.0"
+t_fail "an unknown appliance" 1 $A pull "$URL/ok/nothere"
+t_check "rm removes" sh -c "$A rm tiny:1.0 && ! ls '$APPLIANCE_CACHE/packages' | grep -q 1.0"
+t_done
