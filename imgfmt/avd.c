@@ -1875,6 +1875,23 @@ static int avd__resize(imgfmt_image *img, uint64_t new_size)
 		for (uint32_t i = 0; i < nc; i++)
 			a->cf[(noff >> a->cbits) + i] &= (uint8_t)~CF_FRESH;
 	} else {
+		/* The table has room.  Whatever the file holds past the old
+		 * entries is not ours to trust: zero it durably before the
+		 * header makes those entries count. */
+		if (n > old_n) {
+			uint8_t *z = calloc(n - old_n, 8);
+			if (!z) {
+				r = imgfmt_err(ENOMEM, "out of memory");
+				goto out;
+			}
+			r = imgfmt_file_write(img, z, (n - old_n) * 8,
+					      a->h.l1_offset + old_n * 8);
+			free(z);
+			if (r == 0)
+				r = avd_sync(img);
+			if (r < 0)
+				goto out;
+		}
 		a->h.l1_entries = (uint32_t)n;
 		a->h.size = new_size;
 		r = avd_write_header(img);

@@ -501,6 +501,28 @@ START_TEST(reserved_descriptor_bits)
 }
 END_TEST
 
+/* Garbage in the unused tail of the L1 cluster must not come to life
+ * when a resize makes those entries count. */
+START_TEST(resize_ignores_l1_slack)
+{
+	uint8_t junk[64], b[512];
+
+	make("a");
+	memset(junk, 0xee, sizeof(junk));
+	wr("a", get64("a", AVD_H_L1_OFFSET) + 8, junk, sizeof(junk));
+	imgfmt_image *img = op("a", IMGFMT_OPEN_RDWR);
+	OK(imgfmt__resize(img, 200ull << 20));
+	OK(imgfmt__pread(img, b, sizeof(b), 100ull << 20));
+	for (size_t i = 0; i < sizeof(b); i++)
+		ck_assert_int_eq(b[i], 0);
+	OK(imgfmt__close(img));
+	uint64_t c, k;
+	char first[512];
+	check_counts("a", &c, &k, first);
+	ck_assert_msg(c + k == 0, "%s", first);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("avd_corrupt");
@@ -521,6 +543,7 @@ int main(void)
 	tcase_add_test(tc, checksum_mismatch);
 	tcase_add_test(tc, backing_loops_and_depth);
 	tcase_add_test(tc, reserved_descriptor_bits);
+	tcase_add_test(tc, resize_ignores_l1_slack);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
