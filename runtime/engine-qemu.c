@@ -127,8 +127,13 @@ char **qemu_engine__argv(const struct qemu_engine_config *cfg,
 		arg_add(&a, "-initrd");
 		arg_add(&a, "%s", cfg->initrd);
 	}
+	/* Under TCG the kernel calibrates the TSC against the emulated PIT,
+	 * which fails on a busy host (both run on host timers) and then
+	 * hangs in the delay-loop calibration.  Telling it the TSC rate
+	 * skips that; timekeeping still follows the host clock. */
 	arg_add(&a, "-append");
-	arg_add(&a, "%s", cfg->cmdline ? cfg->cmdline : "console=ttyS0");
+	arg_add(&a, "%s%s", cfg->cmdline ? cfg->cmdline : "console=ttyS0",
+		cfg->use_kvm ? "" : " tsc_early_khz=2000000");
 	for (int i = 0; i < cfg->nr_disks; i++) {
 		int ro = cfg->disk_readonly && cfg->disk_readonly[i];
 		arg_add(&a, "-drive");

@@ -41,7 +41,8 @@ START_TEST(argv_for_tcg_with_disk_and_forwards)
 	ck_assert(has_arg_pair(argv, "-smp", "2"));
 	ck_assert(has_arg_pair(argv, "-kernel", "vmlinuz"));
 	ck_assert(has_arg_pair(argv, "-initrd", "initrd.img"));
-	ck_assert(has_arg_pair(argv, "-append", "console=ttyS0 root=/dev/vda"));
+	ck_assert(has_arg_pair(argv, "-append", "console=ttyS0 root=/dev/vda "
+			       "tsc_early_khz=2000000"));
 	ck_assert(has_arg_pair(argv, "-drive",
 		"id=disk0,if=none,format=raw,cache=writeback,file.driver=nbd,"
 		"file.server.type=unix,file.server.path=/run/x/d0.sock"));
