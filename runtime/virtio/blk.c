@@ -411,11 +411,21 @@ int virtio_blk__new(struct imgfmt_image *img, const struct virtio_blk_opts *opts
 	b->img = img;
 	b->capacity = info->virtual_size / SECTOR;
 	b->ro = opts->read_only || info->read_only;
-	free(info);
-	/* The id is 20 bytes, NUL-padded, not NUL-terminated when full. */
-	if (opts->serial)
+	/* The id is 20 bytes, NUL-padded, not NUL-terminated when full.
+	 * Without a serial, the image's UUID (its first 80 bits in hex)
+	 * still gives the guest a stable /dev/disk/by-id name. */
+	if (opts->serial) {
 		memcpy(b->id, opts->serial, strnlen(opts->serial,
 						    sizeof(b->id)));
+	} else if (info->has_uuid) {
+		static const char hex[] = "0123456789abcdef";
+
+		for (int i = 0; i < 10; i++) {
+			b->id[2 * i] = hex[info->uuid[i] >> 4];
+			b->id[2 * i + 1] = hex[info->uuid[i] & 15];
+		}
+	}
+	free(info);
 
 	features = (1ull << VIRTIO_BLK_F_SEG_MAX) |
 		   (1ull << VIRTIO_BLK_F_BLK_SIZE) |

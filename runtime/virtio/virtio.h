@@ -137,7 +137,8 @@ struct imgfmt_image;
 
 struct virtio_blk_opts {
 	int read_only;          /* expose VIRTIO_BLK_F_RO, refuse writes */
-	const char *serial;     /* GET_ID string (<= 20 bytes used), or NULL */
+	const char *serial;     /* GET_ID string (<= 20 bytes used); NULL:
+				   the image UUID in hex, if it has one */
 	uint16_t queue_size;    /* 0: VIRTQ_MAX_SIZE */
 	int iothread;           /* process requests on a thread of the
 				   device's own instead of the vCPU thread

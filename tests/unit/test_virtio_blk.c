@@ -576,6 +576,24 @@ START_TEST(every_writable_format_behaves_the_same)
 		disk_equals(1000 * 512, want, sizeof(want));
 		ck_assert_int_eq(request(T_IN, SECTORS, &rb, 1, 0, NULL),
 				 S_IOERR);
+		/* No serial given: GET_ID is the image UUID in hex if the
+		 * format has one, else zeros. */
+		{
+			struct imgfmt_info *inf = malloc(sizeof(*inf));
+			char want_id[21] = { 0 };
+			uint64_t idg = td_alloc(&d, 20, 1);
+			struct tbuf ib = { idg, 20, 1 };
+
+			ck_assert_int_eq(imgfmt__info(img, inf), 0);
+			if (inf->has_uuid)
+				for (int k = 0; k < 10; k++)
+					snprintf(want_id + 2 * k, 3, "%02x",
+						 inf->uuid[k]);
+			free(inf);
+			ck_assert_int_eq(request(T_GET_ID, 0, &ib, 1, 0, NULL),
+					 S_OK);
+			ck_assert_mem_eq(td_ptr(&d, idg), want_id, 20);
+		}
 		ck_assert_int_eq(imgfmt__close(img), 0);
 		img = NULL;
 		/* Reopen: the data is in the file, not only in a cache. */
