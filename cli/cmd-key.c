@@ -31,6 +31,8 @@ const char cmd_key_help[] =
 	"        1 GiB, seconds) or interactive (16 MiB, fast; weaker).\n"
 	"        --comment sets the untrusted comment line of both files.\n"
 	"        Existing files are kept unless --force.\n"
+	"  public --secret K.key --public K.pub [--passphrase-file F] [--force]\n"
+	"        write the public key of a secret key again (minisign -R)\n"
 	"  id K.pub\n"
 	"        print the key id of a public key (as minisign shows it)\n"
 	"\n"
@@ -323,6 +325,53 @@ static int key_generate(int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int key_public(int argc, char **argv)
+{
+	const char *pub = NULL, *sec = NULL, *pfile = NULL;
+	struct minisign_seckey sk;
+	struct minisign_pubkey pk;
+	char id[MINISIGN_KEYID_HEX], *pw = NULL;
+	int force = 0, c, enc, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", gen_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_PUBLIC: pub = optarg; break;
+		case OPT_SECRET: sec = optarg; break;
+		case OPT_PASSFILE: pfile = optarg; break;
+		case OPT_FORCE: force = 1; break;
+		case 'h': fputs(cmd_key_help, stdout); return EXIT_OK;
+		default: return cli__usage("key", "bad option for 'key public'");
+		}
+	}
+	if (optind != argc || !pub || !sec)
+		return cli__usage("key", "key public: expected --secret K.key "
+				  "--public K.pub");
+	if ((enc = minisign__seckey_is_encrypted(sec)) < 0) {
+		cli__error("%s", minisign__error());
+		return EXIT_FAIL;
+	}
+	if (enc && !(pw = cli__passphrase(pfile, 0)))
+		return EXIT_FAIL;
+	rc = minisign__seckey_load(sec, pw, &sk);
+	cli__passphrase_free(pw);
+	if (rc < 0) {
+		cli__error("%s", minisign__error());
+		return EXIT_FAIL;
+	}
+	minisign__seckey_public(&sk, &pk);
+	minisign__seckey_wipe(&sk);
+	if (minisign__pubkey_save(pub, &pk, NULL,
+				  force ? 0 : MINISIGN_SAVE_NO_OVERWRITE) < 0) {
+		cli__error("%s%s", minisign__error(),
+			   force ? "" : " (use --force to replace it)");
+		return EXIT_FAIL;
+	}
+	minisign__keyid_hex(pk.keyid, id);
+	printf("key id %s\npublic key: %s\n", id, pub);
+	return EXIT_OK;
+}
+
 static int key_id(int argc, char **argv)
 {
 	struct minisign_pubkey pk;
@@ -345,6 +394,8 @@ int cmd_key(int argc, char **argv)
 		return cli__usage("key", "key: missing subcommand");
 	if (strcmp(argv[1], "generate") == 0)
 		return key_generate(argc - 1, argv + 1);
+	if (strcmp(argv[1], "public") == 0)
+		return key_public(argc - 1, argv + 1);
 	if (strcmp(argv[1], "id") == 0)
 		return key_id(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

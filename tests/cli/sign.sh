@@ -27,6 +27,11 @@ t_fail "refuses to overwrite a key" 1 \
 OURS=$($A key id ours.pub)
 t_check "key id is minisign's (16 hex digits, in the comment)" \
 	sh -c "echo '$OURS' | grep -qE '^[0-9A-F]{16}$' && grep -q 'public key $OURS' ours.pub"
+t_run "key public rewrites the public key" \
+	$A key public --secret ours.key --public again.pub
+t_check "identical to the original" cmp -s ours.pub again.pub
+t_fail "key public keeps an existing file" 1 \
+	$A key public --secret ours.key --public again.pub
 t_run "sign two files" $A sign --key ours.key --trusted-comment "release 1.0" \
 	small.txt big.bin
 t_run "minisign verifies our signature" minisign -Vm small.txt -p ours.pub
@@ -54,6 +59,9 @@ t_run "generate an encrypted key (passphrase file)" \
 	$A key generate --public enc.pub --secret enc.key \
 	--passphrase-file pass.txt --kdf interactive --comment "test key"
 t_check "comment is on the key files" grep -q '^untrusted comment: test key$' enc.pub
+t_run "key public of an encrypted key" \
+	$A key public --secret enc.key --public enc2.pub --passphrase-file pass.txt
+t_check "gives the same key" [ "$(tail -n 1 enc.pub)" = "$(tail -n 1 enc2.pub)" ]
 t_run "sign with it (passphrase file)" \
 	$A sign --key enc.key --passphrase-file pass.txt --sig enc1.sig --trusted-comment tc small.txt
 t_run "sign with it (APPLIANCE_PASSPHRASE)" \
