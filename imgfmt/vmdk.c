@@ -10,8 +10,9 @@
  * tables (GTs) of 32-bit sector numbers; streamOptimized extents store
  * each grain deflated behind a 12-byte marker and may keep the GD at the
  * end of the file (header gdOffset = GD_AT_END, the real header is the
- * footer 1536 bytes before the end).  The redundant GD is ignored on read:
- * qemu ignores it too, and the primary is what both tools write first.
+ * footer 1536 bytes before the end).  The redundant GD is ignored on read
+ * (qemu ignores it too, and the primary is what both tools write first);
+ * check compares it with the primary.
  *
  * Everything from the file is hostile.  The descriptor is capped at 1 MiB
  * and parsed strictly line by line (unknown syntax is an error, not
@@ -117,6 +118,7 @@ struct vmdk_extent {
 	uint64_t overhead;     /* bytes before the first grain */
 	int compressed, markers, zero_grain;
 	uint64_t desc_offset, desc_size; /* embedded descriptor, bytes */
+	uint64_t rgd_sector;   /* redundant GD (check only), 0: none */
 
 	uint32_t **gt;         /* lazily loaded grain tables, host order,
 	                          guarded by vmdk.lock */
@@ -540,6 +542,7 @@ static int vmdk__sparse_open(imgfmt_image *img, struct vmdk_extent *e,
 	e->desc_size = le64(h + 36);
 	e->gtes = le32(h + 44);
 	uint64_t gd_off = le64(h + 56);
+	e->rgd_sector = (le32(h + 8) & VMDK_FLAG_RGD) ? le64(h + 48) : 0;
 	uint64_t overhead = le64(h + 64);
 	uint16_t algo = (uint16_t)(h[77] | h[78] << 8);
 
@@ -1480,6 +1483,70 @@ static int vmdk__check_extent(imgfmt_image *img, struct vmdk *v,
 	return r;
 }
 
+/* The redundant GD and its tables must agree with the primary ones:
+ * VMware and qemu update both, so a difference is damage to one copy. */
+static int vmdk__check_redundant(imgfmt_image *img, struct vmdk_extent *e,
+				 struct imgfmt_check_result *res)
+{
+	uint64_t gd_bytes = e->gd_entries * 4;
+	size_t gt_bytes = (size_t)e->gtes * 4;
+	uint8_t *rgd, *a, *b;
+	int r = 0;
+
+	if (!e->rgd_sector || e->compressed)
+		return 0;
+	if (e->rgd_sector > e->file_length / SECTOR ||
+	    gd_bytes > e->file_length - e->rgd_sector * SECTOR) {
+		vmdk__problem(res, "%s: redundant grain directory (rgdOffset "
+			      "%llu) is past the end of the file", e->name,
+			      (unsigned long long)e->rgd_sector);
+		return 0;
+	}
+	rgd = malloc(gd_bytes + 4);
+	a = malloc(gt_bytes);
+	b = malloc(gt_bytes);
+	if (!rgd || !a || !b) {
+		r = imgfmt_err(ENOMEM, "out of memory");
+		goto out;
+	}
+	r = vmdk__ext_read(img, e, rgd, gd_bytes, e->rgd_sector * SECTOR,
+			   "redundant grain directory");
+	for (uint64_t i = 0; i < e->gd_entries && r == 0; i++) {
+		uint32_t rs = le32(rgd + 4 * i), ps = e->gd[i];
+		if (!rs != !ps) {
+			vmdk__problem(res, "%s: grain table %llu is present in "
+				      "only one of the two grain directories",
+				      e->name, (unsigned long long)i);
+			continue;
+		}
+		if (!rs)
+			continue;
+		if ((uint64_t)rs * SECTOR > e->file_length ||
+		    gt_bytes > e->file_length - (uint64_t)rs * SECTOR) {
+			vmdk__problem(res, "%s: redundant grain table %llu "
+				      "(sector %u) is past the end of the "
+				      "file", e->name, (unsigned long long)i,
+				      rs);
+			continue;
+		}
+		r = vmdk__ext_read(img, e, a, gt_bytes,
+				   (uint64_t)ps * SECTOR, "grain table");
+		if (r == 0)
+			r = vmdk__ext_read(img, e, b, gt_bytes,
+					   (uint64_t)rs * SECTOR,
+					   "redundant grain table");
+		if (r == 0 && memcmp(a, b, gt_bytes) != 0)
+			vmdk__problem(res, "%s: grain table %llu differs from "
+				      "its redundant copy", e->name,
+				      (unsigned long long)i);
+	}
+out:
+	free(rgd);
+	free(a);
+	free(b);
+	return r;
+}
+
 static int vmdk__check(imgfmt_image *img, int repair,
 		       struct imgfmt_check_result *res)
 {
@@ -1492,6 +1559,8 @@ static int vmdk__check(imgfmt_image *img, int repair,
 		if (v->ext[i].type != EXT_SPARSE)
 			continue;
 		int r = vmdk__check_extent(img, v, &v->ext[i], res);
+		if (r == 0)
+			r = vmdk__check_redundant(img, &v->ext[i], res);
 		if (r < 0)
 			return r;
 	}

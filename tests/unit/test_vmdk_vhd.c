@@ -563,8 +563,31 @@ START_TEST(vmdk_check_finds_shared_and_metadata_grains)
 	patch_le32(path, 27 * 512 + 12, 2);
 	imgfmt_image *img = open_fmt(path, NULL);
 	ck_assert_int_eq(imgfmt__check(img, 0, &res), 0);
-	ck_assert_uint_eq(res.corruptions, 2);
+	/* ...and the primary table no longer matches the redundant one. */
+	ck_assert_uint_eq(res.corruptions, 3);
 	ck_assert_ptr_nonnull(strstr(res.first_problem, "metadata"));
+	imgfmt__close(img);
+}
+END_TEST
+
+START_TEST(vmdk_check_compares_redundant_tables)
+{
+	struct imgfmt_check_result res;
+
+	small_sparse();
+	/* Redundant GT (sector 22) entry 5 no longer matches the primary. */
+	patch_le32(path, 22 * 512 + 20, 4242);
+	imgfmt_image *img = open_fmt(path, NULL);
+	ck_assert_int_eq(imgfmt__check(img, 0, &res), 0);
+	ck_assert_uint_eq(res.corruptions, 1);
+	ck_assert_ptr_nonnull(strstr(res.first_problem, "redundant copy"));
+	imgfmt__close(img);
+	/* A redundant GD that lost its table. */
+	patch_le32(path, 21 * 512, 0);
+	img = open_fmt(path, NULL);
+	ck_assert_int_eq(imgfmt__check(img, 0, &res), 0);
+	ck_assert_uint_eq(res.corruptions, 1);
+	ck_assert_ptr_nonnull(strstr(res.first_problem, "only one"));
 	imgfmt__close(img);
 }
 END_TEST
@@ -1038,6 +1061,7 @@ int main(void)
 	tcase_add_test(hv, vmdk_truncated_stream);
 	tcase_add_test(hv, vmdk_footer_gd_past_eof);
 	tcase_add_test(hv, vmdk_check_finds_shared_and_metadata_grains);
+	tcase_add_test(hv, vmdk_check_compares_redundant_tables);
 	tcase_add_test(ds, desc_flat_extent_reads);
 	tcase_add_test(ds, desc_flat_extent_shorter_than_claimed);
 	tcase_add_test(ds, desc_refuses_escaping_paths);
