@@ -28,26 +28,6 @@
 #include "driver.h"
 #include "qcow2.h"
 
-struct qcow2 {
-	int version;
-	unsigned cluster_bits;
-	uint32_t cluster_size;
-	int extl2;                 /* extended L2 entries (subclusters) */
-	unsigned l2_entry_bytes;   /* 8, or 16 with extended L2 */
-	uint32_t l2_entries;       /* entries per L2 table */
-	unsigned sc_bits;          /* log2 of the subcluster (or cluster) size */
-	uint64_t *l1;              /* host byte order */
-	uint32_t l1_size;
-	uint64_t l1_offset;
-	uint64_t reftable_offset;
-	uint32_t reftable_clusters;
-	unsigned refcount_order;
-	uint32_t nb_snapshots;
-	uint64_t incompat, compat, autoclear;
-	int compression_type;
-	unsigned csize_shift;      /* compressed entries: size field start */
-	uint64_t coffset_mask;
-};
 
 /* What a run of the virtual disk is, as one lookup sees it. */
 enum q2_kind { Q2_UNALLOC, Q2_ZERO, Q2_DATA, Q2_COMPRESSED };
@@ -439,6 +419,14 @@ static int qcow2__open(imgfmt_image *img)
 	}
 	free(hdr);
 	img->priv = q;
+	if (!img->read_only) {
+		r = qcow2__rw_open(img);
+		if (r < 0) {
+			img->priv = NULL;
+			hdr = NULL;
+			goto fail;
+		}
+	}
 	return 0;
 
 fail:
@@ -457,6 +445,7 @@ static void qcow2__close(imgfmt_image *img)
 	struct qcow2 *q = img->priv;
 
 	if (q) {
+		qcow2__rw_close(img);
 		free(q->l1);
 		free(q);
 		img->priv = NULL;
@@ -543,7 +532,10 @@ static int q2_lookup(imgfmt_image *img, uint64_t off, uint64_t len,
 		n = q->l2_entries - l2i;
 	if (n > LOOKUP_BATCH)
 		n = LOOKUP_BATCH;
-	if (l1i >= q->l1_size || !q->l1[l1i]) {
+	/* Writers (qcow2-rw.c) fill L1 entries while readers run. */
+	uint64_t l2off = l1i < q->l1_size
+		? __atomic_load_n(&q->l1[l1i], __ATOMIC_ACQUIRE) : 0;
+	if (!l2off) {
 		/* No L2 table: every cluster it would cover is unallocated. */
 		uint64_t end = (l1i + 1) * ((uint64_t)q->l2_entries
 					   << q->cluster_bits);
@@ -552,7 +544,7 @@ static int q2_lookup(imgfmt_image *img, uint64_t off, uint64_t len,
 		return 0;
 	}
 	r = imgfmt_file_read(img, ents, (size_t)n * q->l2_entry_bytes,
-			     q->l1[l1i] + (uint64_t)l2i * q->l2_entry_bytes,
+			     l2off + (uint64_t)l2i * q->l2_entry_bytes,
 			     "qcow2 L2 table");
 	if (r < 0)
 		return r;
@@ -664,8 +656,7 @@ static int q2_decompress(imgfmt_image *img, struct qcow2 *q,
 	return 0;
 }
 
-static int qcow2__pread(imgfmt_image *img, void *buf, size_t len,
-			uint64_t off)
+int qcow2__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
 {
 	struct qcow2 *q = img->priv;
 	uint8_t *p = buf, *cbuf = NULL;
@@ -967,6 +958,10 @@ const struct imgfmt_driver imgfmt_qcow2_driver = {
 	.open = qcow2__open,
 	.close = qcow2__close,
 	.pread = qcow2__pread,
+	.pwrite = qcow2__pwrite,
+	.flush = qcow2__flush,
+	.discard = qcow2__discard,
+	.write_zeroes = qcow2__write_zeroes,
 	.map = qcow2__map,
 	.info = qcow2__info,
 	.check = qcow2__check,

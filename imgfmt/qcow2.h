@@ -10,6 +10,7 @@
 #ifndef IMGFMT_QCOW2_H
 #define IMGFMT_QCOW2_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
@@ -108,6 +109,29 @@ static inline void q2_put64(uint8_t *p, uint64_t v)
 	q2_put32(p + 4, (uint32_t)v);
 }
 
+/* An open image's parsed header (img->priv). */
+struct qcow2 {
+	int version;
+	unsigned cluster_bits;
+	uint32_t cluster_size;
+	int extl2;                 /* extended L2 entries (subclusters) */
+	unsigned l2_entry_bytes;   /* 8, or 16 with extended L2 */
+	uint32_t l2_entries;       /* entries per L2 table */
+	unsigned sc_bits;          /* log2 of the subcluster (or cluster) size */
+	uint64_t *l1;              /* host byte order */
+	uint32_t l1_size;
+	uint64_t l1_offset;
+	uint64_t reftable_offset;
+	uint32_t reftable_clusters;
+	unsigned refcount_order;
+	uint32_t nb_snapshots;
+	uint64_t incompat, compat, autoclear;
+	int compression_type;
+	unsigned csize_shift;      /* compressed entries: size field start */
+	uint64_t coffset_mask;
+	struct qcow2_rw *rw;       /* read-write state (qcow2-rw.c), or NULL */
+};
+
 /* Writer entry points (qcow2-write.c), wired into the driver in qcow2.c. */
 struct imgfmt_writer;
 struct imgfmt_chunk;
@@ -120,5 +144,18 @@ int qcow2__writer_put(struct imgfmt_writer *w, struct imgfmt_chunk *chunk);
 int qcow2__writer_finish(struct imgfmt_writer *w);
 void qcow2__writer_abort(struct imgfmt_writer *w);
 int qcow2__create(const char *path, const struct imgfmt_create_opts *o);
+
+/* Read-write support (qcow2-rw.c). */
+struct imgfmt_image;
+int qcow2__pread(struct imgfmt_image *img, void *buf, size_t len,
+		 uint64_t off);
+int qcow2__rw_open(struct imgfmt_image *img);
+void qcow2__rw_close(struct imgfmt_image *img);
+int qcow2__pwrite(struct imgfmt_image *img, const void *buf, size_t len,
+		  uint64_t off);
+int qcow2__flush(struct imgfmt_image *img);
+int qcow2__discard(struct imgfmt_image *img, uint64_t off, uint64_t len);
+int qcow2__write_zeroes(struct imgfmt_image *img, uint64_t off, uint64_t len,
+			unsigned flags);
 
 #endif /* IMGFMT_QCOW2_H */
