@@ -14,6 +14,7 @@
 #include "crc32c.h"
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #include <nmmintrin.h>
 #include <wmmintrin.h>
 #endif
@@ -22,7 +23,8 @@
 
 static uint32_t crc32c_table[8][256];
 static uint32_t x2n_table[32];  /* x^(2^n) mod P, for shifting CRCs */
-static int have_sse42, have_pclmul;
+static int have_sse42, have_pclmul, have_vpclmul;
+static uint64_t k2048_lo, k2048_hi;
 /* Folding constants x^n mod P (32-bit reflected) for pclmul; see below. */
 static uint64_t k512_lo, k512_hi, k128_lo, k128_hi;
 static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
@@ -85,6 +87,10 @@ static void crc32c_init(void)
 	k512_hi = x2nmodp(512 - 33, 0);
 	k128_lo = x2nmodp(128 + 31, 0);
 	k128_hi = x2nmodp(128 - 33, 0);
+	k2048_lo = x2nmodp(2048 + 31, 0);
+	k2048_hi = x2nmodp(2048 - 33, 0);
+	have_vpclmul = have_pclmul && __builtin_cpu_supports("avx512f") &&
+		       __builtin_cpu_supports("vpclmulqdq");
 #endif
 }
 
@@ -238,12 +244,73 @@ static uint32_t crc32c_pclmul_raw(uint32_t r, const uint8_t *p, size_t len)
 	c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x0, 1));
 	return crc32c_hw_raw((uint32_t)c, p, len);
 }
+
+/* The same folding four 128-bit lanes at a time with AVX-512: four
+ * 512-bit accumulators take 256 bytes per iteration, are folded into one
+ * 512-bit value, whose four lanes finish on the 128-bit path. */
+__attribute__((target("sse4.2,pclmul,avx512f,vpclmulqdq")))
+static inline __m512i fold512(__m512i v, __m512i k, __m512i w)
+{
+	return _mm512_xor_si512(_mm512_xor_si512(
+		_mm512_clmulepi64_epi128(v, k, 0x00),
+		_mm512_clmulepi64_epi128(v, k, 0x11)), w);
+}
+
+__attribute__((target("sse4.2,pclmul,avx512f,vpclmulqdq")))
+static uint32_t crc32c_vpclmul_raw(uint32_t r, const uint8_t *p, size_t len)
+{
+	const __m512i k2048 = _mm512_broadcast_i32x4(
+		_mm_set_epi64x((long long)k2048_hi, (long long)k2048_lo));
+	const __m512i k512 = _mm512_broadcast_i32x4(
+		_mm_set_epi64x((long long)k512_hi, (long long)k512_lo));
+	const __m128i k128 = _mm_set_epi64x((long long)k128_hi,
+					    (long long)k128_lo);
+	__m512i z0 = _mm512_loadu_si512(p);
+	__m512i z1 = _mm512_loadu_si512(p + 64);
+	__m512i z2 = _mm512_loadu_si512(p + 128);
+	__m512i z3 = _mm512_loadu_si512(p + 192);
+
+	z0 = _mm512_xor_si512(z0, _mm512_zextsi128_si512(
+					  _mm_cvtsi32_si128((int)r)));
+	p += 256;
+	len -= 256;
+	while (len >= 256) {
+		z0 = fold512(z0, k2048, _mm512_loadu_si512(p));
+		z1 = fold512(z1, k2048, _mm512_loadu_si512(p + 64));
+		z2 = fold512(z2, k2048, _mm512_loadu_si512(p + 128));
+		z3 = fold512(z3, k2048, _mm512_loadu_si512(p + 192));
+		p += 256;
+		len -= 256;
+	}
+	z0 = fold512(z0, k512, z1);
+	z0 = fold512(z0, k512, z2);
+	z0 = fold512(z0, k512, z3);
+	while (len >= 64) {
+		z0 = fold512(z0, k512, _mm512_loadu_si512(p));
+		p += 64;
+		len -= 64;
+	}
+	__m128i x = _mm512_extracti32x4_epi32(z0, 0);
+	x = fold(x, k128, _mm512_extracti32x4_epi32(z0, 1));
+	x = fold(x, k128, _mm512_extracti32x4_epi32(z0, 2));
+	x = fold(x, k128, _mm512_extracti32x4_epi32(z0, 3));
+	while (len >= 16) {
+		x = fold(x, k128, _mm_loadu_si128((const __m128i *)p));
+		p += 16;
+		len -= 16;
+	}
+	uint64_t c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+	c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
+	return crc32c_hw_raw((uint32_t)c, p, len);
+}
 #endif
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&crc32c_once, crc32c_init);
 #if defined(__x86_64__)
+	if (have_vpclmul && len >= 256)
+		return ~crc32c_vpclmul_raw(~crc, buf, len);
 	if (have_pclmul && len >= 128)
 		return ~crc32c_pclmul_raw(~crc, buf, len);
 	if (have_sse42)
