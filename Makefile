@@ -115,6 +115,12 @@ deps:
 check: all
 	BUILD=$(BUILD) SLOW=$(SLOW) SANITIZE=$(SANITIZE) sh tests/run.sh
 
+# The main job end to end: build busybox-hello, sign, publish, serve over
+# HTTP on 127.0.0.1, pull by URL into an empty cache, run it.
+demo: deps
+	$(MAKE) all
+	APPLIANCE=$(abspath $(PROGRAM)) sh scripts/demo.sh
+
 install: $(PROGRAM)
 	install -D -m 0755 $(PROGRAM) $(DESTDIR)$(PREFIX)/bin/appliance
 

@@ -345,7 +345,13 @@ static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
 			       (unsigned long long)img->virtual_size);
 		goto fail;
 	}
-	if (img->backing_name && !(o->flags & IMGFMT_OPEN_NO_BACKING)) {
+	/* An overlay over an appliance package's disk names the package,
+	 * which only the runtime can open (verified, in place); elsewhere
+	 * such an image opens as if IMGFMT_OPEN_NO_BACKING were given. */
+	int by_name = !(img->backing_format &&
+			strcmp(img->backing_format, "appliance") == 0);
+	if (img->backing_name && by_name &&
+	    !(o->flags & IMGFMT_OPEN_NO_BACKING)) {
 		r = open_backing(img, o, seen);
 		if (r < 0)
 			goto fail;
@@ -557,9 +563,11 @@ int imgfmt__map(imgfmt_image *img, uint64_t off, uint64_t len,
 		if (ext->length == 0 || ext->length > len)
 			return imgfmt_err(EIO, "%s: %s driver returned a bad "
 					  "extent", img->path, img->drv->name);
-		/* A hole with nothing underneath is simply zeros. */
+		/* A hole with nothing underneath is simply zeros; one over a
+		 * backing image that is named but not open stays "backing". */
 		if (ext->kind == IMGFMT_EXTENT_BACKING &&
-		    (!img->backing || off >= img->backing->virtual_size))
+		    (img->backing ? off >= img->backing->virtual_size
+				  : !img->backing_name))
 			ext->kind = IMGFMT_EXTENT_ZERO;
 		return 0;
 	}

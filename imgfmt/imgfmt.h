@@ -57,7 +57,10 @@ const char *imgfmt__error(void);
 enum imgfmt_open_flags {
 	IMGFMT_OPEN_RDWR = 1u << 0,       /* default is read-only */
 	IMGFMT_OPEN_NO_BACKING = 1u << 1, /* do not open the backing file; reads
-	                                     of unallocated ranges return zeros */
+	                                     of unallocated ranges return zeros
+	                                     (implied for backing format
+	                                     "appliance": a package's disk,
+	                                     which the runtime attaches) */
 	IMGFMT_OPEN_DIRECT = 1u << 2,     /* O_DIRECT where the format allows */
 };
 
