@@ -1767,6 +1767,14 @@ static int avd__open(imgfmt_image *img)
 		r = avd_build_alloc(img);
 		if (r < 0)
 			goto fail;
+		if (a->was_dirty && !a->corrupt) {
+			/* Clusters a crash left allocated but unreferenced
+			 * are free now; give their space back at close, as
+			 * check --repair would. */
+			for (uint64_t c = 0; c < (a->file_end >> a->cbits); c++)
+				if (a->rc[c] == 0)
+					a->cf[c] |= CF_PUNCH;
+		}
 		if (a->h.autoclear & ~AVD_AUTOCLEAR_KNOWN) {
 			/* Whatever those bits promised about the image, our
 			 * writes may break it: clear them. */
@@ -1792,10 +1800,12 @@ static void avd__close(imgfmt_image *img)
 
 	if (!a)
 		return;
-	if (!img->read_only && !a->flush_failed &&
+	if (!img->read_only && !a->flush_failed && !a->corrupt &&
 	    avd_flush_locked(img) == 0)
 		avd_punch_freed(img);
-	if (!img->read_only && !a->flush_failed && a->hdr_dirty_on_disk) {
+	/* A corrupt image keeps its dirty flag until check --repair. */
+	if (!img->read_only && !a->flush_failed && !a->corrupt &&
+	    a->hdr_dirty_on_disk) {
 		/* No sync of its own: should the clean flag be lost, the
 		 * image merely looks dirty, which costs a check. */
 		a->h.flags &= ~AVD_FLAG_DIRTY;

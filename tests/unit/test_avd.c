@@ -617,6 +617,94 @@ START_TEST(dirty_after_unclean_exit)
 	OK(imgfmt__info(img, &info));
 	ck_assert_int_eq(info.dirty, 0);
 	OK(imgfmt__close(img));
+
+	/* Again, but this time a plain read-write open and close cleans
+	 * up: the dirty flag goes and the crash's leaks are given back. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+		imgfmt_image *c;
+		memset(buf, 9, sizeof(buf));
+		if (imgfmt__open(P("d.avd"), &o, &c) < 0)
+			_exit(1);
+		for (int i = 0; i < 8; i++)
+			if (imgfmt__pwrite(c, buf, sizeof(buf),
+					   (uint64_t)i * 100000) < 0 ||
+			    (i == 3 && imgfmt__flush(c) < 0))
+				_exit(1);
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	img = op("d.avd", IMGFMT_OPEN_RDWR, 0);
+	OK(imgfmt__close(img));
+	img = op("d.avd", 0, 0);
+	OK(imgfmt__check(img, 0, &r));
+	ck_assert_int_eq(r.was_dirty, 0);
+	ck_assert_uint_eq(r.corruptions + r.checksum_errors + r.leaks, 0);
+	OK(imgfmt__pread(img, buf, sizeof(buf), 300000));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		ck_assert_int_eq(buf[i], 9); /* flushed before the exit */
+	OK(imgfmt__close(img));
+}
+END_TEST
+
+struct writer_arg {
+	imgfmt_image *img;
+	uint64_t base;
+	int bad;
+};
+
+static void *writer_thread(void *p)
+{
+	struct writer_arg *a = p;
+	uint8_t buf[10000], got[10000];
+
+	for (int i = 0; i < 60; i++) {
+		uint64_t off = a->base + (uint64_t)(i % 7) * 70000;
+		fill(buf, sizeof(buf), a->base + (uint64_t)i);
+		if (imgfmt__pwrite(a->img, buf, sizeof(buf), off) < 0 ||
+		    imgfmt__pread(a->img, got, sizeof(got), off) < 0 ||
+		    memcmp(buf, got, sizeof(buf)) != 0)
+			a->bad++;
+		if (i % 10 == 9 && imgfmt__flush(a->img) < 0)
+			a->bad++;
+	}
+	return NULL;
+}
+
+/* Writers on disjoint ranges while readers check a range nobody writes. */
+START_TEST(concurrent_writers_and_readers)
+{
+	const uint64_t size = 8 << 20;
+	uint8_t *model = malloc(size);
+	imgfmt_image *img = mk("w.avd", size, 16384, NULL, NULL);
+	pthread_t t[4];
+	struct writer_arg w[2];
+	struct reader_arg r[2];
+
+	fill(model, 4 << 20, 77);
+	OK(imgfmt__pwrite(img, model, 4 << 20, 0));
+	OK(imgfmt__flush(img));
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct writer_arg){ img, (4u << 20) + i * (2u << 20),
+					    0 };
+		r[i] = (struct reader_arg){ img, model, 4 << 20, i + 5, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, writer_thread,
+						&w[i]), 0);
+		ck_assert_int_eq(pthread_create(&t[2 + i], NULL, reader,
+						&r[i]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(w[i].bad, 0);
+		ck_assert_int_eq(r[i].bad, 0);
+	}
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	free(model);
 }
 END_TEST
 
@@ -666,6 +754,7 @@ int main(void)
 	tcase_add_test(tc, concurrent_readers);
 	tcase_add_test(tc, commit_rebase_compact);
 	tcase_add_test(tc, dirty_after_unclean_exit);
+	tcase_add_test(tc, concurrent_writers_and_readers);
 	tcase_add_test(tc, backing_digest_is_verified);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
