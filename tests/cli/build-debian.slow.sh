@@ -47,6 +47,7 @@ t_check "hostname set" sh -c \
 start_vm min
 wait_for 400 grep -q "minimal login:" console.log
 t_check "boots to the login prompt" grep -q "minimal login:" console.log
+t_check "first-boot command ran" grep -q "first boot of minimal done" console.log
 stop_vm
 tail -n 5 console.log | sed 's/^/  console: /'
 
