@@ -111,6 +111,47 @@ void cpu__filter_cpuid(struct kvm_cpuid2 *c, int cpu_id, int nr_cpus)
 	}
 }
 
+/* Instructions KVM's x86 emulator lacks: CMPXCHG16B and everything that
+ * needs XSAVE (XSAVE/XRSTOR themselves, and AVX/AVX-512, whose state
+ * only XSAVE manages).  Without XSAVE the guest falls back to FXSAVE,
+ * which the emulator handles. */
+static const struct {
+	uint32_t leaf, sub;
+	int reg;              /* 1 ebx, 2 ecx, 3 edx, 0 eax */
+	uint32_t bits;
+} unemulated[] = {
+	{ 1, 0, 2, CPUID_CX16 | (1u << 26) /* XSAVE */ | (1u << 27) /* OSXSAVE */ |
+		   (1u << 28) /* AVX */ | (1u << 12) /* FMA */ | (1u << 29) /* F16C */ },
+	{ 7, 0, 1, (1u << 5) /* AVX2 */ | 0xdc230000u /* AVX-512 F,DQ,IFMA,PF,ER,CD,BW,VL */ },
+	{ 7, 0, 2, (1u << 1) | (1u << 6) | (1u << 9) | (1u << 10) | (1u << 11) |
+		   (1u << 12) | (1u << 14) /* AVX-512 VBMI.., VAES, VPCLMULQDQ */ },
+	{ 7, 0, 3, (1u << 2) | (1u << 3) | (1u << 8) | (1u << 22) | (1u << 23) |
+		   (1u << 24) | (1u << 25) /* AVX-512 4VNNIW.., FP16, AMX */ },
+	{ 7, 1, 0, (1u << 4) | (1u << 5) /* AVX-VNNI, AVX512_BF16 */ },
+};
+
+void cpu__hide_unemulated(struct kvm_cpuid2 *c)
+{
+	for (uint32_t i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+		if (e->function == 0xd) {
+			/* No XSAVE: no XSAVE state components either. */
+			e->eax = e->ebx = e->ecx = e->edx = 0;
+			continue;
+		}
+		for (size_t j = 0; j < sizeof(unemulated) / sizeof(unemulated[0]);
+		     j++) {
+			if (e->function != unemulated[j].leaf ||
+			    (e->function == 7 && e->index != unemulated[j].sub))
+				continue;
+			uint32_t *r = unemulated[j].reg == 0 ? &e->eax
+				    : unemulated[j].reg == 1 ? &e->ebx
+				    : unemulated[j].reg == 2 ? &e->ecx : &e->edx;
+			*r &= ~unemulated[j].bits;
+		}
+	}
+}
+
 /* ---- boot tables and registers --------------------------------------- */
 
 int cpu__setup_boot_tables(struct vm *vm)
@@ -282,9 +323,8 @@ static int setup_cpuid(struct vcpu *c)
 		return vm__err(ENOMEM, "out of memory for CPUID");
 	memcpy(cp, sup, sz);
 	cpu__filter_cpuid(cp, c->id, c->vm->nr_cpus);
-	for (uint32_t i = 0; c->vm->hide_cx16 && i < cp->nent; i++)
-		if (cp->entries[i].function == 1)
-			cp->entries[i].ecx &= ~CPUID_CX16;
+	if (c->vm->shadow_compat)
+		cpu__hide_unemulated(cp);
 	int rc = ioctl(c->fd, KVM_SET_CPUID2, cp);
 	int e = errno;
 	free(cp);

@@ -192,7 +192,7 @@ int vm__create(struct vm *vm, const char *kvm_path, uint64_t ram,
 	}
 	if ((rc = get_supported_cpuid(vm)) < 0)
 		goto fail;
-	vm->hide_cx16 = vm__host_shadow_paging();
+	vm->shadow_compat = vm__host_shadow_paging();
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {

@@ -137,12 +137,13 @@ struct vm {
 
 	/* vCPU threads install the seccomp filter before their first run. */
 	bool seccomp;
-	/* Hide CMPXCHG16B from the guest: the host KVM shadows the guest's
-	 * page tables and its instruction emulator (which handles writes to
-	 * them) cannot emulate CMPXCHG16B, so a guest using it (Linux's
-	 * SLUB) dies with an emulation failure.  vm__create() sets it from
-	 * vm__host_shadow_paging(). */
-	bool hide_cx16;
+	/* Hide what KVM's instruction emulator cannot run (CMPXCHG16B,
+	 * XSAVE and the AVX family, see cpu__hide_unemulated()): the host
+	 * KVM shadows the guest's page tables and emulates guest accesses
+	 * to pages it write-protects, so a guest using them (Linux's SLUB,
+	 * its FPU init) dies with an emulation failure.  vm__create() sets
+	 * it from vm__host_shadow_paging(). */
+	bool shadow_compat;
 
 	/* 64-bit entry state for vCPU 0 (the boot protocol fills it). */
 	uint64_t entry_rip, entry_rsi;
@@ -200,6 +201,8 @@ void cpu__destroy_all(struct vm *vm);
  * the monitor does not emulate.  Pure: exposed for the unit tests. */
 struct kvm_cpuid2;
 void cpu__filter_cpuid(struct kvm_cpuid2 *c, int cpu_id, int nr_cpus);
+/* Clear CMPXCHG16B, XSAVE and AVX* and leaf 0xD (vm->shadow_compat). */
+void cpu__hide_unemulated(struct kvm_cpuid2 *c);
 
 /* Page tables (identity map of the low 4 GiB with 2 MiB pages) and the
  * boot GDT in guest memory; the addresses are in boot-linux.h. */

@@ -534,6 +534,39 @@ START_TEST(cpuid_filter)
 }
 END_TEST
 
+START_TEST(cpuid_hide_unemulated)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + 4 * sizeof(c->entries[0]));
+
+	c->nent = 4;
+	c->entries[0] = (struct kvm_cpuid_entry2){ .function = 1,
+		.ecx = 0xffffffff, .edx = 0xffffffff };
+	c->entries[1] = (struct kvm_cpuid_entry2){ .function = 7, .index = 0,
+		.ebx = 0xffffffff };
+	c->entries[2] = (struct kvm_cpuid_entry2){ .function = 0xd,
+		.eax = 7, .ebx = 0x240, .ecx = 0x340 };
+	c->entries[3] = (struct kvm_cpuid_entry2){ .function = 7, .index = 1,
+		.eax = 0xffffffff };
+	cpu__hide_unemulated(c);
+	uint32_t ecx = c->entries[0].ecx;
+	ck_assert(!(ecx & (1u << 13)));     /* CX16 */
+	ck_assert(!(ecx & (1u << 26)));     /* XSAVE */
+	ck_assert(!(ecx & (1u << 28)));     /* AVX */
+	ck_assert(ecx & (1u << 20));        /* SSE4.2 stays */
+	ck_assert(ecx & (1u << 25));        /* AES-NI stays */
+	ck_assert_uint_eq(c->entries[0].edx, 0xffffffff);
+	uint32_t ebx = c->entries[1].ebx;
+	ck_assert(!(ebx & (1u << 5)));      /* AVX2 */
+	ck_assert(!(ebx & (1u << 16)));     /* AVX512F */
+	ck_assert(ebx & (1u << 29));        /* SHA stays */
+	ck_assert(ebx & (1u << 3));         /* BMI1 stays */
+	ck_assert_uint_eq(c->entries[2].eax | c->entries[2].ebx |
+			  c->entries[2].ecx, 0);
+	ck_assert(!(c->entries[3].eax & (1u << 4)));
+	free(c);
+}
+END_TEST
+
 /* ---- MP table -------------------------------------------------------- */
 
 static uint8_t sum(const uint8_t *p, size_t n)
@@ -703,6 +736,7 @@ static Suite *monitor_suite(void)
 	tcase_add_test(tc, serial_registers);
 	tcase_add_test(tc, i8042_probe_and_reset);
 	tcase_add_test(tc, cpuid_filter);
+	tcase_add_test(tc, cpuid_hide_unemulated);
 	tcase_add_test(tc, mptable_layout);
 	tcase_add_test(tc, acpi_tables);
 	tcase_add_test(tc, acpi_sleep_register_powers_off);
