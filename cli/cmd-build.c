@@ -35,7 +35,8 @@ const char cmd_build_help[] =
 	"  -v, --verbose           progress even when stderr is not a terminal\n"
 	"\n"
 	"Debian bases run mmdebstrap and build-time commands run in the image\n"
-	"with chroot: both need root.\n";
+	"with chroot: both need root.  `appliance pack OUTPUT` turns the\n"
+	"result into one signed package file.\n";
 
 enum { OPT_CACHE = 1000, OPT_SDE, OPT_FORMAT };
 
