@@ -80,28 +80,6 @@ static const struct option sign_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Load a secret key, asking for the passphrase only if it is encrypted. */
-static int load_secret(const char *path, const char *pfile,
-		       struct minisign_seckey *sk)
-{
-	char *pw = NULL;
-	int enc = minisign__seckey_is_encrypted(path), rc;
-
-	if (enc < 0) {
-		cli__error("%s", minisign__error());
-		return -1;
-	}
-	if (enc && !(pw = cli__passphrase(pfile, 0)))
-		return -1;
-	rc = minisign__seckey_load(path, pw, sk);
-	cli__passphrase_free(pw);
-	if (rc < 0) {
-		cli__error("%s", minisign__error());
-		return -1;
-	}
-	return 0;
-}
-
 static const char *base_name(const char *p)
 {
 	const char *s = strrchr(p, '/');
@@ -135,7 +113,7 @@ int cmd_sign(int argc, char **argv)
 		return cli__usage("sign", "sign: no FILE to sign");
 	if (sigpath && argc - optind > 1)
 		return cli__usage("sign", "sign: --sig needs exactly one FILE");
-	if (load_secret(key, pfile, &sk) < 0)
+	if (cli__load_secret_key(key, pfile, &sk) < 0)
 		return EXIT_FAIL;
 	minisign__keyid_hex(sk.keyid, id);
 	for (int i = optind; i < argc; i++) {
