@@ -19,9 +19,17 @@
  * Reads ignore the per-block sector bitmaps, as qemu does for dynamic
  * disks: a sector of an allocated block that was never written holds
  * zeros anyway, and the bitmap only matters for differencing disks.
+ *
+ * Read-write (pwrite): a fixed disk is written in place.  A dynamic disk
+ * writes allocated blocks in place and allocates a new block where the
+ * footer is: block (bitmap all ones, data), then the footer after it,
+ * then the BAT entry.  A crash before the BAT entry leaks the block but
+ * the disk reads as before; a crash before the new footer is complete
+ * leaves no footer at the end, and open falls back to the copy at byte 0.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,7 +144,13 @@ struct vhd {
 	uint32_t bitmap_size;  /* bytes of sector bitmap before each block */
 	uint32_t max_entries;
 	uint64_t bat_offset;
-	uint32_t *bat;         /* host order */
+	uint32_t *bat;         /* host order; entries read and set with
+	                          __atomic (pwrite allocates concurrently) */
+	/* Read-write dynamic disks: where the footer is now (the next block
+	 * goes there), updated under alloc_lock and read atomically. */
+	uint64_t end;
+	pthread_mutex_t alloc_lock;
+	int have_lock;
 };
 
 static int vhd__probe(const uint8_t *head, size_t len, uint64_t file_size)
@@ -251,6 +265,8 @@ static void vhd__close(imgfmt_image *img)
 	struct vhd *v = img->priv;
 
 	if (v) {
+		if (v->have_lock)
+			pthread_mutex_destroy(&v->alloc_lock);
 		free(v->bat);
 		free(v);
 		img->priv = NULL;
@@ -273,6 +289,8 @@ static int vhd__open(imgfmt_image *img)
 	}
 	r = vhd__read_footer(img, img->file_length - VHD_FOOTER_SIZE,
 			     v->footer);
+	if (r < 0 && !img->read_only)
+		goto fail; /* never extend a file whose end we cannot trust */
 	if (r < 0) {
 		/* A dynamic disk whose trailing footer is damaged still has
 		 * the copy at byte 0. */
@@ -316,6 +334,12 @@ static int vhd__open(imgfmt_image *img)
 		r = vhd__open_dynamic(img, v);
 		if (r < 0)
 			goto fail;
+		if (!img->read_only && img->base != 0) {
+			r = imgfmt_err(EROFS, "%s: a dynamic VHD embedded in a "
+				       "larger file cannot grow; open it "
+				       "read-only", img->path);
+			goto fail;
+		}
 		break;
 	case VHD_TYPE_DIFF:
 		r = imgfmt_err(ENOTSUP, "%s: differencing VHDs are not "
@@ -326,10 +350,40 @@ static int vhd__open(imgfmt_image *img)
 			       img->path, v->type);
 		goto fail;
 	}
+	v->end = img->file_length - VHD_FOOTER_SIZE;
+	pthread_mutex_init(&v->alloc_lock, NULL);
+	v->have_lock = 1;
 	return 0;
 fail:
 	vhd__close(img);
 	return r;
+}
+
+/* Read file bytes of a dynamic disk, bounded by where the footer is now
+ * (the file grows under read-write use). */
+static int vhd__read_at(imgfmt_image *img, struct vhd *v, void *buf,
+			size_t len, uint64_t at, uint64_t blk)
+{
+	uint64_t limit = __atomic_load_n(&v->end, __ATOMIC_ACQUIRE);
+	uint8_t *p = buf;
+
+	if (at > limit || len > limit - at)
+		return imgfmt_err(EIO, "%s: VHD BAT entry %llu points past the "
+				  "end of the file", img->path,
+				  (unsigned long long)blk);
+	while (len > 0) {
+		ssize_t n = pread(img->fd, p, len, (off_t)(img->base + at));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return imgfmt_err(n < 0 ? errno : EIO, "%s: reading VHD "
+					  "block %llu failed", img->path,
+					  (unsigned long long)blk);
+		p += n;
+		at += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 static int vhd__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
@@ -347,18 +401,13 @@ static int vhd__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
 
 		if (n > len)
 			n = len;
-		uint32_t e = v->bat[blk];
-		if (e == VHD_BAT_UNUSED) {
+		uint32_t e = __atomic_load_n(&v->bat[blk], __ATOMIC_ACQUIRE);
+		if (e == VHD_BAT_UNUSED)
 			r = imgfmt_backing_read(img, p, n, off);
-		} else {
-			uint64_t at = (uint64_t)e * 512 + v->bitmap_size + in;
-			if (at + n > img->file_length)
-				return imgfmt_err(EIO, "%s: VHD BAT entry %llu "
-						  "(sector %u) points past the "
-						  "end of the file", img->path,
-						  (unsigned long long)blk, e);
-			r = imgfmt_file_read(img, p, n, at, "VHD block");
-		}
+		else
+			r = vhd__read_at(img, v, p, n,
+					 (uint64_t)e * 512 + v->bitmap_size + in,
+					 blk);
 		if (r < 0)
 			return r;
 		p += n;
@@ -389,7 +438,7 @@ static int vhd__map(imgfmt_image *img, uint64_t off, uint64_t len,
 		uint64_t blk = o / v->block_size;
 		uint64_t in = o % v->block_size;
 		uint64_t n = v->block_size - in;
-		uint32_t e = v->bat[blk];
+		uint32_t e = __atomic_load_n(&v->bat[blk], __ATOMIC_ACQUIRE);
 		int kind = e == VHD_BAT_UNUSED ? IMGFMT_EXTENT_BACKING
 					       : IMGFMT_EXTENT_DATA;
 		int64_t fo = kind == IMGFMT_EXTENT_DATA
@@ -411,6 +460,102 @@ static int vhd__map(imgfmt_image *img, uint64_t off, uint64_t len,
 	ext->kind = (enum imgfmt_extent_kind)first_kind;
 	ext->length = done;
 	ext->file_offset = file0;
+	return 0;
+}
+
+static int vhd__pwrite_file(imgfmt_image *img, const void *buf, size_t len,
+			    uint64_t at)
+{
+	return imgfmt_file_write(img, buf, len, at);
+}
+
+static int vhd__flush(imgfmt_image *img)
+{
+	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+		return imgfmt_err(errno, "%s: fdatasync: %s", img->path,
+				  strerror(errno));
+	return 0;
+}
+
+/* Allocate block `blk` at the footer's place and fill it with `data`
+ * (`n` bytes at `in`); the rest of the block is zeros. */
+static int vhd__allocate(imgfmt_image *img, struct vhd *v, uint64_t blk,
+			 const uint8_t *data, size_t n, uint32_t in)
+{
+	size_t span = (size_t)v->bitmap_size + v->block_size;
+	uint64_t at = v->end;
+	uint8_t be[4];
+	int r;
+
+	if (at % 512 || at / 512 >= VHD_BAT_UNUSED)
+		return imgfmt_err(EFBIG, "%s: VHD file cannot grow past the "
+				  "2 TiB that 32-bit BAT entries address",
+				  img->path);
+	uint8_t *b = calloc(1, span + VHD_FOOTER_SIZE);
+	if (!b)
+		return imgfmt_err(ENOMEM, "out of memory");
+	memset(b, 0xff, v->bitmap_size);
+	memcpy(b + v->bitmap_size + in, data, n);
+	memcpy(b + span, v->footer, VHD_FOOTER_SIZE);
+	/* Block and the moved footer in one write, then the BAT entry. */
+	r = vhd__pwrite_file(img, b, span + VHD_FOOTER_SIZE, at);
+	free(b);
+	if (r < 0)
+		return r;
+	/* The block must be on disk before the BAT points at it, or a power
+	 * loss could leave the entry pointing at garbage. */
+	r = vhd__flush(img);
+	if (r < 0)
+		return r;
+	be[0] = (uint8_t)((at / 512) >> 24);
+	be[1] = (uint8_t)((at / 512) >> 16);
+	be[2] = (uint8_t)((at / 512) >> 8);
+	be[3] = (uint8_t)(at / 512);
+	r = vhd__pwrite_file(img, be, 4, v->bat_offset + blk * 4);
+	if (r < 0)
+		return r;
+	__atomic_store_n(&v->end, at + span, __ATOMIC_RELEASE);
+	__atomic_store_n(&img->file_length, at + span + VHD_FOOTER_SIZE,
+			 __ATOMIC_RELEASE);
+	__atomic_store_n(&v->bat[blk], (uint32_t)(at / 512), __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int vhd__pwrite(imgfmt_image *img, const void *buf, size_t len,
+		       uint64_t off)
+{
+	struct vhd *v = img->priv;
+	const uint8_t *p = buf;
+
+	if (v->type == VHD_TYPE_FIXED)
+		return vhd__pwrite_file(img, buf, len, off);
+	while (len > 0) {
+		uint64_t blk = off / v->block_size;
+		uint32_t in = (uint32_t)(off % v->block_size);
+		size_t n = v->block_size - in;
+		int r = 0;
+
+		if (n > len)
+			n = len;
+		uint32_t e = __atomic_load_n(&v->bat[blk], __ATOMIC_ACQUIRE);
+		if (e == VHD_BAT_UNUSED && !imgfmt_is_zero(p, n)) {
+			pthread_mutex_lock(&v->alloc_lock);
+			e = __atomic_load_n(&v->bat[blk], __ATOMIC_ACQUIRE);
+			if (e == VHD_BAT_UNUSED)
+				r = vhd__allocate(img, v, blk, p, n, in);
+			pthread_mutex_unlock(&v->alloc_lock);
+		}
+		/* Zeros into an unallocated block need nothing: it reads as
+		 * zeros (a VHD here has no parent). */
+		if (r == 0 && e != VHD_BAT_UNUSED)
+			r = vhd__pwrite_file(img, p, n, (uint64_t)e * 512 +
+					     v->bitmap_size + in);
+		if (r < 0)
+			return r;
+		p += n;
+		off += n;
+		len -= n;
+	}
 	return 0;
 }
 
@@ -756,6 +901,8 @@ const struct imgfmt_driver imgfmt_vhd_driver = {
 	.open = vhd__open,
 	.close = vhd__close,
 	.pread = vhd__pread,
+	.pwrite = vhd__pwrite,
+	.flush = vhd__flush,
 	.map = vhd__map,
 	.info = vhd__info,
 	.check = vhd__check,

@@ -108,6 +108,17 @@ t_check "ours fixed vhd is footer-after-data" [ "$(stat -c %s o-fixed.vhd)" = $(
 t_check "a fixed vhd is raw unless named (as in qemu)" \
 	sh -c "$A img info o-fixed.vhd | grep -q 'file format: raw'"
 
+# VHD read-write: what `img write` puts in is what qemu-img sees.
+t_run "vhd rw: create" $A img create -f vhd rw.vhd 8M
+printf 'hello vhd' > hello.bin
+t_run "vhd rw: write into a new block" sh -c "$A img write rw.vhd 3M 9 < hello.bin"
+t_run "vhd rw: write across a block boundary" sh -c "$A img write rw.vhd 4194300 9 < hello.bin"
+truncate -s 8M rw.raw
+dd if=hello.bin of=rw.raw bs=1 seek=3145728 conv=notrunc 2>/dev/null
+dd if=hello.bin of=rw.raw bs=1 seek=4194300 conv=notrunc 2>/dev/null
+t_run "vhd rw: qemu-img agrees" qemu-img compare -f vpc -F raw rw.vhd rw.raw
+t_run "vhd rw: our check is clean" $A img check rw.vhd
+
 # Chains across formats end where they began.
 t_run "vmdk -> vhd" $A img convert -O vhd o-streamOptimized.vmdk chain.vhd
 t_run "vhd -> vmdk" $A img convert -O vmdk -o subformat=streamOptimized chain.vhd chain.vmdk

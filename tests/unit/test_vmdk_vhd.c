@@ -199,6 +199,13 @@ static void write_file(const char *p, const char *text)
 	fclose(f);
 }
 
+static void small_dynamic_for_rw(const char *p)
+{
+	uint8_t *data = pattern(4u << 20);
+	write_image(p, "vhd", NULL, data, 4u << 20, 0);
+	free(data);
+}
+
 /* ---- round trips ----------------------------------------------------- */
 
 static void roundtrip(const char *fmt, const char *sub, uint64_t size,
@@ -404,6 +411,131 @@ START_TEST(tiny_cache_concurrent_reads)
 	}
 	imgfmt__close(img);
 	free(data);
+}
+END_TEST
+
+/* Random writes (some all-zero, some crossing blocks) against a model,
+ * then a reopen: what was written is what reads back. */
+static void vhd_rw_model(const char *sub)
+{
+	uint64_t size = (9u << 20) + 512;
+	uint8_t *model = calloc(1, size), *back = malloc(size);
+	uint8_t *buf = malloc(300000);
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR,
+				      .format = "vhd" };
+	struct imgfmt_check_result res;
+	imgfmt_image *img;
+	uint32_t x = 99;
+
+	write_image(path, "vhd", sub, model, size, 0);
+	ck_assert_msg(imgfmt__open(path, &o, &img) == 0, "%s",
+		      imgfmt__error());
+	for (int i = 0; i < 200; i++) {
+		x = x * 1103515245 + 12345;
+		uint64_t off = (x >> 3) % size;
+		x = x * 1103515245 + 12345;
+		size_t len = 1 + (x >> 8) % 300000;
+		if (len > size - off)
+			len = size - off;
+		int zero = (x & 7) == 0;
+		for (size_t j = 0; j < len; j++)
+			buf[j] = zero ? 0 : (uint8_t)(x + j * 7 + i);
+		ck_assert_msg(imgfmt__pwrite(img, buf, len, off) == 0, "%s",
+			      imgfmt__error());
+		memcpy(model + off, buf, len);
+		if (i % 50 == 0) {
+			ck_assert_int_eq(imgfmt__pread(img, back, size, 0), 0);
+			ck_assert(memcmp(back, model, size) == 0);
+		}
+	}
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	o.flags = 0;
+	ck_assert_int_eq(imgfmt__open(path, &o, &img), 0);
+	ck_assert_int_eq(imgfmt__pread(img, back, size, 0), 0);
+	ck_assert(memcmp(back, model, size) == 0);
+	ck_assert_int_eq(imgfmt__check(img, 0, &res), 0);
+	ck_assert_msg(res.corruptions == 0, "%s", res.first_problem);
+	imgfmt__close(img);
+	free(model);
+	free(back);
+	free(buf);
+}
+
+START_TEST(vhd_dynamic_read_write)
+{
+	vhd_rw_model("dynamic");
+}
+END_TEST
+
+START_TEST(vhd_fixed_read_write)
+{
+	vhd_rw_model("fixed");
+}
+END_TEST
+
+struct writer_arg {
+	imgfmt_image *img;
+	int id;
+	int bad;
+};
+
+/* Each thread fills its own interleaved 1 MiB stripes, so threads race
+ * to allocate neighbouring blocks. */
+static void *vhd_writer_thread(void *p)
+{
+	struct writer_arg *a = p;
+	uint8_t *buf = malloc(1u << 20);
+
+	for (int s = a->id; s < 16; s += 4) {
+		memset(buf, 0x10 + s, 1u << 20);
+		if (imgfmt__pwrite(a->img, buf, 1u << 20,
+				   (uint64_t)s << 20) < 0)
+			a->bad++;
+	}
+	free(buf);
+	return NULL;
+}
+
+START_TEST(vhd_concurrent_allocation)
+{
+	struct imgfmt_create_opts c = { .format = "vhd", .size = 16u << 20 };
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+	imgfmt_image *img;
+	pthread_t t[4];
+	struct writer_arg a[4];
+	uint8_t *back = malloc(16u << 20);
+
+	ck_assert_int_eq(imgfmt__create(path, &c), 0);
+	ck_assert_int_eq(imgfmt__open(path, &o, &img), 0);
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct writer_arg){ img, i, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, vhd_writer_thread,
+						&a[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(a[i].bad, 0);
+	}
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	ck_assert_int_eq(imgfmt__open(path, NULL, &img), 0);
+	ck_assert_int_eq(imgfmt__pread(img, back, 16u << 20, 0), 0);
+	for (int s = 0; s < 16; s++)
+		ck_assert_int_eq(back[((size_t)s << 20) + 12345], 0x10 + s);
+	imgfmt__close(img);
+	free(back);
+}
+END_TEST
+
+START_TEST(vhd_rw_refuses_untrusted_end)
+{
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+	imgfmt_image *img;
+	uint8_t b = 0x55;
+
+	small_dynamic_for_rw(path);
+	patch(path, file_size(path) - 512 + 100, &b, 1);
+	ck_assert_int_eq(imgfmt__open(path, &o, &img), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "checksum"));
 }
 END_TEST
 
@@ -1046,6 +1178,10 @@ int main(void)
 	tcase_add_test(rt, create_gives_empty_images);
 	tcase_add_test(rt, large_empty_disks_map_in_one_extent);
 	tcase_add_test(rt, tiny_cache_concurrent_reads);
+	tcase_add_test(rt, vhd_dynamic_read_write);
+	tcase_add_test(rt, vhd_fixed_read_write);
+	tcase_add_test(rt, vhd_concurrent_allocation);
+	tcase_add_test(rt, vhd_rw_refuses_untrusted_end);
 	tcase_set_timeout(rt, 60);
 	tcase_add_test(hv, vmdk_gd_past_eof);
 	tcase_add_test(hv, vmdk_gd_entry_past_eof);
