@@ -333,16 +333,21 @@ static int run_builtin(struct run_args *a)
 	if (out_fd >= 0)
 		close(out_fd);
 	if (a->stats && res.rss_bytes) {
+		/* Overhead = what the monitor holds beyond the guest's own
+		 * RAM; "private" leaves out shared-library pages. */
 		uint64_t over = res.rss_bytes > res.guest_resident
 			? res.rss_bytes - res.guest_resident : 0;
+		uint64_t priv = res.rss_anon_bytes > res.guest_resident
+			? res.rss_anon_bytes - res.guest_resident : 0;
 		fprintf(stderr, "monitor: setup to first KVM_RUN %.2f ms, run "
 			"%.2f ms, RSS %llu KiB, guest RAM resident %llu KiB, "
-			"monitor overhead %llu KiB, console %llu bytes, "
-			"seccomp %s\n", (double)res.setup_ns / 1e6,
+			"monitor overhead %llu KiB (%llu KiB private), console "
+			"%llu bytes, seccomp %s\n", (double)res.setup_ns / 1e6,
 			(double)res.run_ns / 1e6,
 			(unsigned long long)(res.rss_bytes >> 10),
 			(unsigned long long)(res.guest_resident >> 10),
 			(unsigned long long)(over >> 10),
+			(unsigned long long)(priv >> 10),
 			(unsigned long long)res.console_bytes,
 			res.seccomp_active ? "on" : "off");
 	}

@@ -144,7 +144,8 @@ struct run_state {
 	bool escape;                   /* Ctrl-A seen */
 };
 
-static uint64_t read_rss(int fd)
+/* A "Field:  N kB" line of /proc/self/status, in bytes (0 if absent). */
+static uint64_t status_field(int fd, const char *field)
 {
 	char buf[4096];
 	ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
@@ -152,10 +153,10 @@ static uint64_t read_rss(int fd)
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	const char *p = strstr(buf, "VmRSS:");
+	const char *p = strstr(buf, field);
 	if (!p)
 		return 0;
-	return strtoull(p + 6, NULL, 10) * 1024;
+	return strtoull(p + strlen(field), NULL, 10) * 1024;
 }
 
 static uint64_t guest_resident(const struct vm *vm)
@@ -500,7 +501,8 @@ out_join:
 		res->setup_ns = st->vm.first_run_ns - t0;
 		res->run_ns = vm__now_ns() - st->vm.first_run_ns;
 	}
-	res->rss_bytes = read_rss(st->status_fd);
+	res->rss_bytes = status_field(st->status_fd, "VmRSS:");
+	res->rss_anon_bytes = status_field(st->status_fd, "RssAnon:");
 	res->guest_resident = guest_resident(&st->vm);
 	res->console_bytes = st->serial ? serial__tx_bytes(st->serial) : 0;
 	if (rc == 0 && res->reason == VM_STOP_ERROR)

@@ -48,6 +48,8 @@ struct monitor_result {
 	uint64_t setup_ns;           /* monitor__run start to first KVM_RUN */
 	uint64_t run_ns;             /* first KVM_RUN to stop */
 	uint64_t rss_bytes;          /* VmRSS at the end */
+	uint64_t rss_anon_bytes;     /* RssAnon: private memory (guest RAM
+	                                included), without shared libraries */
 	uint64_t guest_resident;     /* guest RAM pages resident at the end */
 	uint64_t console_bytes;      /* bytes the guest wrote to the UART */
 	bool seccomp_active;
