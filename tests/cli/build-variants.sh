@@ -120,23 +120,27 @@ t_check "nothing escaped" sh -c '! find "$1" -name escaped | grep -q .' - "$CACH
 # stopped, the build fails as "interrupted" and cleans up after itself.
 mkdir -p slow
 cp "$RECIPE/recipe.toml" slow/recipe.toml
-printf '\n[commands]\nbuild = ["sleep 120"]\n' >> slow/recipe.toml
-ls "$CACHE/work" > work.before 2>/dev/null
+# A sleep no other process on the machine runs, to find it with pgrep.
+SLEEPN=$((100000 + $$))
+printf '\n[commands]\nbuild = ["sleep %s"]\n' "$SLEEPN" >> slow/recipe.toml
+# A private cache (sharing the downloaded kernel) so that other builds
+# running at the same time do not show up in its work/ directory.
+mkdir -p pcache
+ln -s "$CACHE/kernel" pcache/kernel
 # (not through build(): $! must be the appliance process itself)
-"$APPLIANCE" build -q --cache "$CACHE" -o slowout slow/recipe.toml > slow.out 2>&1 &
+"$APPLIANCE" build -q --cache pcache -o slowout slow/recipe.toml > slow.out 2>&1 &
 bpid=$!
 n=0
-while [ $n -lt 100 ] && ! pgrep -f "^sleep 120" >/dev/null; do sleep 0.2; n=$((n + 1)); done
+while [ $n -lt 100 ] && ! pgrep -fx "sleep $SLEEPN" >/dev/null; do sleep 0.2; n=$((n + 1)); done
 kill -TERM $bpid
 wait $bpid; rc=$?
 t_check "interrupted build exits 1 (got $rc)" test "$rc" = 1
 t_check "says it was interrupted" grep -q "interrupted" slow.out
 n=0
-while [ $n -lt 25 ] && pgrep -f "^sleep 120" >/dev/null; do sleep 0.2; n=$((n + 1)); done
-t_check "the build command was stopped" sh -c '! pgrep -f "^sleep 120" >/dev/null'
+while [ $n -lt 25 ] && pgrep -fx "sleep $SLEEPN" >/dev/null; do sleep 0.2; n=$((n + 1)); done
+t_check "the build command was stopped" sh -c '! pgrep -fx "sleep $1" >/dev/null' - "$SLEEPN"
 t_check "nothing at the output path" test ! -e slowout
 t_check "no temporary output left" sh -c '! ls -d slowout.tmp-* 2>/dev/null | grep -q .'
-ls "$CACHE/work" > work.after 2>/dev/null
-t_check "scratch directory removed" cmp -s work.before work.after
+t_check "scratch directory removed" sh -c '[ -z "$(ls pcache/work)" ]'
 
 t_done
