@@ -413,6 +413,12 @@ static int apply_users(struct build_ctx *c, int rfd)
 		}
 		if (db_has(group, g->name))
 			continue;
+		if (g->gid >= 0 && db_id_taken(group, g->gid)) {
+			rc = build__err(EEXIST, "group %s: gid %lld is already "
+					"used in the image", g->name,
+					(long long)g->gid);
+			goto out;
+		}
 		long gid = free_id(group, g->gid);
 		snprintf(line, sizeof(line), "%s:x:%ld:", g->name, gid);
 		if ((rc = append_line(&group, line)) < 0)
@@ -437,6 +443,12 @@ static int apply_users(struct build_ctx *c, int rfd)
 		if (db_has(passwd, u->name)) {
 			rc = build__err(EEXIST, "user %s already exists in "
 					"the base image", u->name);
+			goto out;
+		}
+		if (u->uid >= 0 && db_id_taken(passwd, u->uid)) {
+			rc = build__err(EEXIST, "user %s: uid %lld is already "
+					"used in the image", u->name,
+					(long long)u->uid);
 			goto out;
 		}
 		long uid = free_id(passwd, u->uid);

@@ -516,7 +516,26 @@ START_TEST(customize_rejects_bad_paths_and_names)
 	r.n_users = 1;
 	ck_assert_int_eq(customize__apply(&c), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(builder__error(), "Bad:Name"));
+	/* uid/gid collisions with the image's own accounts. */
+	char pw[200];
+	snprintf(pw, sizeof(pw), "%s/etc", root);
+	mkdir(pw, 0755);
+	snprintf(pw, sizeof(pw), "%s/etc/passwd", root);
+	ck_assert_int_eq(build__write_file(pw, "root:x:0:0::/root:/bin/sh\n",
+					   26, 0644), 0);
+	snprintf(pw, sizeof(pw), "%s/etc/group", root);
+	ck_assert_int_eq(build__write_file(pw, "root:x:0:\n", 10, 0644), 0);
+	struct recipe_user u0 = { .name = "toor", .uid = 0 };
+	r.users = &u0;
+	ck_assert_int_eq(customize__apply(&c), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(builder__error(), "uid 0"));
+	struct recipe_group g0 = { .name = "wheel", .gid = 0 };
 	r.n_users = 0;
+	r.groups = &g0;
+	r.n_groups = 1;
+	ck_assert_int_eq(customize__apply(&c), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(builder__error(), "gid 0"));
+	r.n_groups = 0;
 	r.hostname = "bad host";
 	ck_assert_int_eq(customize__apply(&c), -EINVAL);
 	r.hostname = NULL;
