@@ -546,6 +546,10 @@ static int avd_alloc(imgfmt_image *img, uint32_t count, uint64_t *out)
 		if (img->file_length < new_end)
 			img->file_length = new_end;
 	}
+	/* A reused cluster in a short last cluster of the file (a file not
+	 * ending on a cluster boundary) extends the file when written. */
+	if (img->file_length < (c + count) << a->cbits)
+		img->file_length = (c + count) << a->cbits;
 	for (uint32_t i = 0; i < count; i++) {
 		a->rc[c + i] = 1;
 		if (!(a->cf[c + i] & CF_FRESH)) {
@@ -1096,6 +1100,9 @@ static int avd_write_piece(imgfmt_image *img, uint64_t vc, uint32_t o,
 		uint32_t s0 = o / AVD_SUB, s1 = (o + len - 1) / AVD_SUB;
 		uint64_t foff = AVD_DESC_OFF(d) + (uint64_t)s0 * AVD_SUB;
 		size_t span = (size_t)(s1 - s0 + 1) * AVD_SUB;
+		/* (Already dirty: a fresh cluster's entry was set since the
+		 * last flush.  Said again so the invariant is local.) */
+		slot->dirty = 1;
 		if (o % AVD_SUB == 0 && len % AVD_SUB == 0) {
 			r = imgfmt_file_write(img, src, len, foff);
 			if (r == 0)
