@@ -31,6 +31,7 @@
  * without it (the child has printed why). */
 static int ready_fd = -1;
 static const char *ready_what, *ready_where;
+static const char *log_path;  /* --log: the daemon's stderr from then on */
 
 static void notify_ready(void *opaque)
 {
@@ -45,12 +46,16 @@ static void notify_ready(void *opaque)
 	 * caller's terminal or pipe so that `$(appliance img attach
 	 * --background ...)` returns. */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int log = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND |
+				  O_CLOEXEC, 0644) : -1;
 	if (null >= 0) {
 		dup2(null, 0);
 		dup2(null, 1);
-		dup2(null, 2);
+		dup2(log >= 0 ? log : null, 2);
 		close(null);
 	}
+	if (log >= 0)
+		close(log);
 	ssize_t w;
 	do
 		w = write(ready_fd, "R", 1);
@@ -103,6 +108,7 @@ int img_attach(int argc, char **argv)
 		{ "rw", no_argument, NULL, 'w' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "background", no_argument, NULL, 'B' },
+		{ "log", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -115,6 +121,7 @@ int img_attach(int argc, char **argv)
 		case 'w': ao.rw = 1; break;
 		case 'f': ao.format = optarg; break;
 		case 'B': background = 1; break;
+		case 'L': log_path = optarg; break;
 		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;
 		default: return cli__usage("img", "img attach: bad option");
 		}
@@ -163,7 +170,7 @@ struct guest_args {
 	int background;
 };
 
-enum { OPT_RW = 1000, OPT_PART, OPT_INSPECT, OPT_BG };
+enum { OPT_RW = 1000, OPT_PART, OPT_INSPECT, OPT_BG, OPT_LOG };
 
 /* Returns -1 to go on, or an exit status. */
 static int parse_guest_args(int argc, char **argv, struct guest_args *a,
@@ -175,6 +182,7 @@ static int parse_guest_args(int argc, char **argv, struct guest_args *a,
 		{ "partition", required_argument, NULL, OPT_PART },
 		{ "inspect", no_argument, NULL, OPT_INSPECT },
 		{ "background", no_argument, NULL, OPT_BG },
+		{ "log", required_argument, NULL, OPT_LOG },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -208,6 +216,12 @@ static int parse_guest_args(int argc, char **argv, struct guest_args *a,
 				return cli__usage("img", "img %s: no "
 						  "--background", argv[0]);
 			a->background = 1;
+			break;
+		case OPT_LOG:
+			if (!allow_bg)
+				return cli__usage("img", "img %s: no --log",
+						  argv[0]);
+			log_path = optarg;
 			break;
 		case 'v': a->go.verbose = 1; break;
 		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;

@@ -287,6 +287,7 @@ int attach__run(const struct attach_opts *o)
 	fuse_set_log_func(attach_log);
 	fuse_last_log[0] = '\0';
 	fuse = fuse_new(&args, &attach_ops, sizeof(attach_ops), &c);
+	fuse_opt_free_args(&args);  /* fuse_new may have copied them */
 	if (!fuse) {
 		rc = mount_err(EINVAL, "FUSE setup failed: %s", fuse_last_log);
 		goto out;

@@ -137,8 +137,35 @@ int mount__unmount(const char *path, unsigned timeout_s)
 	long pid;
 	int rc;
 
-	if (!realpath(path, real))
-		return mount_err(errno, "%s: %s", path, strerror(errno));
+	if (!realpath(path, real)) {
+		/* A mount whose server died answers ENOTCONN to everything,
+		 * realpath's lstat included; it must still be removable.
+		 * Resolve the parent instead and append the last name. */
+		if (errno != ENOTCONN)
+			return mount_err(errno, "%s: %s", path,
+					 strerror(errno));
+		char *copy = strdup(path);
+		if (!copy)
+			return mount_err(ENOMEM, "out of memory");
+		char *slash = strrchr(copy, '/');
+		const char *base = slash ? slash + 1 : copy;
+		const char *parent = slash ? (slash == copy ? "/" : copy) : ".";
+		if (slash)
+			*slash = '\0';
+		char pr[PATH_MAX];
+		int ok = realpath(parent, pr) != NULL &&
+			 strlen(pr) + 1 + strlen(base) < sizeof(real);
+		if (ok) {
+			size_t pl = strcmp(pr, "/") == 0 ? 0 : strlen(pr);
+			memcpy(real, pr, pl);
+			real[pl] = '/';
+			memcpy(real + pl + 1, base, strlen(base) + 1);
+		}
+		free(copy);
+		if (!ok)
+			return mount_err(ENOTCONN, "%s: %s", path,
+					 strerror(ENOTCONN));
+	}
 	pid = find_server(real, fstype, sizeof(fstype));
 	if (pid == -ENOENT)
 		return mount_err(EINVAL, "%s: not a mount point", path);

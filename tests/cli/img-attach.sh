@@ -12,7 +12,7 @@ mounted() { grep -q " $T_TMP/$1 .* fuse.appliance appliance:" /proc/self/mountin
 
 # ---- AVD, read-write: a filesystem made through the attached file ------
 $A img create -f avd d.avd 64M >/dev/null
-t_run "avd: attach --rw --background" $A img attach --rw --background d.avd raw
+t_run "avd: attach --rw --background" $A img attach --rw --background --log daemon.log d.avd raw
 t_check "avd: FILE is a FUSE mount named after its server" mounted raw
 t_check "avd: FILE has the virtual size" [ "$(stat -c %s raw)" = 67108864 ]
 t_run "avd: mke2fs -t ext4 on the attached file" mke2fs -q -F -t ext4 -L attached raw
@@ -32,7 +32,7 @@ t_run "avd: image is consistent" $A img check d.avd
 qemu-img create -q -f qcow2 q.qcow2 32M
 qemu-io -f qcow2 -c "write -P 0x5a 1M 2M" -c "write -P 0x11 20M 64k" q.qcow2 >/dev/null
 : > view
-t_run "qcow2: attach read-only (FILE exists)" $A img attach --background q.qcow2 view
+t_run "qcow2: attach read-only (FILE exists)" $A img attach --background --log daemon.log q.qcow2 view
 t_run "qcow2: qemu-img compare attached file with the image" qemu-img compare -f raw -F qcow2 view q.qcow2
 qemu-img convert -f qcow2 -O raw q.qcow2 q.raw
 t_run "qcow2: cmp with qemu-img's raw conversion" cmp view q.raw
@@ -50,7 +50,7 @@ t_run "qcow2: image unchanged" qemu-img compare -f raw -F qcow2 q.raw q.qcow2
 # ---- qcow2, read-write through FUSE, checked by qemu-img -------------
 # (only where this build's qcow2 driver can write)
 if { $A img create -f qcow2 probe.qcow2 1M && printf x | $A img write probe.qcow2 0 1; } >/dev/null 2>&1; then
-	t_run "qcow2: attach --rw" $A img attach --rw --background q.qcow2 view
+	t_run "qcow2: attach --rw" $A img attach --rw --background --log daemon.log q.qcow2 view
 	t_run "qcow2: write through the attached file at 8 MiB" dd if=hello.txt of=view bs=1 seek=8388608 conv=notrunc,fsync status=none
 	t_run "qcow2: unmount after writing" $A img unmount view
 	t_run "qcow2: qemu-img check is clean" qemu-img check -q q.qcow2
@@ -68,6 +68,21 @@ t_check "foreground attach mounts" mounted fg
 kill -TERM $pid; wait $pid; rc=$?
 t_check "SIGTERM: exit 0" [ "$rc" = 0 ]
 t_check "SIGTERM: the mount is gone" sh -c "! grep -q ' $T_TMP/fg ' /proc/self/mountinfo"
+
+# ---- a mount whose server died can still be unmounted ----------------
+$A img attach --background d.avd dead
+pid=$(sed -n "s|.* $T_TMP/dead .* appliance:\([0-9]*\) .*|\1|p" /proc/self/mountinfo)
+t_check "the mount names its server's pid" [ -n "$pid" ]
+[ -n "$pid" ] && kill -KILL "$pid"
+sleep 0.2
+t_run "unmount after the server was killed" $A img unmount dead
+t_check "...the dead mount is gone" sh -c "! grep -q ' $T_TMP/dead ' /proc/self/mountinfo"
+
+# The background servers said nothing after they were ready (a failed
+# flush on the way out, or a sanitizer report, would be there).
+touch daemon.log
+t_check "background servers logged no error" [ ! -s daemon.log ]
+[ -s daemon.log ] && sed 's/^/  | /' daemon.log
 
 # ---- errors ----------------------------------------------------------
 t_fail "attach of a missing image fails" 1 $A img attach nothere.avd x

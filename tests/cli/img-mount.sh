@@ -23,13 +23,16 @@ $A img convert -O raw fs.avd before.raw >/dev/null
 
 # Launch 1: mount read-write, change a file through the mount, unmount.
 mkdir mnt
-t_run "mount --rw --background an AVD image" $A img mount --rw --background fs.avd mnt
+t_run "mount --rw --background an AVD image" $A img mount --rw --background --log daemon.log fs.avd mnt
 t_check "the mount is ours (appliance:PID)" grep -q " $T_TMP/mnt .* appliance:" /proc/self/mountinfo
 t_check "the guest's files show through the mount" sh -c "[ \"\$(cat mnt/etc/hostname)\" = original-host ]"
 t_run "a guest file read through the mount is intact" cmp mnt/srv/data/blob tree/srv/data/blob
 t_run "change a file through the mount" sh -c "echo changed-host > mnt/etc/hostname"
 t_run "unmount (waits for the flush)" $A img unmount mnt
 t_check "the mount is gone" sh -c "! grep -q ' $T_TMP/mnt ' /proc/self/mountinfo"
+touch daemon.log
+t_check "the mount's server logged no error" [ ! -s daemon.log ]
+[ -s daemon.log ] && sed 's/^/  | /' daemon.log
 
 # Launch 2: img cat sees the change, and the other file is untouched.
 $A img cat fs.avd /etc/hostname /etc/motd > cat.out 2>cat.err
