@@ -102,6 +102,24 @@ t_check "authorized_keys is mode 0600" sh -c 'echo "$1" | grep -q "Mode:  0600"'
 t_check "authorized_keys is owned by alice" sh -c 'echo "$1" | grep -q "User:  1001 "' - "$keys"
 t_check "file owner, group and mode" sh -c 'debugfs -R "stat /srv/data/note.txt" tbout/disk.raw 2>/dev/null | grep -q "User:  1001   Group:  2000   Project: *0   Size: 14"'
 
+# The same tarball from a URL: downloaded once into the cache.
+HPORT=$((30000 + $$ % 10000))
+python3 -m http.server "$HPORT" --bind 127.0.0.1 --directory tb >/dev/null 2>&1 &
+hpid=$!
+n=0
+while [ $n -lt 50 ] && ! curl -fsS -o /dev/null "http://127.0.0.1:$HPORT/root.tar.gz" 2>/dev/null; do
+	sleep 0.1; n=$((n + 1))
+done
+mkdir -p url ucache
+ln -s "$CACHE/kernel" ucache/kernel
+sed "s|^source = \"root.tar.gz\"|source = \"http://127.0.0.1:$HPORT/root.tar.gz\"|" \
+	tb/recipe.toml > url/recipe.toml
+t_run "build from a tarball URL" build --cache ucache --output-format raw -o urlout url/recipe.toml
+kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null
+t_check "the URL build has the same disk as the local one" cmp -s urlout/disk.raw tbout/disk.raw
+t_check "the download is cached" sh -c '[ "$(ls ucache/tarballs | wc -l)" = 1 ]'
+t_run "rebuild from the cached download (server gone)" build --cache ucache -o urlout2 url/recipe.toml
+
 # A hostile tarball: refused, entry named, nothing written outside.
 mkdir -p evil/in
 python3 - evil/evil.tar <<'PY'
