@@ -33,6 +33,7 @@
 #define CHUNK_COMPRESSED 1u
 #define PEND_MAX 64
 #define PEND_BYTES (1u << 20)
+#define POOL_MAX 128
 
 struct q2w {
 	uint32_t cs;
@@ -55,6 +56,12 @@ struct q2w {
 	void *iov_own[PEND_MAX];  /* what to free (iov_base moves) */
 	uint64_t pend_off, pend_len;
 	int niov;
+	/* Cluster buffers come back here once written and are handed out
+	 * again by encode: fresh allocations cost a page fault per 4 KiB,
+	 * more than the copy into them. */
+	pthread_mutex_t pool_lock;
+	void *pool[POOL_MAX];
+	int npool;
 };
 
 static int wr(imgfmt_writer *w, const void *buf, size_t len, uint64_t off)
@@ -76,7 +83,29 @@ static int wr(imgfmt_writer *w, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Write out the gathered data and free its buffers. */
+static void *buf_get(struct q2w *s)
+{
+	void *p = NULL;
+
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool)
+		p = s->pool[--s->npool];
+	pthread_mutex_unlock(&s->pool_lock);
+	return p ? p : malloc(s->cs);
+}
+
+static void buf_put(struct q2w *s, void *p)
+{
+	pthread_mutex_lock(&s->pool_lock);
+	if (p && s->npool < POOL_MAX) {
+		s->pool[s->npool++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&s->pool_lock);
+	free(p);
+}
+
+/* Write out the gathered data and recycle its buffers. */
 static int flush_pending(imgfmt_writer *w, struct q2w *s)
 {
 	struct iovec *v = s->iov;
@@ -108,7 +137,7 @@ static int flush_pending(imgfmt_writer *w, struct q2w *s)
 		}
 	}
 	for (int i = 0; i < s->niov; i++)
-		free(s->iov_own[i]);
+		buf_put(s, s->iov_own[i]);
 	s->niov = 0;
 	s->pend_len = 0;
 	return r;
@@ -239,6 +268,7 @@ int qcow2__writer_open(imgfmt_writer *w)
 	if (!s)
 		return imgfmt_err(ENOMEM, "out of memory");
 	w->priv = s;
+	pthread_mutex_init(&s->pool_lock, NULL);
 	s->cs = cs;
 	s->cb = cb;
 	s->l2_entries = cs / 8;
@@ -343,7 +373,7 @@ int qcow2__writer_encode(imgfmt_writer *w, const void *data, uint64_t off,
 			 uint32_t len, struct imgfmt_chunk *chunk)
 {
 	struct q2w *s = w->priv;
-	uint8_t *raw = malloc(s->cs);
+	uint8_t *raw = buf_get(s);
 
 	(void)off;
 	if (!raw)
@@ -352,26 +382,26 @@ int qcow2__writer_encode(imgfmt_writer *w, const void *data, uint64_t off,
 	memcpy(raw, data, len);
 	memset(raw + len, 0, s->cs - len);
 	if (s->compress) {
-		uint8_t *c = malloc(s->cs);
+		uint8_t *c = buf_get(s);
 		long n;
 		if (!c) {
-			free(raw);
+			buf_put(s, raw);
 			return imgfmt_err(ENOMEM, "out of memory");
 		}
 		n = compress_cluster(s, raw, c);
 		if (n < 0) {
-			free(raw);
-			free(c);
+			buf_put(s, raw);
+			buf_put(s, c);
 			return (int)n;
 		}
 		if (n > 0) {
-			free(raw);
+			buf_put(s, raw);
 			chunk->data = c;
 			chunk->data_len = (size_t)n;
 			chunk->flags = CHUNK_COMPRESSED;
 			return 0;
 		}
-		free(c);
+		buf_put(s, c);
 	}
 	chunk->data = raw;
 	chunk->data_len = s->cs;
@@ -588,6 +618,9 @@ void qcow2__writer_abort(imgfmt_writer *w)
 		return;
 	for (int i = 0; i < s->niov; i++)
 		free(s->iov_own[i]);
+	for (int i = 0; i < s->npool; i++)
+		free(s->pool[i]);
+	pthread_mutex_destroy(&s->pool_lock);
 	free(s->l1);
 	free(s->l2);
 	free(s->rc);
