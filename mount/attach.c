@@ -34,8 +34,17 @@ struct attach_ctx {
 	uid_t uid;
 	gid_t gid;
 	struct timespec mtime;
-	int io_error;            /* first failed write or flush, as -errno */
+	int io_error;            /* first failed write or flush, as -errno;
+	                            set from any loop thread (atomically) */
 };
+
+static void note_io_error(struct attach_ctx *c, int err)
+{
+	int none = 0;
+
+	__atomic_compare_exchange_n(&c->io_error, &none, err, 0,
+				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
 
 static struct attach_ctx *ctx_of(void)
 {
@@ -124,8 +133,7 @@ static int attach_write(const char *path, const char *buf, size_t len,
 		len = (size_t)(c->size - (uint64_t)off);
 	rc = imgfmt__pwrite(c->img, buf, len, (uint64_t)off);
 	if (rc < 0) {
-		if (!c->io_error)
-			c->io_error = rc;
+		note_io_error(c, rc);
 		return rc;
 	}
 	return (int)len;
@@ -141,8 +149,8 @@ static int attach_fsync(const char *path, int datasync,
 	if (!c->rw)
 		return 0;
 	rc = imgfmt__flush(c->img);
-	if (rc < 0 && !c->io_error)
-		c->io_error = rc;
+	if (rc < 0)
+		note_io_error(c, rc);
 	return rc;
 }
 
