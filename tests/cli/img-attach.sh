@@ -91,4 +91,12 @@ mkdir adir
 t_fail "attach onto a directory is refused" 1 $A img attach d.avd adir
 t_fail "unmount of a path that is not a mount" 1 $A img unmount adir
 t_fail "attach without FILE is a usage error" 2 $A img attach d.avd
+# A hostile header is refused before anything is mounted, with imgfmt's
+# message naming the field.
+qemu-img create -q -f qcow2 bad.qcow2 16M
+printf '\000\000\000\143' | dd of=bad.qcow2 bs=1 seek=4 conv=notrunc status=none
+$A img attach --background bad.qcow2 bv 2>bad.err
+t_check "attach of a qcow2 claiming version 99 fails" [ $? = 1 ]
+t_check "...naming the version" grep -q "version 99" bad.err
+t_check "...with nothing mounted or left behind" [ ! -e bv ]
 t_done
