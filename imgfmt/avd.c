@@ -56,6 +56,8 @@ struct avd {
 	struct avd_header h;
 	uint32_t C, cbits, nsub, esize, epl;
 	uint64_t *l1;
+	uint8_t *l1_bad;      /* entries found invalid on open (l1[i] = 0) */
+	char l1_bad_msg[512]; /* why the first one was */
 	uint32_t l1_clusters;
 	uint64_t l1_dirty_lo, l1_dirty_hi;
 	int32_t *slot_of;
@@ -700,6 +702,14 @@ static int avd_entry_read(imgfmt_image *img, uint64_t vc, uint8_t *ent,
 	int r = 0;
 
 	pthread_mutex_lock(&a->cache_lock);
+	if (l1i < a->h.l1_entries && a->l1_bad[l1i]) {
+		r = imgfmt_err(EIO, "%s: virtual offset %llu: L1 entry %llu "
+			       "is invalid (%s); run 'img check --repair'",
+			       img->path,
+			       (unsigned long long)(vc << a->cbits),
+			       (unsigned long long)l1i, a->l1_bad_msg);
+		goto out;
+	}
 	if (l1i >= a->h.l1_entries || a->l1[l1i] == 0) {
 		memset(ent, 0, a->esize);
 		goto out;
@@ -1413,6 +1423,16 @@ static int avd_scan(imgfmt_image *img, int verify, int repair,
 	}
 	for (uint64_t i = 0; i < a->h.l1_entries; i++) {
 		uint64_t t = a->l1[i];
+		if (a->l1_bad[i]) {
+			avd_problem(s, &s->corruptions, "%s", a->l1_bad_msg);
+			if (repair) {
+				/* l1[i] is already 0 in memory; write it. */
+				a->l1_bad[i] = 0;
+				avd_l1_mark(a, i);
+				s->repaired++;
+			}
+			continue;
+		}
 		if (!t)
 			continue;
 		uint64_t c = t >> a->cbits;
@@ -1562,6 +1582,7 @@ static int avd_build_alloc(imgfmt_image *img)
 		r = avd_scan(img, 0, 0, &s, 1);
 	free(s.kind);
 	a->corrupt = 0;
+	a->corrupt_msg[0] = '\0';
 	if (r == 0 && s.corruptions) {
 		a->corrupt = 1;
 		snprintf(a->corrupt_msg, sizeof(a->corrupt_msg), "%s",
@@ -1580,6 +1601,7 @@ static void avd_free(struct avd *a)
 	free(a->slots);
 	free(a->slot_of);
 	free(a->l1);
+	free(a->l1_bad);
 	free(a->rc);
 	free(a->cf);
 	free(a->pending);
@@ -1590,6 +1612,12 @@ static void avd_free(struct avd *a)
 }
 
 /* Read and validate the L1 table. */
+/* Read and validate the L1 table.  An invalid entry (past the end of the
+ * file, unaligned, onto the header or the L1 table: what a crash on a
+ * less careful writer or a damaged file leaves) does not stop the open,
+ * so that check --repair can reach it: the entry reads as "no table",
+ * reads of its range fail with the reason, and writes are refused until
+ * a repair clears it. */
 static int avd_load_l1(imgfmt_image *img)
 {
 	struct avd *a = AVD(img);
@@ -1599,37 +1627,41 @@ static int avd_load_l1(imgfmt_image *img)
 
 	free(a->l1);
 	free(a->slot_of);
+	free(a->l1_bad);
 	a->l1 = calloc(n + 1, 8);
 	a->slot_of = malloc((n + 1) * sizeof(int32_t));
-	if (!buf || !a->l1 || !a->slot_of) {
+	a->l1_bad = calloc(n + 1, 1);
+	a->l1_bad_msg[0] = '\0';
+	if (!buf || !a->l1 || !a->slot_of || !a->l1_bad) {
 		free(buf);
 		return imgfmt_err(ENOMEM, "out of memory");
 	}
 	r = imgfmt_file_read(img, buf, n * 8, a->h.l1_offset, "L1 table");
 	for (uint64_t i = 0; r == 0 && i < n; i++) {
 		uint64_t t = avd_get64(buf + i * 8);
+		const char *bad = NULL;
 		a->slot_of[i] = -1;
 		a->l1[i] = t;
 		if (!t)
 			continue;
 		if ((t & AVD_L1_RESERVED) || (t & (a->C - 1)))
-			r = imgfmt_err(EIO, "%s: L1 entry %llu: L2 table offset "
-				       "%#llx is not cluster aligned",
-				       img->path, (unsigned long long)i,
-				       (unsigned long long)t);
+			bad = "is not cluster aligned";
 		else if (t > img->file_length || img->file_length - t < a->C)
-			r = imgfmt_err(EIO, "%s: L1 entry %llu: L2 table offset "
-				       "%llu is past the end of the file (%llu "
-				       "bytes)", img->path,
-				       (unsigned long long)i,
-				       (unsigned long long)t,
-				       (unsigned long long)img->file_length);
+			bad = "is past the end of the file";
 		else if (avd_hits_meta(a, t, a->C))
-			r = imgfmt_err(EIO, "%s: L1 entry %llu: L2 table offset "
-				       "%llu overlaps the header or the L1 "
-				       "table", img->path,
-				       (unsigned long long)i,
-				       (unsigned long long)t);
+			bad = "overlaps the header or the L1 table";
+		if (!bad)
+			continue;
+		a->l1[i] = 0;
+		a->l1_bad[i] = 1;
+		if (!a->l1_bad_msg[0])
+			snprintf(a->l1_bad_msg, sizeof(a->l1_bad_msg),
+				 "L1 entry %llu: L2 table offset %#llx %s",
+				 (unsigned long long)i, (unsigned long long)t,
+				 bad);
+		a->corrupt = 1;
+		snprintf(a->corrupt_msg, sizeof(a->corrupt_msg), "%s",
+			 a->l1_bad_msg);
 	}
 	free(buf);
 	return r;
@@ -1860,6 +1892,13 @@ static int avd__resize(imgfmt_image *img, uint64_t new_size)
 		a->slot_of = so;
 		for (uint64_t i = old_n; i <= need; i++)
 			so[i] = -1;
+		uint8_t *lb = realloc(a->l1_bad, need + 1);
+		if (!lb) {
+			r = imgfmt_err(ENOMEM, "out of memory");
+			goto out;
+		}
+		a->l1_bad = lb;
+		memset(lb + old_n, 0, need + 1 - old_n);
 	}
 	uint64_t cap = ((uint64_t)a->l1_clusters << a->cbits) / 8;
 	uint64_t n = need > old_n ? need : old_n;
