@@ -1713,6 +1713,15 @@ static int avd__open(imgfmt_image *img)
 			       (unsigned long long)need);
 		goto fail;
 	}
+	/* Exactly what the size needs: nothing in the file may make us
+	 * allocate or trust more L1 than the disk can use. */
+	if (a->h.l1_entries > (need ? need : 1)) {
+		r = imgfmt_err(EINVAL, "%s: AVD l1_entries %u is more than "
+			       "virtual_size %llu needs (%llu)", img->path,
+			       a->h.l1_entries, (unsigned long long)a->h.size,
+			       (unsigned long long)(need ? need : 1));
+		goto fail;
+	}
 	if ((uint64_t)a->h.l1_entries * 8 > AVD_MAX_L1_BYTES) {
 		r = imgfmt_err(EINVAL, "%s: AVD l1_entries %u is larger than "
 			       "the limit (%u)", img->path, a->h.l1_entries,

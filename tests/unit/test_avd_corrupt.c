@@ -263,7 +263,13 @@ START_TEST(huge_sizes)
 	make("c");
 	put32("c", AVD_H_L1_ENTRIES, 1000000);
 	fix_crc("c");
-	open_err("c", 0, "L1 table");
+	open_err("c", 0, "l1_entries");
+	/* ... and one the file cannot hold. */
+	make("f");
+	put64("f", AVD_H_SIZE, 819ull * C * 1000000);
+	put32("f", AVD_H_L1_ENTRIES, 1000000);
+	fix_crc("f");
+	open_err("f", 0, "L1 table");
 
 	make("d");
 	put32("d", AVD_H_L1_ENTRIES, 0xffffffffu);
