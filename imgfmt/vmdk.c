@@ -118,7 +118,8 @@ struct vmdk_extent {
 	uint64_t overhead;     /* bytes before the first grain */
 	int compressed, markers, zero_grain;
 	uint64_t desc_offset, desc_size; /* embedded descriptor, bytes */
-	uint64_t rgd_sector;   /* redundant GD (check only), 0: none */
+	uint64_t rgd_sector;   /* redundant GD, 0: none */
+	uint32_t *rgd;         /* read-write: the redundant GD, host order */
 
 	uint32_t **gt;         /* lazily loaded grain tables, host order,
 	                          guarded by vmdk.lock */
@@ -136,24 +137,36 @@ struct vmdk {
 	 * and map walk the disk in order, so the oldest is the coldest. */
 	struct vmdk_cached { struct vmdk_extent *e; uint64_t gdi; } *ring;
 	size_t ring_head, ring_len, ring_cap;
+	/* Read-write monolithicSparse: new grains go at alloc_end. */
+	pthread_mutex_t alloc_lock;
+	uint64_t alloc_end;
 };
+
+/* The extent file's length: read atomically, because a read-write
+ * monolithicSparse grows while other threads read. */
+static uint64_t ext_len(const struct vmdk_extent *e)
+{
+	return __atomic_load_n(&e->file_length, __ATOMIC_ACQUIRE);
+}
 
 /* Read `len` bytes at `off` of an extent's file, bounds-checked. */
 static int vmdk__ext_read(imgfmt_image *img, struct vmdk_extent *e, void *buf,
 			  size_t len, uint64_t off, const char *what)
 {
 	uint8_t *p = buf;
+	uint64_t flen = ext_len(e);
+	/* The image's own file: our own pread, not imgfmt_file_read, whose
+	 * bound (img->file_length) a writer moves. */
+	int fd = e->fd < 0 ? img->fd : e->fd;
+	uint64_t base = e->fd < 0 ? img->base + e->own_base : 0;
 
-	if (off > e->file_length || len > e->file_length - off)
+	if (off > flen || len > flen - off)
 		return imgfmt_err(EIO, "%s: %s at offset %llu (+%zu) is past "
 				  "the end of extent %s (%llu bytes)",
 				  img->path, what, (unsigned long long)off, len,
-				  e->name, (unsigned long long)e->file_length);
-	if (e->fd < 0)
-		return imgfmt_file_read(img, buf, len, e->own_base + off,
-					what);
+				  e->name, (unsigned long long)flen);
 	while (len > 0) {
-		ssize_t n = pread(e->fd, p, len, (off_t)off);
+		ssize_t n = pread(fd, p, len, (off_t)(base + off));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -573,8 +586,8 @@ static int vmdk__sparse_open(imgfmt_image *img, struct vmdk_extent *e,
 				  "not supported (only deflate)", img->path,
 				  e->name, algo);
 	e->grain = grain * SECTOR;
-	e->overhead = overhead > e->file_length / SECTOR
-		? e->file_length : overhead * SECTOR;
+	e->overhead = overhead > ext_len(e) / SECTOR
+		? ext_len(e) : overhead * SECTOR;
 	e->size = capacity * SECTOR;
 
 	if (gd_off == VMDK_GD_AT_END) {
@@ -587,12 +600,12 @@ static int vmdk__sparse_open(imgfmt_image *img, struct vmdk_extent *e,
 			return imgfmt_err(EINVAL, "%s: %s: footer gdOffset is "
 					  "GD_AT_END as well", img->path,
 					  e->name);
-		if (e->file_length < 1536 + SECTOR)
+		if (ext_len(e) < 1536 + SECTOR)
 			return imgfmt_err(EINVAL, "%s: %s: gdOffset is "
 					  "GD_AT_END but the file is too short "
 					  "for a footer", img->path, e->name);
 		r = vmdk__ext_read(img, e, f, sizeof(f),
-				   e->file_length - 1536, "footer");
+				   ext_len(e) - 1536, "footer");
 		if (r < 0)
 			return r;
 		if (le32(f + 8) != 0 || le32(f + 12) != VMDK_MARKER_FOOTER ||
@@ -615,8 +628,8 @@ static int vmdk__sparse_open(imgfmt_image *img, struct vmdk_extent *e,
 				  img->path, e->name,
 				  (unsigned long long)e->gd_entries,
 				  VMDK_MAX_GD_BYTES >> 20);
-	if (gd_off > e->file_length / SECTOR ||
-	    gd_bytes > e->file_length - gd_off * SECTOR)
+	if (gd_off > ext_len(e) / SECTOR ||
+	    gd_bytes > ext_len(e) - gd_off * SECTOR)
 		return imgfmt_err(EINVAL, "%s: %s: grain directory (gdOffset "
 				  "%llu, %llu entries) is past the end of the "
 				  "file", img->path, e->name,
@@ -634,8 +647,8 @@ static int vmdk__sparse_open(imgfmt_image *img, struct vmdk_extent *e,
 	for (uint64_t i = 0; i < e->gd_entries; i++) {
 		uint32_t s = le32((uint8_t *)&e->gd[i]);
 		e->gd[i] = s;
-		if (s && ((uint64_t)s * SECTOR > e->file_length ||
-			  gt_bytes > e->file_length - (uint64_t)s * SECTOR))
+		if (s && ((uint64_t)s * SECTOR > ext_len(e) ||
+			  gt_bytes > ext_len(e) - (uint64_t)s * SECTOR))
 			return imgfmt_err(EINVAL, "%s: %s: grain directory "
 					  "entry %llu (grain table at sector "
 					  "%u) is past the end of the file",
@@ -734,7 +747,7 @@ static int vmdk__read_compressed(imgfmt_image *img, struct vmdk_extent *e,
 	uint8_t mk[12];
 	int r;
 
-	if (at >= e->file_length)
+	if (at >= ext_len(e))
 		return imgfmt_err(EIO, "%s: %s: grain table entry for grain "
 				  "%llu (sector %u) points past the end of the "
 				  "file", img->path, e->name,
@@ -752,14 +765,14 @@ static int vmdk__read_compressed(imgfmt_image *img, struct vmdk_extent *e,
 								     SECTOR)));
 		size = le32(mk + 8);
 		at += 12;
-		if (size == 0 || size > cap || size > e->file_length - at)
+		if (size == 0 || size > cap || size > ext_len(e) - at)
 			return imgfmt_err(EIO, "%s: %s: compressed grain at "
 					  "sector %u claims %llu bytes, which "
 					  "overruns the file or the grain",
 					  img->path, e->name, sector,
 					  (unsigned long long)size);
 	} else {
-		size = e->file_length - at;
+		size = ext_len(e) - at;
 		if (size > cap)
 			size = cap;
 	}
@@ -832,7 +845,7 @@ static int vmdk__read_sparse(imgfmt_image *img, struct vmdk *v,
 				memcpy(p, tmp + in, n);
 		} else {
 			uint64_t at = (uint64_t)s * SECTOR + in;
-			if (at > e->file_length || n > e->file_length - at)
+			if (at > ext_len(e) || n > ext_len(e) - at)
 				r = imgfmt_err(EIO, "%s: %s: grain table entry "
 					       "for grain %llu (sector %u) "
 					       "points past the end of the "
@@ -865,6 +878,7 @@ static void vmdk__free(struct vmdk *v)
 			free(e->gt);
 		}
 		free(e->gd);
+		free(e->rgd);
 		free(e->name);
 		if (e->fd >= 0)
 			close(e->fd);
@@ -872,6 +886,7 @@ static void vmdk__free(struct vmdk *v)
 	free(v->ext);
 	free(v->ring);
 	pthread_mutex_destroy(&v->lock);
+	pthread_mutex_destroy(&v->alloc_lock);
 	free(v);
 }
 
@@ -1092,8 +1107,8 @@ static int vmdk__open_monolithic(imgfmt_image *img, struct vmdk *v,
 				  "sectors is larger than the 1 MiB limit",
 				  img->path,
 				  (unsigned long long)e->desc_size);
-	if (e->desc_offset > e->file_length / SECTOR ||
-	    e->desc_size * SECTOR > e->file_length - e->desc_offset * SECTOR)
+	if (e->desc_offset > ext_len(e) / SECTOR ||
+	    e->desc_size * SECTOR > ext_len(e) - e->desc_offset * SECTOR)
 		return imgfmt_err(EINVAL, "%s: embedded descriptor "
 				  "(descriptorOffset %llu) is past the end of "
 				  "the file", img->path,
@@ -1199,8 +1214,8 @@ static int vmdk__open_descriptor(imgfmt_image *img, struct vmdk *v)
 			break;
 		if (x->type == EXT_FLAT) {
 			e->flat_offset = x->offset * SECTOR;
-			if (x->offset > e->file_length / SECTOR ||
-			    e->size > e->file_length - e->flat_offset)
+			if (x->offset > ext_len(e) / SECTOR ||
+			    e->size > ext_len(e) - e->flat_offset)
 				r = imgfmt_err(EINVAL, "%s: FLAT extent %s is "
 					       "shorter than the %llu sectors "
 					       "(from sector %llu) the "
@@ -1233,6 +1248,52 @@ out:
 	return r;
 }
 
+/* Read-write is offered for the one layout that can be updated in place:
+ * a single uncompressed hosted sparse extent (monolithicSparse).  Load the
+ * redundant GD so that both copies of a grain table stay in step. */
+static int vmdk__open_rw(imgfmt_image *img, struct vmdk *v)
+{
+	struct vmdk_extent *e = &v->ext[0];
+
+	if (v->n_ext != 1 || e->type != EXT_SPARSE || e->fd >= 0 ||
+	    e->own_base != 0 || e->compressed || img->base != 0)
+		return imgfmt_err(EROFS, "%s: only monolithicSparse VMDKs can "
+				  "be opened read-write (this is %s)",
+				  img->path, v->create_type);
+	if (e->rgd_sector) {
+		uint64_t gd_bytes = e->gd_entries * 4;
+		uint64_t gt_bytes = (uint64_t)e->gtes * 4;
+		int r;
+
+		if (e->rgd_sector > ext_len(e) / SECTOR ||
+		    gd_bytes > ext_len(e) - e->rgd_sector * SECTOR)
+			return imgfmt_err(EINVAL, "%s: redundant grain "
+					  "directory is past the end of the "
+					  "file", img->path);
+		e->rgd = malloc(gd_bytes + 4);
+		if (!e->rgd)
+			return imgfmt_err(ENOMEM, "out of memory");
+		r = vmdk__ext_read(img, e, e->rgd, gd_bytes,
+				   e->rgd_sector * SECTOR,
+				   "redundant grain directory");
+		if (r < 0)
+			return r;
+		for (uint64_t i = 0; i < e->gd_entries; i++) {
+			uint32_t s = le32((uint8_t *)&e->rgd[i]);
+			e->rgd[i] = s;
+			if (s && ((uint64_t)s * SECTOR > ext_len(e) ||
+				  gt_bytes > ext_len(e) - (uint64_t)s * SECTOR))
+				return imgfmt_err(EINVAL, "%s: redundant grain "
+						  "directory entry %llu is "
+						  "past the end of the file",
+						  img->path,
+						  (unsigned long long)i);
+		}
+	}
+	v->alloc_end = (ext_len(e) + SECTOR - 1) / SECTOR * SECTOR;
+	return 0;
+}
+
 static int vmdk__open(imgfmt_image *img)
 {
 	struct vmdk *v = calloc(1, sizeof(*v));
@@ -1243,6 +1304,7 @@ static int vmdk__open(imgfmt_image *img)
 		return imgfmt_err(ENOMEM, "out of memory");
 	img->priv = v;
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->alloc_lock, NULL);
 	v->cache_budget = img->cache_bytes;
 	r = imgfmt_file_read(img, h, img->file_length < 512
 				     ? (size_t)img->file_length : 512,
@@ -1273,6 +1335,8 @@ static int vmdk__open(imgfmt_image *img)
 	} else {
 		r = vmdk__open_descriptor(img, v);
 	}
+	if (r == 0 && !img->read_only)
+		r = vmdk__open_rw(img, v);
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -1397,6 +1461,127 @@ static int vmdk__map(imgfmt_image *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
+static int vmdk__flush(imgfmt_image *img)
+{
+	if (fdatasync(img->fd) < 0 && errno != EINVAL)
+		return imgfmt_err(errno, "%s: fdatasync: %s", img->path,
+				  strerror(errno));
+	return 0;
+}
+
+/* Give grain `gi` a home at the end of the file holding its old content
+ * (backing data or zeros) with `n` bytes of `data` at `in`; the grain is
+ * on disk before either grain table points at it. */
+static int vmdk__allocate(imgfmt_image *img, struct vmdk *v,
+			  struct vmdk_extent *e, uint64_t gi, uint32_t old,
+			  const uint8_t *data, size_t n, uint64_t in)
+{
+	uint64_t gdi = gi / e->gtes, gti = gi % e->gtes;
+	uint64_t vstart = e->start + gi * e->grain;
+	uint64_t at = v->alloc_end;
+	uint8_t le[4];
+	int r = 0;
+
+	if (e->gd[gdi] == 0)
+		return imgfmt_err(ENOTSUP, "%s: grain table %llu is not "
+				  "allocated; writing would need a new table",
+				  img->path, (unsigned long long)gdi);
+	if ((at + e->grain) / SECTOR > UINT32_MAX)
+		return imgfmt_err(EFBIG, "%s: VMDK file cannot grow past the "
+				  "2 TiB that grain table entries address",
+				  img->path);
+	uint8_t *g = calloc(1, e->grain);
+	if (!g)
+		return imgfmt_err(ENOMEM, "out of memory");
+	if (old == 0 && img->backing) {
+		uint64_t blen = e->grain;
+		if (img->virtual_size - vstart < blen)
+			blen = img->virtual_size - vstart;
+		r = imgfmt_backing_read(img, g, blen, vstart);
+	}
+	memcpy(g + in, data, n);
+	if (r == 0)
+		r = imgfmt_file_write(img, g, e->grain, at);
+	free(g);
+	if (r == 0)
+		r = vmdk__flush(img);
+	if (r < 0)
+		return r;
+	le[0] = (uint8_t)(at / SECTOR);
+	le[1] = (uint8_t)(at / SECTOR >> 8);
+	le[2] = (uint8_t)(at / SECTOR >> 16);
+	le[3] = (uint8_t)(at / SECTOR >> 24);
+	r = imgfmt_file_write(img, le, 4,
+			      (uint64_t)e->gd[gdi] * SECTOR + gti * 4);
+	if (r == 0 && e->rgd && e->rgd[gdi])
+		r = imgfmt_file_write(img, le, 4,
+				      (uint64_t)e->rgd[gdi] * SECTOR + gti * 4);
+	if (r < 0)
+		return r;
+	v->alloc_end = at + e->grain;
+	__atomic_store_n(&e->file_length, v->alloc_end, __ATOMIC_RELEASE);
+	__atomic_store_n(&img->file_length, v->alloc_end, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&v->lock);
+	if (e->gt[gdi])
+		e->gt[gdi][gti] = (uint32_t)(at / SECTOR);
+	pthread_mutex_unlock(&v->lock);
+	return 0;
+}
+
+static int vmdk__pwrite(imgfmt_image *img, const void *buf, size_t len,
+			uint64_t off)
+{
+	struct vmdk *v = img->priv;
+	struct vmdk_extent *e = &v->ext[0];
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		uint64_t gi = off / e->grain, in = off % e->grain;
+		size_t n = (size_t)(e->grain - in);
+		uint32_t s;
+		int r;
+
+		if (n > len)
+			n = len;
+		r = vmdk__gte(img, v, e, gi, &s);
+		if (r == 0 && (s == 0 || (s == 1 && e->zero_grain))) {
+			if (s == 0 && !img->backing && imgfmt_is_zero(p, n))
+				goto next; /* reads as zeros already */
+			pthread_mutex_lock(&v->alloc_lock);
+			r = vmdk__gte(img, v, e, gi, &s);
+			if (r == 0 && (s == 0 || (s == 1 && e->zero_grain))) {
+				r = vmdk__allocate(img, v, e, gi, s, p, n, in);
+				s = 0;
+			}
+			pthread_mutex_unlock(&v->alloc_lock);
+		}
+		if (r == 0 && s != 0) {
+			uint64_t at = (uint64_t)s * SECTOR + in;
+			if (at > ext_len(e) || n > ext_len(e) - at)
+				r = imgfmt_err(EIO, "%s: grain table entry for "
+					       "grain %llu (sector %u) points "
+					       "past the end of the file",
+					       img->path,
+					       (unsigned long long)gi, s);
+			else if ((uint64_t)s * SECTOR < e->overhead)
+				/* Never write over the header or tables. */
+				r = imgfmt_err(EIO, "%s: grain table entry for "
+					       "grain %llu (sector %u) points "
+					       "into the metadata", img->path,
+					       (unsigned long long)gi, s);
+			else
+				r = imgfmt_file_write(img, p, n, at);
+		}
+		if (r < 0)
+			return r;
+next:
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int vmdk__info(imgfmt_image *img, struct imgfmt_info *info)
 {
 	struct vmdk *v = img->priv;
@@ -1442,7 +1627,7 @@ static int vmdk__check_extent(imgfmt_image *img, struct vmdk *v,
 			      struct imgfmt_check_result *res)
 {
 	uint64_t grains = (e->size + e->grain - 1) / e->grain;
-	uint64_t cap = e->file_length / SECTOR + 1;
+	uint64_t cap = ext_len(e) / SECTOR + 1;
 	uint32_t *seen = malloc((grains < cap ? grains : cap) * 4 + 4);
 	size_t n = 0;
 	int r = 0;
@@ -1463,7 +1648,7 @@ static int vmdk__check_extent(imgfmt_image *img, struct vmdk *v,
 			continue;
 		uint64_t at = (uint64_t)s * SECTOR;
 		uint64_t need = e->compressed ? 12 : e->grain;
-		if (at > e->file_length || need > e->file_length - at)
+		if (at > ext_len(e) || need > ext_len(e) - at)
 			vmdk__problem(res, "%s: grain %llu (sector %u) is past "
 				      "the end of the file", e->name,
 				      (unsigned long long)gi, s);
@@ -1495,8 +1680,8 @@ static int vmdk__check_redundant(imgfmt_image *img, struct vmdk_extent *e,
 
 	if (!e->rgd_sector || e->compressed)
 		return 0;
-	if (e->rgd_sector > e->file_length / SECTOR ||
-	    gd_bytes > e->file_length - e->rgd_sector * SECTOR) {
+	if (e->rgd_sector > ext_len(e) / SECTOR ||
+	    gd_bytes > ext_len(e) - e->rgd_sector * SECTOR) {
 		vmdk__problem(res, "%s: redundant grain directory (rgdOffset "
 			      "%llu) is past the end of the file", e->name,
 			      (unsigned long long)e->rgd_sector);
@@ -1521,8 +1706,8 @@ static int vmdk__check_redundant(imgfmt_image *img, struct vmdk_extent *e,
 		}
 		if (!rs)
 			continue;
-		if ((uint64_t)rs * SECTOR > e->file_length ||
-		    gt_bytes > e->file_length - (uint64_t)rs * SECTOR) {
+		if ((uint64_t)rs * SECTOR > ext_len(e) ||
+		    gt_bytes > ext_len(e) - (uint64_t)rs * SECTOR) {
 			vmdk__problem(res, "%s: redundant grain table %llu "
 				      "(sector %u) is past the end of the "
 				      "file", e->name, (unsigned long long)i,
@@ -1985,6 +2170,8 @@ const struct imgfmt_driver imgfmt_vmdk_driver = {
 	.open = vmdk__open,
 	.close = vmdk__close,
 	.pread = vmdk__pread,
+	.pwrite = vmdk__pwrite,
+	.flush = vmdk__flush,
 	.map = vmdk__map,
 	.info = vmdk__info,
 	.check = vmdk__check,

@@ -119,6 +119,16 @@ dd if=hello.bin of=rw.raw bs=1 seek=4194300 conv=notrunc 2>/dev/null
 t_run "vhd rw: qemu-img agrees" qemu-img compare -f vpc -F raw rw.vhd rw.raw
 t_run "vhd rw: our check is clean" $A img check rw.vhd
 
+# VMDK read-write (monolithicSparse): qemu-img checks and compares it.
+t_run "vmdk rw: create" $A img create -f vmdk rw.vmdk 8M
+t_run "vmdk rw: write into a new grain" sh -c "$A img write rw.vmdk 3M 9 < hello.bin"
+t_run "vmdk rw: write across a grain boundary" sh -c "$A img write rw.vmdk 4194300 9 < hello.bin"
+t_run "vmdk rw: qemu-img check" qemu-img check rw.vmdk
+t_run "vmdk rw: qemu-img agrees" qemu-img compare -f vmdk -F raw rw.vmdk rw.raw
+t_run "vmdk rw: our check is clean (both table copies agree)" $A img check rw.vmdk
+t_fail "vmdk rw: streamOptimized cannot be written in place" 1 \
+	sh -c "$A img write o-streamOptimized.vmdk 0 9 < hello.bin"
+
 # Chains across formats end where they began.
 t_run "vmdk -> vhd" $A img convert -O vhd o-streamOptimized.vmdk chain.vhd
 t_run "vhd -> vmdk" $A img convert -O vmdk -o subformat=streamOptimized chain.vhd chain.vmdk

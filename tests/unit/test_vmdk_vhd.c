@@ -416,18 +416,18 @@ END_TEST
 
 /* Random writes (some all-zero, some crossing blocks) against a model,
  * then a reopen: what was written is what reads back. */
-static void vhd_rw_model(const char *sub)
+static void rw_model(const char *fmt, const char *sub)
 {
 	uint64_t size = (9u << 20) + 512;
 	uint8_t *model = calloc(1, size), *back = malloc(size);
 	uint8_t *buf = malloc(300000);
 	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR,
-				      .format = "vhd" };
+				      .format = fmt };
 	struct imgfmt_check_result res;
 	imgfmt_image *img;
 	uint32_t x = 99;
 
-	write_image(path, "vhd", sub, model, size, 0);
+	write_image(path, fmt, sub, model, size, 0);
 	ck_assert_msg(imgfmt__open(path, &o, &img) == 0, "%s",
 		      imgfmt__error());
 	for (int i = 0; i < 200; i++) {
@@ -463,13 +463,78 @@ static void vhd_rw_model(const char *sub)
 
 START_TEST(vhd_dynamic_read_write)
 {
-	vhd_rw_model("dynamic");
+	rw_model("vhd", "dynamic");
 }
 END_TEST
 
 START_TEST(vhd_fixed_read_write)
 {
-	vhd_rw_model("fixed");
+	rw_model("vhd", "fixed");
+}
+END_TEST
+
+START_TEST(vmdk_sparse_read_write)
+{
+	rw_model("vmdk", NULL);
+}
+END_TEST
+
+START_TEST(vmdk_rw_refused_for_other_layouts)
+{
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+	imgfmt_image *img;
+	uint8_t *data = pattern(1u << 20);
+
+	write_image(path, "vmdk", "streamOptimized", data, 1u << 20, 0);
+	free(data);
+	ck_assert_int_eq(imgfmt__open(path, &o, &img), -EROFS);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "streamOptimized"));
+}
+END_TEST
+
+/* A write into an unallocated grain of a child keeps the parent's bytes
+ * around it (copy-on-write at grain granularity). */
+START_TEST(vmdk_rw_child_copies_parent_grain)
+{
+	char base[160], child[200];
+	uint8_t *data = pattern(1u << 20), back[65536];
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
+	imgfmt_image *img;
+
+	snprintf(base, sizeof(base), "%s/base.vmdk", dir);
+	write_image(base, "vmdk", NULL, data, 1u << 20, 0);
+	/* A child: our empty monolithicSparse with a parent link in its
+	 * embedded descriptor (parentCID and parentFileNameHint). */
+	struct imgfmt_create_opts c = { .format = "vmdk", .size = 1u << 20 };
+	snprintf(child, sizeof(child), "%s/child.vmdk", dir);
+	ck_assert_int_eq(imgfmt__create(child, &c), 0);
+	static const char link[] = "parentCID=12345678\n"
+				   "parentFileNameHint=\"base.vmdk\"\n";
+	uint8_t desc[10240];
+	peek(child, 512, desc, sizeof(desc));
+	char *at = strstr((char *)desc, "parentCID=ffffffff\n");
+	ck_assert_ptr_nonnull(at);
+	size_t tail = strlen(at + 19);
+	memmove(at + strlen(link), at + 19, tail + 1);
+	memcpy(at, link, strlen(link));
+	patch(child, 512, desc, strlen((char *)desc));
+	ck_assert_int_eq(imgfmt__open(child, &o, &img), 0);
+	ck_assert_int_eq(imgfmt__pwrite(img, "XYZ", 3, 200000), 0);
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	ck_assert_int_eq(imgfmt__open(child, NULL, &img), 0);
+	/* Grain 3 (196608..262143) now lives in the child. */
+	ck_assert_int_eq(imgfmt__pread(img, back, 65536, 196608), 0);
+	ck_assert(memcmp(back, data + 196608, 200000 - 196608) == 0);
+	ck_assert(memcmp(back + 200000 - 196608, "XYZ", 3) == 0);
+	ck_assert(memcmp(back + 200003 - 196608, data + 200003,
+			 262144 - 200003) == 0);
+	struct imgfmt_extent e;
+	ck_assert_int_eq(imgfmt__map(img, 196608, 65536, &e), 0);
+	ck_assert_int_eq(e.kind, IMGFMT_EXTENT_DATA);
+	ck_assert_int_eq(imgfmt__map(img, 0, 65536, &e), 0);
+	ck_assert_int_eq(e.kind, IMGFMT_EXTENT_BACKING);
+	imgfmt__close(img);
+	free(data);
 }
 END_TEST
 
@@ -481,6 +546,8 @@ struct writer_arg {
 
 /* Each thread fills its own interleaved 1 MiB stripes, so threads race
  * to allocate neighbouring blocks. */
+static const char *conc_fmt;
+
 static void *vhd_writer_thread(void *p)
 {
 	struct writer_arg *a = p;
@@ -496,9 +563,12 @@ static void *vhd_writer_thread(void *p)
 	return NULL;
 }
 
-START_TEST(vhd_concurrent_allocation)
+START_TEST(concurrent_allocation)
 {
-	struct imgfmt_create_opts c = { .format = "vhd", .size = 16u << 20 };
+	static const char *const fmts[] = { "vhd", "vmdk" };
+	conc_fmt = fmts[_i];
+	struct imgfmt_create_opts c = { .format = conc_fmt,
+					.size = 16u << 20 };
 	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
 	imgfmt_image *img;
 	pthread_t t[4];
@@ -1180,7 +1250,10 @@ int main(void)
 	tcase_add_test(rt, tiny_cache_concurrent_reads);
 	tcase_add_test(rt, vhd_dynamic_read_write);
 	tcase_add_test(rt, vhd_fixed_read_write);
-	tcase_add_test(rt, vhd_concurrent_allocation);
+	tcase_add_loop_test(rt, concurrent_allocation, 0, 2);
+	tcase_add_test(rt, vmdk_sparse_read_write);
+	tcase_add_test(rt, vmdk_rw_refused_for_other_layouts);
+	tcase_add_test(rt, vmdk_rw_child_copies_parent_grain);
 	tcase_add_test(rt, vhd_rw_refuses_untrusted_end);
 	tcase_set_timeout(rt, 60);
 	tcase_add_test(hv, vmdk_gd_past_eof);
