@@ -1,0 +1,59 @@
+#!/bin/sh
+# bench/pull.sh - `appliance pull` of a large package from a loopback HTTP
+# server vs `curl -o` of the same file, and `appliance verify --full` vs
+# `sha256sum` of the same bytes.  Run by hand: sh bench/pull.sh [SIZE_MiB]
+set -eu
+BUILD=${BUILD:-build}
+A=$(cd "$BUILD" && pwd)/appliance
+SIZE=${1:-1024}
+DIR=$(mktemp -d "${TMPDIR:-/var/tmp}/pull-bench.XXXXXX")
+trap 'kill $SRV 2>/dev/null; rm -rf "$DIR"' EXIT
+cd "$DIR"
+export APPLIANCE_CACHE=$DIR/cache APPLIANCE_TRUST_DIR=$DIR/trust APPLIANCE_SYSTEM_TRUST_DIR=$DIR/trust
+"$A" key generate --public k.pub --secret k.key --no-passphrase >/dev/null
+"$A" trust add k.pub >/dev/null
+# A build directory whose disk holds SIZE MiB of incompressible data.
+mkdir b
+head -c 1000000 /dev/urandom > b/vmlinuz
+"$A" img create b/disk.avd "${SIZE}M" >/dev/null
+head -c "$((SIZE * 1048576))" /dev/urandom | "$A" img write b/disk.avd 0 "$((SIZE * 1048576))"
+cat > b/manifest.toml <<EOT
+manifest_version = 1
+[appliance]
+name = "big"
+version = "1"
+architecture = "x86_64"
+build_time = 0
+[vm]
+memory = 134217728
+cpus = 1
+cmdline = "console=ttyS0"
+[[files]]
+role = "disk"
+name = "disk.avd"
+format = "avd"
+size = $(stat -c %s b/disk.avd)
+sha256 = "$(sha256sum b/disk.avd | cut -c1-64)"
+[[files]]
+role = "kernel"
+name = "vmlinuz"
+size = 1000000
+sha256 = "$(sha256sum b/vmlinuz | cut -c1-64)"
+EOT
+"$A" pack b -o big-1.appliance --sign k.key >/dev/null
+"$A" publish big-1.appliance --repo repo --key k.key
+python3 -m http.server 8931 --bind 127.0.0.1 --directory repo >/dev/null 2>&1 & SRV=$!
+sleep 1
+t() { s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
+for i in 1 2 3; do
+	rm -rf cache curl.out
+	echo "curl $(t curl -s -o curl.out http://127.0.0.1:8931/packages/big-1.appliance)"
+	echo "pull $(t "$A" pull http://127.0.0.1:8931/big)"
+	echo "sha256sum $(t sha256sum cache/packages/big-1.appliance)"
+	echo "verify-full $(t "$A" verify --full cache/packages/big-1.appliance)"
+done > times
+med() { grep "^$1 " times | awk '{print $2}' | sort -n | sed -n 2p; }
+echo "| operation | ours (s) | peer (s) | ours / peer |"
+echo "|---|---|---|---|"
+echo "| pull $(stat -c %s big-1.appliance) bytes over loopback HTTP vs curl -o | $(med pull) | $(med curl) | $(echo "$(med pull) $(med curl)" | awk '{printf "%.2fx", $1/$2}') |"
+echo "| verify --full vs sha256sum | $(med verify-full) | $(med sha256sum) | $(echo "$(med verify-full) $(med sha256sum)" | awk '{printf "%.2fx", $1/$2}') |"
