@@ -1227,6 +1227,21 @@ static int avd_clear(imgfmt_image *img, uint64_t off, uint64_t len,
 		/* The disk's last cluster counts as whole if the range runs
 		 * to the end of the disk. */
 		if (n < a->C && !(o == 0 && off + n == img->virtual_size)) {
+			/* Already zeros (explicit, or a hole with no backing
+			 * file)?  Then there is nothing to write. */
+			struct avd_slot *slot;
+			uint8_t *e;
+			r = avd_entry_ptr(img, vc, 0, &e, &slot);
+			if (r < 0)
+				break;
+			unsigned t = e ? AVD_DESC_TYPE(avd_get64(e))
+				       : AVD_T_UNALLOC;
+			if (t == AVD_T_ZERO ||
+			    (t == AVD_T_UNALLOC && !img->backing_name)) {
+				off += n;
+				len -= n;
+				continue;
+			}
 			if (!zeros)
 				zeros = calloc(1, a->C);
 			if (!zeros) {
