@@ -349,6 +349,12 @@ int builder__build(const struct recipe *r, const struct build_opts *o)
 	rc = publish(&c, out);
 	if (rc < 0)
 		goto fail;
+	/* A log of an earlier failure no longer describes OUTPUT. */
+	if (asprintf(&failed_log, "%s.failed.log", out) >= 0) {
+		unlink(failed_log);
+		free(failed_log);
+		failed_log = NULL;
+	}
 	goto done;
 fail:
 	build__rm_rf(c.outtmp);

@@ -84,6 +84,9 @@ t_check "build log kept beside it" grep -q "marker-before-failure" badout.failed
 cp -r a1 keep
 build -o keep bad/recipe.toml > /dev/null 2>&1
 t_check "failed rebuild keeps the previous appliance" cmp -s a1/manifest.toml keep/manifest.toml
+t_check "and leaves its log beside it" test -s keep.failed.log
+t_run "a successful rebuild replaces it" build -o keep "$RECIPE"
+t_check "and removes the stale failure log" test ! -e keep.failed.log
 
 # Recipe and usage errors.
 printf '[appliance]\nname = "x"\nversion = "1"\nnmae = 2\n' > typo.toml
