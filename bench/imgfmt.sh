@@ -13,7 +13,7 @@ DIR=$(mktemp -d "${TMPDIR:-/var/tmp}/imgfmt-bench.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 make -s BUILD="$BUILD" bench >/dev/null
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR) print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # run BACKEND ARGS... -> "phase mibs iops" lines, one per phase per run
 for run in $(seq "$RUNS"); do
