@@ -39,6 +39,9 @@ wait_for() {
 t_run "build debian-minimal" build --output-format raw -o min "$TOP/recipes/debian-minimal"
 t_check "Debian kernel and initramfs shipped" test -s min/vmlinuz -a -s min/initrd.img
 t_run "filesystem checks clean" e2fsck -fn min/disk.raw
+t_run "rebuild debian-minimal from the cached base" build --output-format raw -o min2 "$TOP/recipes/debian-minimal"
+t_check "the rebuild is byte-identical" cmp -s min/disk.raw min2/disk.raw
+rm -rf min2
 t_check "user admin in /etc/passwd" sh -c \
 	'debugfs -R "cat /etc/passwd" min/disk.raw 2>/dev/null | grep -q "^admin:x:1000:"'
 t_check "hostname set" sh -c \
