@@ -474,6 +474,16 @@ int monitor__run(const struct monitor_config *c, struct monitor_result *res)
 		.kernel_path = c->kernel, .initrd_path = c->initrd,
 		.cmdline = c->cmdline ? c->cmdline : DEFAULT_CMDLINE,
 	};
+	/* Where KVM shadow-pages, the guest's XSAVE/XRSTOR on pages KVM
+	 * write-protects reach KVM's emulator, which cannot run them; some
+	 * such hosts (kvm_pvm) also pass the host's XSAVE bit through
+	 * whatever CPUID we set.  Linux's "noxsave" keeps it on FXSAVE. */
+	char cmdline[4096];
+	if (st->vm.shadow_compat && !strstr(ba.cmdline, "noxsave")) {
+		if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s noxsave",
+				     ba.cmdline) < sizeof(cmdline))
+			ba.cmdline = cmdline;
+	}
 	if ((rc = boot_linux__load(&st->vm, &ba)) < 0 ||
 	    (rc = write_firmware_tables(st)) < 0 ||
 	    (rc = cpu__init_all(&st->vm)) < 0)

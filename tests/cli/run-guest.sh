@@ -23,7 +23,7 @@ B="$A run --engine builtin --memory 64M"
 
 t_run "boot the test guest on 2 vCPUs" $B --cpus 2 --kernel "$G" --append "test=run-guest" --console out.txt
 t_check "guest printed hello on the UART" grep -q '^guest: hello' out.txt
-t_check "command line reached the guest" grep -q "^guest: cmdline 'test=run-guest'" out.txt
+t_check "command line reached the guest" grep -q "^guest: cmdline 'test=run-guest" out.txt
 t_check "e820 map reserves the MP table area" grep -q '^guest: e820 0x9f000 0x1000 0x2' out.txt
 t_check "CPUID has the hypervisor bit" grep -q '^guest: hypervisor bit set' out.txt
 # CMPXCHG16B is hidden exactly when the host KVM has no EPT/NPT (its
@@ -32,6 +32,7 @@ if grep -qE '^(Y|1)$' /sys/module/kvm_intel/parameters/ept /sys/module/kvm_amd/p
 	t_check "CX16 kept where KVM has EPT/NPT" grep -q '^guest: cx16 present' out.txt
 else
 	t_check "CX16 hidden where KVM shadow-pages" grep -q '^guest: cx16 hidden' out.txt
+	t_check "noxsave appended where KVM shadow-pages" grep -q "^guest: cmdline 'test=run-guest noxsave'" out.txt
 fi
 t_check "CPUID reports 2 CPUs" grep -q '^guest: cpus 0x2' out.txt
 t_check "second vCPU came up via INIT/SIPI with APIC id 1" grep -q '^guest: cpu1 up, apic id 0x1' out.txt
