@@ -891,6 +891,21 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		snprintf(num, sizeof(num), "%" PRIu64 "\n", idx.version);
 		write_atomic(sp, num, strlen(num));
 	}
+	/* Already cached with exactly these bytes: nothing to download. */
+	{
+		char have[4400];
+		uint8_t hsha[32];
+		uint64_t hsize;
+		snprintf(have, sizeof(have), "%s/packages/%s-%s.appliance",
+			 cache, e->name, e->version);
+		if (access(have, F_OK) == 0 &&
+		    sha256_file(have, hsha, &hsize) == 0 &&
+		    hsize == e->size && memcmp(hsha, e->sha256, 32) == 0) {
+			*path = strdup(have);
+			rc = *path ? 0 : repo_err(ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	char hx[65];
 	hex(e->sha256, 32, hx);
 	snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);

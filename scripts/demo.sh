@@ -41,8 +41,10 @@ step "Serve the repository over HTTP on 127.0.0.1"
 rm -f "$WORK/port"
 python3 -c '
 import functools, http.server, os, sys
-h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-h.log_message = lambda *a: None
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+h = functools.partial(Quiet, directory=sys.argv[1])
 s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
 open(sys.argv[2] + ".tmp", "w").write(str(s.server_address[1]))
 os.rename(sys.argv[2] + ".tmp", sys.argv[2])

@@ -67,6 +67,9 @@ t_check "  ... and nothing is cached" [ "$(cached)" = 0 ]
 t_run "trust the publisher" $A trust add k1.pub
 t_run "pull by repository URL" $A pull "$URL/ok/tiny"
 t_check "package is in the cache" [ -f "$APPLIANCE_CACHE/packages/tiny-1.0.appliance" ]
+: > repo/requests.log
+t_run "pulling it again" $A pull "$URL/ok/tiny"
+t_check "  ... checks the index but does not download the package again" sh -c "grep -q index.toml repo/requests.log && ! grep -q 'packages/' repo/requests.log"
 t_check "list shows it" sh -c "$A list | grep -q '^tiny .*1.0'"
 t_check "pull NAME finds the cached one" sh -c "$A pull tiny | grep -q tiny-1.0.appliance"
 t_run "inspect says trusted" sh -c "$A inspect '$APPLIANCE_CACHE/packages/tiny-1.0.appliance' | grep -q 'trusted$'"
