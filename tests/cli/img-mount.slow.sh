@@ -1,6 +1,6 @@
 # img-mount.slow.sh - the libguestfs commands at length: partitions,
 # qcow2, ls/cp-in/cp-out/edit, read-only mounts, SIGTERM, inspection.
-# About eight appliance launches (20-30 s each under TCG), so SLOW=1 only.
+# About nine appliance launches (20-30 s each under TCG), so SLOW=1 only.
 # Results are checked without libguestfs where possible (debugfs on the
 # image converted to raw) to keep the launches down.
 . "$TOP/tests/cli/lib.sh"
@@ -94,4 +94,17 @@ t_check "SIGTERM: the file written before it is in the image" sh -c "debugfs -R 
 $A img ls --inspect disk.raw / > /dev/null 2>insp.err
 t_check "--inspect without an OS fails" [ $? = 1 ]
 t_check "...saying no operating system was found" grep -q "no operating system" insp.err
+
+# 9: inspection finds a (minimal, fake) Debian root by its own files.
+mkdir -p os/etc os/bin
+printf 'NAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n' > os/etc/os-release
+echo 12.0 > os/etc/debian_version
+echo 'LABEL=root / ext4 defaults 0 1' > os/etc/fstab
+echo osguest > os/etc/hostname
+cp /bin/ls os/bin/ls
+mke2fs -q -F -t ext4 -L root -d os os.raw 32M
+$A img convert -O avd os.raw os.avd >/dev/null
+$A img cat --inspect os.avd /etc/hostname > insp.out 2>insp.err
+t_check "cat --inspect finds the OS root" [ "$(cat insp.out)" = osguest ]
+[ "$(cat insp.out)" = osguest ] || sed 's/^/  | /' insp.err
 t_done
