@@ -36,6 +36,9 @@ int cli__parse_u64(const char *s, uint64_t *out);
 /* "1.5 GiB" style rendering into buf. */
 const char *cli__human_size(uint64_t n, char *buf, size_t len);
 
+/* Remove a directory tree (symlinks are removed, not followed). */
+int cli__remove_tree(const char *path);
+
 /* Print a string as a JSON string literal (with quotes). */
 void cli__json_string(FILE *f, const char *s);
 

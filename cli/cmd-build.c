@@ -10,21 +10,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "appliances/package.h"
 #include "builder/builder.h"
 #include "cli.h"
 
 const char cmd_build_help[] =
-	"usage: appliance build RECIPE [-o OUTPUT] [--cache DIR]\n"
+	"usage: appliance build RECIPE [-o OUTPUT] [--sign KEY] [--cache DIR]\n"
 	"                       [--source-date-epoch N] [-q|-v]\n"
 	"                       [--output-format raw|qcow2|vmdk|vhd]\n"
 	"\n"
 	"Build the appliance RECIPE (a recipe.toml, or a directory holding\n"
-	"one; see docs/recipes.md) into the directory OUTPUT (default\n"
-	"NAME-VERSION.appliance): disk.avd (or disk.raw), vmlinuz,\n"
-	"initrd.img, manifest.toml and build.log.\n"
+	"one; see docs/recipes.md).  OUTPUT (default NAME-VERSION.appliance)\n"
+	"ending in .appliance is one package file (appliances/FORMAT.md),\n"
+	"signed with KEY if given; any other OUTPUT is a directory holding\n"
+	"disk.avd (or disk.raw), vmlinuz, initrd.img, manifest.toml and\n"
+	"build.log, which `appliance pack` can package later.\n"
 	"\n"
-	"  -o, --output DIR        where the appliance goes (replaced\n"
+	"  -o, --output PATH       where the appliance goes (replaced\n"
 	"                          atomically; nothing is left there on failure)\n"
+	"  --sign KEY              sign the package with this secret key\n"
+	"  --passphrase-file F     passphrase of an encrypted KEY\n"
 	"  --cache DIR             download/base cache (default\n"
 	"                          ~/.cache/appliance/build)\n"
 	"  --source-date-epoch N   timestamp for every file (default\n"
@@ -38,13 +43,15 @@ const char cmd_build_help[] =
 	"with chroot: both need root.  `appliance pack OUTPUT` turns the\n"
 	"result into one signed package file.\n";
 
-enum { OPT_CACHE = 1000, OPT_SDE, OPT_FORMAT };
+enum { OPT_CACHE = 1000, OPT_SDE, OPT_FORMAT, OPT_SIGN, OPT_PASSFILE };
 
 static const struct option build_opts_long[] = {
 	{ "output", required_argument, NULL, 'o' },
 	{ "cache", required_argument, NULL, OPT_CACHE },
 	{ "source-date-epoch", required_argument, NULL, OPT_SDE },
 	{ "output-format", required_argument, NULL, OPT_FORMAT },
+	{ "sign", required_argument, NULL, OPT_SIGN },
+	{ "passphrase-file", required_argument, NULL, OPT_PASSFILE },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -102,7 +109,9 @@ int cmd_build(int argc, char **argv)
 	struct progress prog = { 0 };
 	struct recipe r;
 	const char *recipe_path;
-	char *path = NULL, *out;
+	char *path = NULL, *out, *workdir = NULL;
+	const char *sign_key = NULL, *pfile = NULL;
+	struct minisign_seckey sk;
 	int c, quiet = 0, verbose = 0, rc;
 
 	optind = 1;
@@ -130,6 +139,8 @@ int cmd_build(int argc, char **argv)
 						  "vmdk or vhd", optarg);
 			o.output_format = optarg;
 			break;
+		case OPT_SIGN: sign_key = optarg; break;
+		case OPT_PASSFILE: pfile = optarg; break;
 		case 'q': quiet = 1; break;
 		case 'v': verbose = 1; break;
 		case 'h': fputs(cmd_build_help, stdout); return EXIT_OK;
@@ -169,16 +180,52 @@ int cmd_build(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	o.cancel = &interrupted;
 	out = builder__output_path(&r, &o);
+	/* A package: build into a directory beside it, then pack that
+	 * (atomically, so the package appears only when complete). */
+	size_t ol = out ? strlen(out) : 0;
+	int package = ol > 10 && strcmp(out + ol - 10, ".appliance") == 0;
+	if (sign_key && !package) {
+		recipe__free(&r);
+		free(out);
+		return cli__usage("build", "--sign needs a package OUTPUT "
+				  "(*.appliance)");
+	}
+	if (sign_key && cli__load_secret_key(sign_key, pfile, &sk) < 0) {
+		recipe__free(&r);
+		free(out);
+		return EXIT_FAIL;
+	}
+	if (package) {
+		if (asprintf(&workdir, "%s.build-%d", out, (int)getpid()) < 0) {
+			workdir = NULL;
+			rc = EXIT_FAIL;
+			goto done;
+		}
+		o.output = workdir;
+	}
 	rc = builder__build(&r, &o);
 	if (rc < 0) {
 		cli__error("%s", builder__error());
-		free(out);
-		recipe__free(&r);
-		return EXIT_FAIL;
+		rc = EXIT_FAIL;
+		goto done;
+	}
+	if (package && package__create(workdir, out, sign_key ? &sk : NULL,
+				       NULL) < 0) {
+		cli__error("%s", package__error());
+		rc = EXIT_FAIL;
+		goto done;
 	}
 	if (!quiet)
-		printf("built %s %s: %s\n", r.name, r.version, out);
+		printf("built %s %s: %s%s\n", r.name, r.version, out,
+		       sign_key ? " (signed)" : "");
+	rc = EXIT_OK;
+done:
+	if (workdir)
+		cli__remove_tree(workdir);
+	if (sign_key)
+		minisign__seckey_wipe(&sk);
+	free(workdir);
 	free(out);
 	recipe__free(&r);
-	return EXIT_OK;
+	return rc;
 }

@@ -29,8 +29,8 @@ step "A development signing key, trusted on this machine"
 run "$A" trust add "$WORK/dev.pub"
 
 step "Build the appliance from its recipe"
-run "$A" build "$RECIPE" -o "$WORK/build" ${BUILD_CACHE:+--cache "$BUILD_CACHE"}
-run "$A" pack "$WORK/build" --sign "$WORK/dev.key" -o "$WORK/app.appliance"
+run "$A" build "$RECIPE" --sign "$WORK/dev.key" -o "$WORK/app.appliance" \
+	${BUILD_CACHE:+--cache "$BUILD_CACHE"}
 run "$A" inspect "$WORK/app.appliance"
 
 step "Publish it to a static repository"
