@@ -1084,9 +1084,57 @@ static void avd_set_entry(imgfmt_image *img, uint8_t *e, uint64_t desc,
 	avd_put32(e + 8, aux);
 }
 
-/* Write `len` bytes at offset `o` of cluster `vc` (lock held exclusive). */
+/*
+ * A run of whole clusters of one pwrite that land in consecutive new
+ * clusters of the file, written with one pwrite.  Besides saving system
+ * calls this matters for reads: the page cache keeps large writes in
+ * large folios, and random 4 KiB reads of a file written 64 KiB at a time
+ * were measured ~35% slower than of the same file written 1 MiB at a
+ * time.  The entries are only pointed at the new clusters once the data
+ * is written; all of them are in one L2 table (the run is written before
+ * another table is looked up, so the slot cannot be evicted under it).
+ */
+#define AVD_RUN_MAX 128
+
+struct avd_run {
+	uint64_t foff, l1i;
+	const uint8_t *src;
+	size_t len;
+	uint32_t n;
+	struct avd_slot *slot;
+	uint8_t *ents[AVD_RUN_MAX];
+};
+
+static int avd_run_flush(imgfmt_image *img, struct avd_run *run)
+{
+	struct avd *a = AVD(img);
+	int r;
+
+	if (!run || run->n == 0)
+		return 0;
+	r = imgfmt_file_write(img, run->src, run->len, run->foff);
+	for (uint32_t i = 0; i < run->n; i++) {
+		uint64_t noff = run->foff + ((uint64_t)i << a->cbits);
+		if (r < 0) {
+			avd_unref(img, noff, a->C);
+			continue;
+		}
+		avd_set_entry(img, run->ents[i], AVD_DESC(AVD_T_DATA, noff), 0);
+		avd_set_crcs(a, run->ents[i],
+			     run->src + ((size_t)i << a->cbits), 0,
+			     a->nsub - 1);
+	}
+	run->slot->dirty = 1;
+	run->n = 0;
+	run->len = 0;
+	return r;
+}
+
+/* Write `len` bytes at offset `o` of cluster `vc` (lock held exclusive).
+ * With `run`, a whole-cluster write may be queued in it (see above). */
 static int avd_write_piece(imgfmt_image *img, uint64_t vc, uint32_t o,
-			   uint32_t len, const uint8_t *src)
+			   uint32_t len, const uint8_t *src,
+			   struct avd_run *run)
 {
 	struct avd *a = AVD(img);
 	struct avd_slot *slot;
@@ -1094,6 +1142,9 @@ static int avd_write_piece(imgfmt_image *img, uint64_t vc, uint32_t o,
 	const uint8_t *content;
 	int r;
 
+	if (run && run->n && vc / a->epl != run->l1i &&
+	    (r = avd_run_flush(img, run)) < 0)
+		return r;
 	r = avd_entry_ptr(img, vc, 1, &e, &slot);
 	if (r < 0)
 		return r;
@@ -1103,6 +1154,10 @@ static int avd_write_piece(imgfmt_image *img, uint64_t vc, uint32_t o,
 	uint64_t d = avd_get64(e);
 	unsigned t = AVD_DESC_TYPE(d);
 	a->data_written = 1;
+	int queue = run && len == a->C &&
+		    !(t == AVD_T_DATA && avd_is_fresh(a, AVD_DESC_OFF(d)));
+	if (!queue && (r = avd_run_flush(img, run)) < 0)
+		return r;
 
 	if (t == AVD_T_DATA && avd_is_fresh(a, AVD_DESC_OFF(d))) {
 		/* Referenced by nothing on disk yet: rewrite in place, whole
@@ -1172,6 +1227,24 @@ static int avd_write_piece(imgfmt_image *img, uint64_t vc, uint32_t o,
 	r = avd_alloc(img, 1, &noff);
 	if (r < 0)
 		goto out;
+	if (queue) {
+		if (run->n && (noff != run->foff + run->len ||
+			       src != run->src + run->len ||
+			       run->n == AVD_RUN_MAX) &&
+		    (r = avd_run_flush(img, run)) < 0) {
+			avd_unref(img, noff, a->C);
+			goto out;
+		}
+		if (run->n == 0) {
+			run->foff = noff;
+			run->src = src;
+			run->l1i = vc / a->epl;
+			run->slot = slot;
+		}
+		run->ents[run->n++] = e;
+		run->len += a->C;
+		goto out;
+	}
 	r = imgfmt_file_write(img, content, a->C, noff);
 	if (r < 0) {
 		avd_unref(img, noff, a->C);
@@ -1189,8 +1262,11 @@ static int avd__pwrite(imgfmt_image *img, const void *buf, size_t len,
 {
 	struct avd *a = AVD(img);
 	const uint8_t *p = buf;
+	struct avd_run run;
 	int r;
 
+	run.n = 0;
+	run.len = 0;
 	pthread_rwlock_wrlock(&a->lock);
 	r = avd_writable(img);
 	while (r == 0 && len > 0) {
@@ -1198,11 +1274,14 @@ static int avd__pwrite(imgfmt_image *img, const void *buf, size_t len,
 		uint32_t n = a->C - o;
 		if (n > len)
 			n = (uint32_t)len;
-		r = avd_write_piece(img, off >> a->cbits, o, n, p);
+		r = avd_write_piece(img, off >> a->cbits, o, n, p, &run);
 		p += n;
 		off += n;
 		len -= n;
 	}
+	int fr = avd_run_flush(img, &run);
+	if (r == 0)
+		r = fr;
 	pthread_rwlock_unlock(&a->lock);
 	return r;
 }
@@ -1248,7 +1327,7 @@ static int avd_clear(imgfmt_image *img, uint64_t off, uint64_t len,
 				r = imgfmt_err(ENOMEM, "out of memory");
 				break;
 			}
-			r = avd_write_piece(img, vc, o, n, zeros);
+			r = avd_write_piece(img, vc, o, n, zeros, NULL);
 		} else {
 			/* Without a backing file an unallocated cluster already
 			 * reads as zeros, so no table needs creating. */
