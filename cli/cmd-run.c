@@ -34,7 +34,8 @@ const char cmd_run_help[] =
 	"                        AVD file, created or reused); default: thrown\n"
 	"                        away when the VM stops\n"
 	"  -p HOST:GUEST[/udp]   forward a host port on 127.0.0.1 to the guest\n"
-	"                        (added to the package's own forwards)\n"
+	"                        (added to the package's own forwards; one for\n"
+	"                        the same guest port replaces the package's)\n"
 	"  --engine builtin|qemu|auto  hypervisor: our KVM monitor, QEMU, or\n"
 	"                        pick (default auto: builtin unless /dev/kvm\n"
 	"                        is missing or runs guests emulated)\n"
@@ -435,8 +436,18 @@ static int run_appliance(struct run_args *a)
 	a->disk_ro[0] = false;
 	a->mc.nr_disks = 1;
 	a->mc.disk_images = a->images;
+	/* The package's forwards, except where -p already maps that guest
+	 * port (the user moving a forward off a busy host port). */
+	int given = a->nr_ports;
 	for (int i = 0; i < l->pkg->nr_ports &&
 			a->nr_ports < QEMU_ENGINE_MAX_PORTS; i++) {
+		int mapped = 0;
+		for (int k = 0; k < given; k++)
+			if (a->ports[k].guest_port == l->pkg->ports[i].guest &&
+			    a->ports[k].udp == l->pkg->ports[i].udp)
+				mapped = 1;
+		if (mapped)
+			continue;
 		a->ports[a->nr_ports].host_port = l->pkg->ports[i].host;
 		a->ports[a->nr_ports].guest_port = l->pkg->ports[i].guest;
 		a->ports[a->nr_ports++].udp = l->pkg->ports[i].udp;

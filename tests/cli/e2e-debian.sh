@@ -36,4 +36,14 @@ rc=$?
 t_check "SIGTERM stops the VM cleanly (exit 0)" [ "$rc" = 0 ]
 [ "$ok" = 1 ] || tail -n 30 console.log | sed 's/^/  console: /'
 kill $HTTP 2>/dev/null
+
+# A changed recipe (only a file differs) is rebuilt from the cached base:
+# mmdebstrap does not run again, and the new file is in the new disk.
+mkdir -p changed
+sed 's/Hello from debian-nginx/Hello again, changed recipe/' \
+	"$TOP/recipes/debian-nginx/recipe.toml" > changed/recipe.toml
+t_run "rebuild the changed recipe" $A build -v --cache "$CACHE" -o changed.out changed/recipe.toml
+t_check "  ... without running mmdebstrap again" sh -c '! grep -q "^\$ mmdebstrap" changed.out/build.log'
+t_run "  ... into a disk we can read back" $A img convert -O raw changed.out/disk.avd changed.raw
+t_check "  ... which holds the changed page" sh -c 'debugfs -R "cat /var/www/html/index.html" changed.raw 2>/dev/null | grep -q "Hello again, changed recipe"'
 t_done
