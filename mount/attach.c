@@ -248,7 +248,7 @@ int attach__run(const struct attach_opts *o)
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *loop = NULL;
 	char fsname[64], optstr[256];
-	int created = 0, mounted = 0, rc = 0, fd;
+	int created = 0, mounted = 0, handlers = 0, rc = 0, fd;
 
 	if (o->rw)
 		oo.flags |= IMGFMT_OPEN_RDWR;
@@ -262,6 +262,29 @@ int attach__run(const struct attach_opts *o)
 	c.size = info.virtual_size;
 	if (stat(o->image, &st) == 0)
 		c.mtime = st.st_mtim;
+
+	mount__fsname(fsname, sizeof(fsname));
+	snprintf(optstr, sizeof(optstr), "fsname=%s,subtype=appliance%s",
+		 fsname, o->rw ? "" : ",ro");
+	char *argv[] = { "appliance", "-o", optstr, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+
+	fuse_set_log_func(attach_log);
+	fuse_last_log[0] = '\0';
+	fuse = fuse_new(&args, &attach_ops, sizeof(attach_ops), &c);
+	fuse_opt_free_args(&args);  /* fuse_new may have copied them */
+	if (!fuse) {
+		rc = mount_err(EINVAL, "FUSE setup failed: %s", fuse_last_log);
+		goto out;
+	}
+	/* Handlers before the mount: a SIGTERM that arrives as soon as the
+	 * mount is visible must end the loop (which then returns at once),
+	 * not kill us and leave a dead mount behind. */
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
+		rc = mount_err(EIO, "cannot install signal handlers");
+		goto out;
+	}
+	handlers = 1;
 
 	/* The mount point must exist and be a regular file (a directory
 	 * would make the root a directory). */
@@ -285,21 +308,6 @@ int attach__run(const struct attach_opts *o)
 			       "exposes the disk as one file)", o->file);
 		goto out;
 	}
-
-	mount__fsname(fsname, sizeof(fsname));
-	snprintf(optstr, sizeof(optstr), "fsname=%s,subtype=appliance%s",
-		 fsname, o->rw ? "" : ",ro");
-	char *argv[] = { "appliance", "-o", optstr, NULL };
-	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-
-	fuse_set_log_func(attach_log);
-	fuse_last_log[0] = '\0';
-	fuse = fuse_new(&args, &attach_ops, sizeof(attach_ops), &c);
-	fuse_opt_free_args(&args);  /* fuse_new may have copied them */
-	if (!fuse) {
-		rc = mount_err(EINVAL, "FUSE setup failed: %s", fuse_last_log);
-		goto out;
-	}
 	if (fuse_mount(fuse, o->file) != 0) {
 		rc = mount_err(EIO, "%s: FUSE mount failed: %s", o->file,
 			       fuse_last_log[0] ? fuse_last_log
@@ -307,25 +315,21 @@ int attach__run(const struct attach_opts *o)
 		goto out;
 	}
 	mounted = 1;
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0) {
-		rc = mount_err(EIO, "cannot install signal handlers");
-		goto out;
-	}
 	if (o->ready)
 		o->ready(o->opaque);
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		rc = mount_err(ENOMEM, "out of memory");
-		goto out_signals;
+		goto out;
 	}
 	fuse_loop_cfg_set_max_threads(loop, 8);
 	if (fuse_loop_mt(fuse, loop) < 0 && !rc)
 		rc = mount_err(EIO, "%s: FUSE loop failed: %s", o->file,
 			       fuse_last_log);
 	fuse_loop_cfg_destroy(loop);
-out_signals:
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out:
+	if (handlers)
+		fuse_remove_signal_handlers(fuse_get_session(fuse));
 	if (mounted)
 		fuse_unmount(fuse);
 	if (fuse)

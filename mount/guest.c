@@ -468,48 +468,50 @@ int guest__mount_local(struct guest *s, const char *dir,
 		       void (*ready)(void *opaque), void *opaque)
 {
 	char fsname[64], opts[128], real[PATH_MAX];
+	struct sigaction sa = { .sa_handler = on_signal }, old[3];
 	struct watcher w;
 	pthread_t thr;
-	int rc = 0;
+	int rc = 0, have_thr = 0;
 
 	if (!realpath(dir, real))
 		return mount_err(errno, "%s: %s", dir, strerror(errno));
 	mount__fsname(fsname, sizeof(fsname));
 	snprintf(opts, sizeof(opts), "fsname=%s,subtype=appliance", fsname);
-	if (guestfs_mount_local(s->g, real,
-				GUESTFS_MOUNT_LOCAL_OPTIONS, opts,
-				GUESTFS_MOUNT_LOCAL_READONLY, !s->rw,
-				-1) < 0)
-		return guest_err(s, real);
+	if (pipe2(sig_pipe, O_CLOEXEC) < 0)
+		return mount_err(errno, "pipe: %s", strerror(errno));
 
-	if (pipe2(sig_pipe, O_CLOEXEC) < 0) {
-		rc = mount_err(errno, "pipe: %s", strerror(errno));
-		guestfs_umount_local(s->g, -1);
-		guestfs_mount_local_run(s->g);
-		return rc;
-	}
-	w.dir = real;
-	struct sigaction sa = { .sa_handler = on_signal }, old[3];
+	/* Handlers before the mount, the watcher after it: a signal that
+	 * comes as soon as the mount is visible waits in the pipe until
+	 * there is a mount to take down, instead of killing us and leaving
+	 * a dead mount (and unflushed changes) behind. */
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGTERM, &sa, &old[0]);
 	sigaction(SIGINT, &sa, &old[1]);
 	sigaction(SIGHUP, &sa, &old[2]);
-	int have_thr = pthread_create(&thr, NULL, watch_signals, &w) == 0;
-
+	if (guestfs_mount_local(s->g, real,
+				GUESTFS_MOUNT_LOCAL_OPTIONS, opts,
+				GUESTFS_MOUNT_LOCAL_READONLY, !s->rw,
+				-1) < 0) {
+		rc = guest_err(s, real);
+		goto out;
+	}
+	w.dir = real;
+	have_thr = pthread_create(&thr, NULL, watch_signals, &w) == 0;
 	if (ready)
 		ready(opaque);
 	if (guestfs_mount_local_run(s->g) < 0)
 		rc = guest_err(s, real);
-
+out:
 	sigaction(SIGTERM, &old[0], NULL);
 	sigaction(SIGINT, &old[1], NULL);
 	sigaction(SIGHUP, &old[2], NULL);
-	char zero = 0;
-	ssize_t wr = write(sig_pipe[1], &zero, 1);
-	(void)wr;
-	if (have_thr)
+	if (have_thr) {
+		char zero = 0;
+		ssize_t wr = write(sig_pipe[1], &zero, 1);
+		(void)wr;
 		pthread_join(thr, NULL);
+	}
 	close(sig_pipe[0]);
 	close(sig_pipe[1]);
 	sig_pipe[0] = sig_pipe[1] = -1;
