@@ -18,7 +18,8 @@ fio_run() { # RW BS -> "IOPS BW_MiB"
 	    --bs="$2" --iodepth=16 --size="${SIZE}M" --time_based --runtime="$SECS" \
 	    --output-format=json 2>/dev/null | python3 -c '
 import json, sys
-j = json.load(sys.stdin)["jobs"][0]
+text = sys.stdin.read()
+j = json.loads(text[text.index("{"):])["jobs"][0]
 side = j["read"] if j["read"]["io_bytes"] else j["write"]
 print("%.0f %.1f" % (side["iops"], side["bw"] / 1024))'
 }
@@ -35,9 +36,9 @@ for target in avd qcow2 raw; do
 	avd) "$A" img create -o cluster_size=65536 "$DIR/img.avd" "${SIZE}M" >/dev/null
 	     "$A" img serve --socket "$SOCK" "$DIR/img.avd" 2>/dev/null & SRV=$! ;;
 	qcow2) qemu-img create -q -f qcow2 -o cluster_size=65536 "$DIR/img.qcow2" "${SIZE}M"
-	     qemu-nbd -f qcow2 --cache=writeback -k "$SOCK" "$DIR/img.qcow2" & SRV=$! ;;
+	     qemu-nbd -t -e 4 -f qcow2 --cache=writeback -k "$SOCK" "$DIR/img.qcow2" & SRV=$! ;;
 	raw) qemu-img create -q -f raw "$DIR/img.raw" "${SIZE}M"
-	     qemu-nbd -f raw --cache=writeback -k "$SOCK" "$DIR/img.raw" & SRV=$! ;;
+	     qemu-nbd -t -e 4 -f raw --cache=writeback -k "$SOCK" "$DIR/img.raw" & SRV=$! ;;
 	esac
 	wait_sock
 	echo "$target randwrite-4k-alloc $(fio_run randwrite 4k)" >> "$results"

@@ -30,6 +30,8 @@
 #define MAX_OPTION_LEN 4096     /* longest option payload we accept */
 #define MAX_STATUS_EXTENTS 1024 /* descriptors per block-status reply */
 #define META_CONTEXT_ID 1       /* our id for base:allocation */
+#define NBD_WORKERS 4           /* concurrent requests per connection */
+#define NBD_MAX_INFLIGHT (64u << 20) /* payload bytes queued per connection */
 
 static __thread char nbd_errbuf[512];
 
@@ -58,6 +60,14 @@ struct nbd_conn {
 	int no_zeroes;
 	pthread_t thread;
 	int slot;
+
+	/* Transmission: the reader hands requests to the workers. */
+	pthread_mutex_t send_lock;   /* one reply at a time on the socket */
+	pthread_mutex_t qlock;
+	pthread_cond_t qwork, qspace;
+	struct nbd_request *head, *tail;
+	uint64_t inflight;           /* payload bytes queued or in service */
+	int closing, broken;
 };
 
 struct nbd_server {
@@ -425,8 +435,8 @@ static int chunk_header(struct nbd_conn *c, uint16_t flags, uint16_t type,
 }
 
 /* Success or failure of a request that carries no data back. */
-static int reply_status(struct nbd_conn *c, uint64_t cookie, uint32_t error,
-			const char *msg)
+static int reply_status_locked(struct nbd_conn *c, uint64_t cookie,
+			       uint32_t error, const char *msg)
 {
 	if (!c->structured)
 		return simple_reply(c, cookie, error, NULL, 0);
@@ -446,48 +456,72 @@ static int reply_status(struct nbd_conn *c, uint64_t cookie, uint32_t error,
 	return write_full(c->fd, p, 6 + ml);
 }
 
+static int reply_status(struct nbd_conn *c, uint64_t cookie, uint32_t error,
+			const char *msg)
+{
+	pthread_mutex_lock(&c->send_lock);
+	int r = reply_status_locked(c, cookie, error, msg);
+	pthread_mutex_unlock(&c->send_lock);
+	return r;
+}
+
+static int send_read_reply(struct nbd_conn *c, uint64_t cookie,
+			   uint16_t flags, uint64_t off, uint32_t len,
+			   const uint8_t *buf, const struct imgfmt_extent *ext,
+			   int n);
+
 static int do_read(struct nbd_conn *c, uint64_t cookie, uint16_t flags,
 		   uint64_t off, uint32_t len, uint8_t *buf)
 {
 	imgfmt_image *img = c->srv->img;
-
-	if (!c->structured || (flags & NBD_CMD_FLAG_DF)) {
-		if (imgfmt__pread(img, buf, len, off) < 0)
-			return reply_status(c, cookie, NBD_EIO,
-					    imgfmt__error());
-		if (!c->structured)
-			return simple_reply(c, cookie, 0, buf, len);
-		uint8_t o[8];
-		put64(o, off);
-		if (chunk_header(c, NBD_REPLY_FLAG_DONE,
-				 NBD_REPLY_TYPE_OFFSET_DATA, cookie,
-				 8 + len) < 0 ||
-		    write_full(c->fd, o, 8) < 0)
-			return -1;
-		return write_full(c->fd, buf, len);
-	}
-
-	/* Structured: holes go out as OFFSET_HOLE chunks with no payload, so
-	 * sparse images cross the wire as sparse.  Read everything first so
-	 * an error can still be reported as the request's only answer. */
 	struct imgfmt_extent ext[64];
 	int n = 0;
-	uint64_t pos = off, end = off + len;
-	while (pos < end && n < 64) {
-		if (imgfmt__map(img, pos, end - pos, &ext[n]) < 0)
-			return reply_status(c, cookie, NBD_EIO,
-					    imgfmt__error());
-		pos += ext[n].length;
-		n++;
-	}
-	if (pos < end) { /* too fragmented: the tail is sent as data */
-		ext[n - 1].length += end - pos;
-		ext[n - 1].kind = IMGFMT_EXTENT_DATA;
+
+	/* Structured replies send holes as OFFSET_HOLE chunks with no
+	 * payload, so sparse images cross the wire as sparse.  All I/O
+	 * happens first, so an error can still be the request's only
+	 * answer, and the socket is held only while sending. */
+	if (c->structured && !(flags & NBD_CMD_FLAG_DF)) {
+		uint64_t pos = off, end = off + len;
+		while (pos < end && n < 64) {
+			if (imgfmt__map(img, pos, end - pos, &ext[n]) < 0)
+				return reply_status(c, cookie, NBD_EIO,
+						    imgfmt__error());
+			pos += ext[n].length;
+			n++;
+		}
+		if (pos < end) { /* too fragmented: the tail goes as data */
+			ext[n - 1].length += end - pos;
+			ext[n - 1].kind = IMGFMT_EXTENT_DATA;
+		}
 	}
 	if (imgfmt__pread(img, buf, len, off) < 0)
 		return reply_status(c, cookie, NBD_EIO, imgfmt__error());
+	pthread_mutex_lock(&c->send_lock);
+	int r = send_read_reply(c, cookie, flags, off, len, buf, ext, n);
+	pthread_mutex_unlock(&c->send_lock);
+	return r;
+}
+
+static int send_read_reply(struct nbd_conn *c, uint64_t cookie,
+			   uint16_t flags, uint64_t off, uint32_t len,
+			   const uint8_t *buf, const struct imgfmt_extent *ext,
+			   int n)
+{
+	uint8_t p[12];
+
+	if (!c->structured)
+		return simple_reply(c, cookie, 0, buf, len);
+	if (n == 0 || (flags & NBD_CMD_FLAG_DF)) {
+		put64(p, off);
+		if (chunk_header(c, NBD_REPLY_FLAG_DONE,
+				 NBD_REPLY_TYPE_OFFSET_DATA, cookie,
+				 8 + len) < 0 ||
+		    write_full(c->fd, p, 8) < 0)
+			return -1;
+		return write_full(c->fd, buf, len);
+	}
 	for (int i = 0; i < n; i++) {
-		uint8_t p[12];
 		uint64_t eo = ext[i].offset;
 		uint32_t el = (uint32_t)ext[i].length;
 		put64(p, eo);
@@ -539,135 +573,239 @@ static int do_block_status(struct nbd_conn *c, uint64_t cookie,
 		}
 		pos += e.length;
 	}
-	if (chunk_header(c, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
-			 cookie, (uint32_t)(4 + 8 * n)) < 0)
-		return -1;
-	return write_full(c->fd, p, 4 + 8 * (size_t)n);
+	pthread_mutex_lock(&c->send_lock);
+	int r = chunk_header(c, NBD_REPLY_FLAG_DONE,
+			     NBD_REPLY_TYPE_BLOCK_STATUS, cookie,
+			     (uint32_t)(4 + 8 * n));
+	if (r == 0)
+		r = write_full(c->fd, p, 4 + 8 * (size_t)n);
+	pthread_mutex_unlock(&c->send_lock);
+	return r;
 }
 
-/* Serve requests until the client disconnects or breaks the framing. */
-static void transmission(struct nbd_conn *c)
+/* One request between the reader and a worker. */
+struct nbd_request {
+	struct nbd_request *next;
+	uint16_t flags, type;
+	uint64_t cookie, off;
+	uint32_t len;
+	uint8_t *data;        /* a write's payload (owned) */
+	uint64_t reserved;    /* bytes counted against the in-flight cap */
+};
+
+/* Carry out one request and send its reply.  Runs on a worker; replies of
+ * different requests never interleave (the send lock). */
+static int serve_one(struct nbd_conn *c, struct nbd_request *rq)
 {
 	struct nbd_server *s = c->srv;
-	uint8_t *buf = malloc(NBD_MAX_PAYLOAD);
+	uint64_t off = rq->off, cookie = rq->cookie;
+	uint32_t len = rq->len;
+	uint16_t flags = rq->flags;
+	int in_range = off <= s->size && len <= s->size - off;
+	int r;
+
+	switch (rq->type) {
+	case NBD_CMD_WRITE:
+		if (!s->writable)
+			return reply_status(c, cookie, NBD_EPERM,
+					    "export is read-only");
+		if (!in_range)
+			return reply_status(c, cookie, NBD_ENOSPC,
+					    "write past the end of the export");
+		if (imgfmt__pwrite(s->img, rq->data, len, off) < 0 ||
+		    ((flags & NBD_CMD_FLAG_FUA) && imgfmt__flush(s->img) < 0))
+			return reply_status(c, cookie, NBD_EIO,
+					    imgfmt__error());
+		return reply_status(c, cookie, 0, NULL);
+	case NBD_CMD_READ: {
+		if (len > NBD_MAX_PAYLOAD)
+			return reply_status(c, cookie, NBD_EOVERFLOW,
+					    "read larger than the maximum "
+					    "payload");
+		if (!in_range)
+			return reply_status(c, cookie, NBD_EINVAL,
+					    "read past the end of the export");
+		if (len == 0)
+			return reply_status(c, cookie, NBD_EINVAL,
+					    "empty read");
+		uint8_t *buf = malloc(len);
+		if (!buf)
+			return reply_status(c, cookie, NBD_ENOMEM,
+					    "out of memory");
+		r = do_read(c, cookie, flags, off, len, buf);
+		free(buf);
+		return r;
+	}
+	case NBD_CMD_FLUSH:
+		return reply_status(c, cookie,
+				    imgfmt__flush(s->img) < 0 ? NBD_EIO : 0,
+				    imgfmt__error());
+	case NBD_CMD_TRIM:
+	case NBD_CMD_WRITE_ZEROES: {
+		int e;
+		if (!s->writable)
+			return reply_status(c, cookie, NBD_EPERM,
+					    "export is read-only");
+		if (!in_range)
+			return reply_status(c, cookie, NBD_ENOSPC,
+					    "range past the end of the export");
+		if (rq->type == NBD_CMD_TRIM)
+			e = imgfmt__discard(s->img, off, len);
+		else
+			e = imgfmt__write_zeroes(s->img, off, len,
+				(flags & NBD_CMD_FLAG_NO_HOLE)
+				? 0 : IMGFMT_ZERO_MAY_UNMAP);
+		if (e == 0 && (flags & NBD_CMD_FLAG_FUA))
+			e = imgfmt__flush(s->img);
+		return reply_status(c, cookie, e < 0 ? errno_to_nbd(-e) : 0,
+				    imgfmt__error());
+	}
+	case NBD_CMD_CACHE:
+		return reply_status(c, cookie, in_range ? 0 : NBD_EINVAL,
+				    "cache past the end of the export");
+	case NBD_CMD_BLOCK_STATUS:
+		if (!c->structured || !c->meta_allocation)
+			return reply_status(c, cookie, NBD_EINVAL,
+					    "no meta context negotiated");
+		if (!in_range || len == 0)
+			return reply_status(c, cookie, NBD_EINVAL,
+					    "block status past the end of the "
+					    "export");
+		return do_block_status(c, cookie, flags, off, len);
+	default:
+		return reply_status(c, cookie, NBD_EINVAL, "unknown command");
+	}
+}
+
+static void *worker_thread(void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	pthread_mutex_lock(&c->qlock);
+	for (;;) {
+		while (!c->head && !c->closing)
+			pthread_cond_wait(&c->qwork, &c->qlock);
+		struct nbd_request *rq = c->head;
+		if (!rq)
+			break; /* closing and drained */
+		c->head = rq->next;
+		if (!c->head)
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->qlock);
+
+		int r = c->broken ? 0 : serve_one(c, rq);
+
+		pthread_mutex_lock(&c->qlock);
+		if (r < 0 && !c->broken) {
+			/* The client is gone: wake the reader out of recv. */
+			c->broken = 1;
+			shutdown(c->fd, SHUT_RDWR);
+		}
+		c->inflight -= rq->reserved;
+		pthread_cond_broadcast(&c->qspace);
+		free(rq->data);
+		free(rq);
+	}
+	pthread_mutex_unlock(&c->qlock);
+	return NULL;
+}
+
+/* Wait until `bytes` more fit under the in-flight cap (or nothing is in
+ * flight), and reserve them.  0, or -1 if the connection broke. */
+static int reserve(struct nbd_conn *c, uint64_t bytes)
+{
+	pthread_mutex_lock(&c->qlock);
+	while (!c->broken && c->inflight &&
+	       c->inflight + bytes > NBD_MAX_INFLIGHT)
+		pthread_cond_wait(&c->qspace, &c->qlock);
+	c->inflight += bytes;
+	int r = c->broken ? -1 : 0;
+	pthread_mutex_unlock(&c->qlock);
+	return r;
+}
+
+static void enqueue(struct nbd_conn *c, struct nbd_request *rq)
+{
+	pthread_mutex_lock(&c->qlock);
+	if (c->tail)
+		c->tail->next = rq;
+	else
+		c->head = rq;
+	c->tail = rq;
+	pthread_cond_signal(&c->qwork);
+	pthread_mutex_unlock(&c->qlock);
+}
+
+/* Serve requests until the client disconnects or breaks the framing.  One
+ * thread reads requests (and write payloads) in order; a few workers
+ * carry them out concurrently, so a client's queue depth turns into
+ * parallel I/O on the image.  Bytes in flight per connection are capped,
+ * so a client cannot make us buffer more than NBD_MAX_INFLIGHT. */
+static void transmission(struct nbd_conn *c)
+{
+	pthread_t workers[NBD_WORKERS];
+	int nworkers = 0;
 	uint8_t h[28];
 
-	if (!buf)
-		return;
-	while (read_full(c->fd, h, sizeof(h)) == 0) {
+	for (int i = 0; i < NBD_WORKERS; i++)
+		if (pthread_create(&workers[i], NULL, worker_thread, c) == 0)
+			nworkers++;
+	while (nworkers > 0 && read_full(c->fd, h, sizeof(h)) == 0) {
+		struct nbd_request *rq;
 		uint32_t magic = get32(h);
-		uint16_t flags = get16(h + 4), type = get16(h + 6);
-		uint64_t cookie = get64(h + 8), off = get64(h + 16);
-		uint32_t len = get32(h + 24);
-		int in_range = off <= s->size && len <= s->size - off;
-		int r = 0;
 
 		if (magic != NBD_REQUEST_MAGIC)
 			break; /* framing lost: nothing sane to answer */
-
-		if (type == NBD_CMD_WRITE) {
-			/* The payload follows whatever we decide. */
-			if (len > NBD_MAX_PAYLOAD) {
-				if (discard_bytes(c->fd, len) < 0)
-					break;
-				r = reply_status(c, cookie, NBD_EOVERFLOW,
-						 "write larger than the "
-						 "maximum payload");
-			} else if (read_full(c->fd, buf, len) < 0) {
-				break;
-			} else if (!s->writable) {
-				r = reply_status(c, cookie, NBD_EPERM,
-						 "export is read-only");
-			} else if (!in_range) {
-				r = reply_status(c, cookie, NBD_ENOSPC,
-						 "write past the end of the "
-						 "export");
-			} else if (imgfmt__pwrite(s->img, buf, len, off) < 0 ||
-				   ((flags & NBD_CMD_FLAG_FUA) &&
-				    imgfmt__flush(s->img) < 0)) {
-				r = reply_status(c, cookie, NBD_EIO,
-						 imgfmt__error());
-			} else {
-				r = reply_status(c, cookie, 0, NULL);
-			}
-			if (r < 0)
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			break;
+		rq->flags = get16(h + 4);
+		rq->type = get16(h + 6);
+		rq->cookie = get64(h + 8);
+		rq->off = get64(h + 16);
+		rq->len = get32(h + 24);
+		if (rq->type == NBD_CMD_DISC) {
+			free(rq);
+			break;
+		}
+		if (rq->type == NBD_CMD_WRITE && rq->len > NBD_MAX_PAYLOAD) {
+			/* Skip the payload to stay in step, then refuse. */
+			uint64_t cookie = rq->cookie;
+			free(rq);
+			if (discard_bytes(c->fd, get32(h + 24)) < 0 ||
+			    reply_status(c, cookie, NBD_EOVERFLOW,
+					 "write larger than the maximum "
+					 "payload") < 0)
 				break;
 			continue;
 		}
-
-		switch (type) {
-		case NBD_CMD_READ:
-			if (len > NBD_MAX_PAYLOAD)
-				r = reply_status(c, cookie, NBD_EOVERFLOW,
-						 "read larger than the maximum "
-						 "payload");
-			else if (!in_range)
-				r = reply_status(c, cookie, NBD_EINVAL,
-						 "read past the end of the "
-						 "export");
-			else if (len == 0)
-				r = reply_status(c, cookie, NBD_EINVAL,
-						 "empty read");
-			else
-				r = do_read(c, cookie, flags, off, len, buf);
+		if (rq->type == NBD_CMD_WRITE || (rq->type == NBD_CMD_READ &&
+						  rq->len <= NBD_MAX_PAYLOAD))
+			rq->reserved = rq->len;
+		if (reserve(c, rq->reserved) < 0) {
+			free(rq);
 			break;
-		case NBD_CMD_DISC:
-			free(buf);
-			return;
-		case NBD_CMD_FLUSH:
-			r = reply_status(c, cookie,
-					 imgfmt__flush(s->img) < 0 ? NBD_EIO : 0,
-					 imgfmt__error());
-			break;
-		case NBD_CMD_TRIM:
-		case NBD_CMD_WRITE_ZEROES: {
-			int e = 0;
-			if (!s->writable)
-				r = reply_status(c, cookie, NBD_EPERM,
-						 "export is read-only");
-			else if (!in_range)
-				r = reply_status(c, cookie, NBD_ENOSPC,
-						 "range past the end of the "
-						 "export");
-			else {
-				if (type == NBD_CMD_TRIM)
-					e = imgfmt__discard(s->img, off, len);
-				else
-					e = imgfmt__write_zeroes(s->img, off,
-						len, (flags & NBD_CMD_FLAG_NO_HOLE)
-						? 0 : IMGFMT_ZERO_MAY_UNMAP);
-				if (e == 0 && (flags & NBD_CMD_FLAG_FUA))
-					e = imgfmt__flush(s->img);
-				r = reply_status(c, cookie,
-						 e < 0 ? errno_to_nbd(-e) : 0,
-						 imgfmt__error());
+		}
+		if (rq->type == NBD_CMD_WRITE) {
+			rq->data = malloc(rq->len ? rq->len : 1);
+			if (!rq->data || read_full(c->fd, rq->data, rq->len) < 0) {
+				pthread_mutex_lock(&c->qlock);
+				c->inflight -= rq->reserved;
+				pthread_mutex_unlock(&c->qlock);
+				free(rq->data);
+				free(rq);
+				break;
 			}
-			break;
 		}
-		case NBD_CMD_CACHE:
-			r = reply_status(c, cookie, in_range ? 0 : NBD_EINVAL,
-					 "cache past the end of the export");
-			break;
-		case NBD_CMD_BLOCK_STATUS:
-			if (!c->structured || !c->meta_allocation)
-				r = reply_status(c, cookie, NBD_EINVAL,
-						 "no meta context negotiated");
-			else if (!in_range || len == 0)
-				r = reply_status(c, cookie, NBD_EINVAL,
-						 "block status past the end "
-						 "of the export");
-			else
-				r = do_block_status(c, cookie, flags, off, len);
-			break;
-		default:
-			r = reply_status(c, cookie, NBD_EINVAL,
-					 "unknown command");
-			break;
-		}
-		if (r < 0)
-			break;
+		enqueue(c, rq);
 	}
-	free(buf);
+	/* Finish what was asked (NBD_CMD_DISC promises it), then stop. */
+	pthread_mutex_lock(&c->qlock);
+	c->closing = 1;
+	pthread_cond_broadcast(&c->qwork);
+	pthread_mutex_unlock(&c->qlock);
+	for (int i = 0; i < nworkers; i++)
+		pthread_join(workers[i], NULL);
 }
 
 static void *conn_thread(void *arg)
@@ -683,6 +821,10 @@ static void *conn_thread(void *arg)
 	s->nconns--;
 	pthread_cond_broadcast(&s->conn_gone);
 	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_destroy(&c->send_lock);
+	pthread_mutex_destroy(&c->qlock);
+	pthread_cond_destroy(&c->qwork);
+	pthread_cond_destroy(&c->qspace);
 	free(c);
 	return NULL;
 }
@@ -831,6 +973,10 @@ int nbd_server__run(struct nbd_server *s)
 		c->srv = s;
 		c->fd = fd;
 		c->slot = slot;
+		pthread_mutex_init(&c->send_lock, NULL);
+		pthread_mutex_init(&c->qlock, NULL);
+		pthread_cond_init(&c->qwork, NULL);
+		pthread_cond_init(&c->qspace, NULL);
 		s->conns[slot] = c;
 		s->nconns++;
 		if (pthread_create(&c->thread, NULL, conn_thread, c) != 0) {
