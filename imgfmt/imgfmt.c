@@ -131,6 +131,9 @@ int imgfmt_backing_read(imgfmt_image *img, void *buf, size_t len,
 
 const struct imgfmt_driver *imgfmt_driver_find(const char *name)
 {
+	/* qemu-img calls VHD "vpc"; accept its name too. */
+	if (strcmp(name, "vpc") == 0)
+		name = "vhd";
 	for (size_t i = 0; imgfmt_drivers[i]; i++)
 		if (strcmp(imgfmt_drivers[i]->name, name) == 0)
 			return imgfmt_drivers[i];
