@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "runtime/acpi.h"
+#include "runtime/bytes.h"
 
 /* ---- a byte buffer --------------------------------------------------- */
 
@@ -34,8 +35,9 @@ static void put8(struct abuf *a, uint8_t v) { put(a, &v, 1); }
 
 static void put32le(struct abuf *a, uint32_t v)
 {
-	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
-			 (uint8_t)(v >> 24) };
+	uint8_t b[4];
+
+	le32_put(b, v);
 	put(a, b, 4);
 }
 
@@ -172,37 +174,17 @@ done:
 
 /* ---- tables ---------------------------------------------------------- */
 
-static uint8_t checksum(const uint8_t *p, size_t n)
-{
-	uint8_t s = 0;
-	for (size_t i = 0; i < n; i++)
-		s = (uint8_t)(s + p[i]);
-	return (uint8_t)(0 - s);
-}
-
-static void w16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void w32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void w64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* The 36-byte header every table but the RSDP starts with. */
 static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 {
 	memcpy(t, sig, 4);
-	w32(t + 4, len);
+	le32_put(t + 4, len);
 	t[8] = rev;
 	memcpy(t + 10, "APPLNC", 6);
 	memcpy(t + 16, "MICROVM ", 8);
-	w32(t + 24, 1);
+	le32_put(t + 24, 1);
 	memcpy(t + 28, "APLC", 4);
-	w32(t + 32, 1);
+	le32_put(t + 32, 1);
 }
 
 /* Generic Address Structure in port I/O space. */
@@ -212,7 +194,7 @@ static void gas_io(uint8_t *g, uint16_t port, uint8_t bits)
 	g[1] = bits;
 	g[2] = 0;
 	g[3] = 1;           /* byte access */
-	w64(g + 4, port);
+	le64_put(g + 4, port);
 }
 
 #define FADT_LEN 276
@@ -256,68 +238,68 @@ int64_t acpi__build(const struct mptable_config *c, uint8_t *buf,
 	uint8_t *dsdt = buf + dsdt_off;
 	header(dsdt, "DSDT", (uint32_t)dsdt_len, 2);
 	memcpy(dsdt + 36, aml->b, aml->n);
-	dsdt[9] = checksum(dsdt, dsdt_len);
+	dsdt[9] = table_checksum(dsdt, dsdt_len);
 	free(aml);
 
 	/* MADT: local APIC address, PCAT_COMPAT (the 8259s exist), one
 	 * local APIC per vCPU, the IOAPIC, LINT1 = NMI on all. */
 	uint8_t *madt = buf + madt_off;
 	header(madt, "APIC", (uint32_t)madt_len, 3);
-	w32(madt + 36, (uint32_t)VM_LAPIC_ADDR);
-	w32(madt + 40, 1);
+	le32_put(madt + 36, (uint32_t)VM_LAPIC_ADDR);
+	le32_put(madt + 40, 1);
 	uint8_t *e = madt + 44;
 	for (int i = 0; i < c->nr_cpus; i++, e += 8) {
 		e[0] = 0;               /* Processor Local APIC */
 		e[1] = 8;
 		e[2] = (uint8_t)i;      /* ACPI processor UID */
 		e[3] = (uint8_t)i;      /* APIC id */
-		w32(e + 4, 1);          /* enabled */
+		le32_put(e + 4, 1);          /* enabled */
 	}
 	e[0] = 1;                       /* I/O APIC */
 	e[1] = 12;
 	e[2] = MPTABLE_IOAPIC_ID(c->nr_cpus);
-	w32(e + 4, (uint32_t)VM_IOAPIC_ADDR);
-	w32(e + 8, 0);                  /* GSI base */
+	le32_put(e + 4, (uint32_t)VM_IOAPIC_ADDR);
+	le32_put(e + 8, 0);                  /* GSI base */
 	e += 12;
 	e[0] = 4;                       /* Local APIC NMI */
 	e[1] = 6;
 	e[2] = 0xff;                    /* all processors */
-	w16(e + 3, 0);
+	le16_put(e + 3, 0);
 	e[5] = 1;                       /* LINT1 */
-	madt[9] = checksum(madt, madt_len);
+	madt[9] = table_checksum(madt, madt_len);
 
 	/* FADT: hardware-reduced, DSDT, reset via the i8042, sleep
 	 * registers for power-off. */
 	uint8_t *fadt = buf + fadt_off;
 	header(fadt, "FACP", FADT_LEN, 6);
-	w32(fadt + 40, (uint32_t)(gpa + dsdt_off));
-	w16(fadt + 109, IAPC_8042 | IAPC_NO_VGA | IAPC_NO_MSI);
-	w32(fadt + 112, FADT_F_HW_REDUCED_ACPI | FADT_F_RESET_REG_SUP);
+	le32_put(fadt + 40, (uint32_t)(gpa + dsdt_off));
+	le16_put(fadt + 109, IAPC_8042 | IAPC_NO_VGA | IAPC_NO_MSI);
+	le32_put(fadt + 112, FADT_F_HW_REDUCED_ACPI | FADT_F_RESET_REG_SUP);
 	gas_io(fadt + 116, 0x64, 8);    /* RESET_REG: i8042 command port */
 	fadt[128] = 0xfe;               /* RESET_VALUE: pulse reset */
 	fadt[131] = 5;                  /* FADT minor version (6.5) */
-	w64(fadt + 140, gpa + dsdt_off);
+	le64_put(fadt + 140, gpa + dsdt_off);
 	gas_io(fadt + 244, ACPI_SLEEP_CTL_PORT, 8);
 	gas_io(fadt + 256, ACPI_SLEEP_STS_PORT, 8);
 	memcpy(fadt + 268, "APPLNCVM", 8); /* hypervisor vendor identity */
-	fadt[9] = checksum(fadt, FADT_LEN);
+	fadt[9] = table_checksum(fadt, FADT_LEN);
 
 	/* XSDT -> FADT, MADT */
 	uint8_t *xsdt = buf + xsdt_off;
 	header(xsdt, "XSDT", 36 + 16, 1);
-	w64(xsdt + 36, gpa + fadt_off);
-	w64(xsdt + 44, gpa + madt_off);
-	xsdt[9] = checksum(xsdt, 36 + 16);
+	le64_put(xsdt + 36, gpa + fadt_off);
+	le64_put(xsdt + 44, gpa + madt_off);
+	xsdt[9] = table_checksum(xsdt, 36 + 16);
 
 	/* RSDP (revision 2: XSDT only) */
 	uint8_t *rsdp = buf + rsdp_off;
 	memcpy(rsdp, "RSD PTR ", 8);
 	memcpy(rsdp + 9, "APPLNC", 6);
 	rsdp[15] = 2;
-	w32(rsdp + 20, 36);
-	w64(rsdp + 24, gpa + xsdt_off);
-	rsdp[8] = checksum(rsdp, 20);
-	rsdp[32] = checksum(rsdp, 36);
+	le32_put(rsdp + 20, 36);
+	le64_put(rsdp + 24, gpa + xsdt_off);
+	rsdp[8] = table_checksum(rsdp, 20);
+	rsdp[32] = table_checksum(rsdp, 36);
 	return (int64_t)(gpa + rsdp_off);
 }
 

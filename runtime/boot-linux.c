@@ -18,22 +18,10 @@
 #include <unistd.h>
 
 #include "runtime/boot-linux.h"
+#include "runtime/bytes.h"
 
 #define MAX_KERNEL_FILE (256u << 20)
 #define PAGE 4096ull
-
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void wr32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 int boot_linux__parse(const uint8_t *img, size_t size, struct bzimage_info *o)
 {
@@ -42,14 +30,14 @@ int boot_linux__parse(const uint8_t *img, size_t size, struct bzimage_info *o)
 	if (size < HDR_INIT_SIZE_OFF + 4)
 		return vm__err(ENOEXEC, "kernel: file of %zu bytes is too "
 			       "short for a bzImage setup header", size);
-	if (rd16(img + BOOT_FLAG_OFF) != 0xAA55)
+	if (le16_get(img + BOOT_FLAG_OFF) != 0xAA55)
 		return vm__err(ENOEXEC, "kernel: boot_flag at 0x1fe is 0x%04x, "
 			       "not 0xaa55 (not a bzImage)",
-			       rd16(img + BOOT_FLAG_OFF));
+			       le16_get(img + BOOT_FLAG_OFF));
 	if (memcmp(img + HDR_MAGIC_OFF, "HdrS", 4) != 0)
 		return vm__err(ENOEXEC, "kernel: no \"HdrS\" magic at 0x202 "
 			       "(not a bzImage, or older than protocol 2.00)");
-	o->version = rd16(img + HDR_VERSION_OFF);
+	o->version = le16_get(img + HDR_VERSION_OFF);
 	if (o->version < 0x020c)
 		return vm__err(ENOEXEC, "kernel: boot protocol %u.%02u is too "
 			       "old; 64-bit entry needs 2.12 or later",
@@ -76,7 +64,7 @@ int boot_linux__parse(const uint8_t *img, size_t size, struct bzimage_info *o)
 	if (!(img[HDR_LOADFLAGS_OFF] & LOADED_HIGH))
 		return vm__err(ENOEXEC, "kernel: loadflags lacks LOADED_HIGH "
 			       "(a zImage; only bzImages are supported)");
-	o->xloadflags = rd16(img + HDR_XLOADFLAGS_OFF);
+	o->xloadflags = le16_get(img + HDR_XLOADFLAGS_OFF);
 	if (!(o->xloadflags & XLF_KERNEL_64))
 		return vm__err(ENOEXEC, "kernel: xloadflags lacks "
 			       "XLF_KERNEL_64 (no 64-bit entry point)");
@@ -84,16 +72,16 @@ int boot_linux__parse(const uint8_t *img, size_t size, struct bzimage_info *o)
 		return vm__err(ENOEXEC, "kernel: relocatable_kernel is 0 (we "
 			       "load at 0x%llx and need a relocatable kernel)",
 			       BOOT_KERNEL_ADDR);
-	o->kernel_alignment = rd32(img + HDR_ALIGN_OFF);
+	o->kernel_alignment = le32_get(img + HDR_ALIGN_OFF);
 	if (o->kernel_alignment == 0 ||
 	    (o->kernel_alignment & (o->kernel_alignment - 1)) ||
 	    o->kernel_alignment > (1u << 30))
 		return vm__err(ENOEXEC, "kernel: kernel_alignment 0x%x is not "
 			       "a power of two up to 1 GiB",
 			       o->kernel_alignment);
-	o->initrd_addr_max = rd32(img + HDR_INITRD_MAX_OFF);
-	o->cmdline_size = rd32(img + HDR_CMDLINE_SZ_OFF);
-	o->init_size = rd32(img + HDR_INIT_SIZE_OFF);
+	o->initrd_addr_max = le32_get(img + HDR_INITRD_MAX_OFF);
+	o->cmdline_size = le32_get(img + HDR_CMDLINE_SZ_OFF);
+	o->init_size = le32_get(img + HDR_INIT_SIZE_OFF);
 	if (o->init_size < o->payload_size)
 		return vm__err(ENOEXEC, "kernel: init_size %u is smaller than "
 			       "the %zu-byte kernel it must hold",
@@ -206,10 +194,10 @@ int boot_linux__load_mem(struct vm *vm, const uint8_t *kernel,
 	       hdr_end - SETUP_SECTS_OFF);
 	zp[HDR_LOADER_OFF] = 0xff;  /* "undefined" loader id */
 	zp[HDR_LOADFLAGS_OFF] |= CAN_USE_HEAP;
-	wr16(zp + HDR_HEAP_END_OFF, 0xfe00);
-	wr32(zp + HDR_CODE32_OFF, (uint32_t)BOOT_KERNEL_ADDR);
-	wr32(zp + HDR_CMDLINE_OFF, (uint32_t)BOOT_CMDLINE_ADDR);
-	wr32(zp + ZP_EXT_CMDLINE, 0);
+	le16_put(zp + HDR_HEAP_END_OFF, 0xfe00);
+	le32_put(zp + HDR_CODE32_OFF, (uint32_t)BOOT_KERNEL_ADDR);
+	le32_put(zp + HDR_CMDLINE_OFF, (uint32_t)BOOT_CMDLINE_ADDR);
+	le32_put(zp + ZP_EXT_CMDLINE, 0);
 
 	if (initrd && initrd_size) {
 		uint64_t at;
@@ -221,10 +209,10 @@ int boot_linux__load_mem(struct vm *vm, const uint8_t *kernel,
 		if (!ip)
 			return vm__err(ENOSPC, "initrd does not fit in RAM");
 		memcpy(ip, initrd, initrd_size);
-		wr32(zp + HDR_RAMDISK_OFF, (uint32_t)at);
-		wr32(zp + HDR_RAMDISK_SZ_OFF, (uint32_t)initrd_size);
-		wr32(zp + ZP_EXT_RAMDISK, (uint32_t)(at >> 32));
-		wr32(zp + ZP_EXT_RAMDISK_SZ, (uint32_t)(initrd_size >> 32));
+		le32_put(zp + HDR_RAMDISK_OFF, (uint32_t)at);
+		le32_put(zp + HDR_RAMDISK_SZ_OFF, (uint32_t)initrd_size);
+		le32_put(zp + ZP_EXT_RAMDISK, (uint32_t)(at >> 32));
+		le32_put(zp + ZP_EXT_RAMDISK_SZ, (uint32_t)(initrd_size >> 32));
 	}
 
 	struct e820_entry map[E820_MAX_ZEROPAGE];

@@ -22,6 +22,7 @@
 #include "imgfmt.h"
 #include "runtime/acpi.h"
 #include "runtime/boot-linux.h"
+#include "runtime/bytes.h"
 #include "runtime/legacy.h"
 #include "runtime/monitor.h"
 #include "runtime/mptable.h"
@@ -379,8 +380,7 @@ static int write_firmware_tables(struct run_state *st)
 	if (rsdp < 0)
 		return (int)rsdp;
 	/* boot_params.acpi_rsdp_addr: the kernel need not scan for it. */
-	for (int i = 0; i < 8; i++)
-		zp[ZP_ACPI_RSDP + i] = (uint8_t)((uint64_t)rsdp >> (8 * i));
+	le64_put(zp + ZP_ACPI_RSDP, (uint64_t)rsdp);
 	return 0;
 }
 

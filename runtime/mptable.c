@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "runtime/bytes.h"
 #include "runtime/mptable.h"
 #include "runtime/vm.h"
 
@@ -53,21 +54,6 @@ static uint8_t *take(struct cursor *c, size_t n)
 	return p;
 }
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint8_t checksum(const uint8_t *p, size_t n)
-{
-	uint8_t s = 0;
-	for (size_t i = 0; i < n; i++)
-		s = (uint8_t)(s + p[i]);
-	return (uint8_t)(0 - s);
-}
-
 static void ioint(struct cursor *c, uint8_t type, uint16_t flags,
 		  uint8_t bus, uint8_t busirq, uint8_t apic, uint8_t pin)
 {
@@ -76,7 +62,7 @@ static void ioint(struct cursor *c, uint8_t type, uint16_t flags,
 		return;
 	e[0] = MP_ENT_IOINT;
 	e[1] = type;
-	put16(e + 2, flags);
+	le16_put(e + 2, flags);
 	e[4] = bus;
 	e[5] = busirq;
 	e[6] = apic;
@@ -115,8 +101,8 @@ int mptable__build(const struct mptable_config *cfg, uint8_t *buf,
 		e[1] = (uint8_t)i;              /* local APIC id */
 		e[2] = 0x14;                    /* local APIC version */
 		e[3] = (uint8_t)(1 | (i == 0 ? 2 : 0));  /* enabled, BSP */
-		put32(e + 4, 0x600);            /* family 6 signature */
-		put32(e + 8, (1u << 0) | (1u << 9));  /* FPU, APIC */
+		le32_put(e + 4, 0x600);            /* family 6 signature */
+		le32_put(e + 8, (1u << 0) | (1u << 9));  /* FPU, APIC */
 		entries++;
 	}
 	static const char *const bus_names[] = { "PCI   ", "ISA   " };
@@ -136,7 +122,7 @@ int mptable__build(const struct mptable_config *cfg, uint8_t *buf,
 	io[1] = ioapic_id;
 	io[2] = 0x11;                           /* IOAPIC version */
 	io[3] = 1;                              /* enabled */
-	put32(io + 4, (uint32_t)VM_IOAPIC_ADDR);
+	le32_put(io + 4, (uint32_t)VM_IOAPIC_ADDR);
 	entries++;
 	for (uint8_t irq = 0; irq < 16; irq++, entries++)
 		ioint(&c, MP_INT, 0, MP_BUS_ISA, irq, ioapic_id, irq);
@@ -163,19 +149,19 @@ int mptable__build(const struct mptable_config *cfg, uint8_t *buf,
 
 	size_t table_len = c.pos - table_start;
 	memcpy(hdr, "PCMP", 4);
-	put16(hdr + 4, (uint16_t)table_len);
+	le16_put(hdr + 4, (uint16_t)table_len);
 	hdr[6] = 4;                             /* spec revision 1.4 */
 	memcpy(hdr + 8, "APPLIANC", 8);
 	memcpy(hdr + 16, "MICROVM     ", 12);
-	put16(hdr + 34, (uint16_t)entries);
-	put32(hdr + 36, (uint32_t)VM_LAPIC_ADDR);
-	hdr[7] = checksum(hdr, table_len);
+	le16_put(hdr + 34, (uint16_t)entries);
+	le32_put(hdr + 36, (uint32_t)VM_LAPIC_ADDR);
+	hdr[7] = table_checksum(hdr, table_len);
 
 	memcpy(fp, "_MP_", 4);
-	put32(fp + 4, (uint32_t)(gpa + table_start));
+	le32_put(fp + 4, (uint32_t)(gpa + table_start));
 	fp[8] = 1;                              /* length in 16-byte units */
 	fp[9] = 4;
-	fp[10] = checksum(fp, 16);
+	fp[10] = table_checksum(fp, 16);
 	return (int)size;
 nospace:
 	return vm__err(ENOSPC, "MP table for %d CPUs and %d PCI devices "
