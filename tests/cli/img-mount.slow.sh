@@ -107,4 +107,8 @@ $A img convert -O avd os.raw os.avd >/dev/null
 $A img cat --inspect os.avd /etc/hostname > insp.out 2>insp.err
 t_check "cat --inspect finds the OS root" [ "$(cat insp.out)" = osguest ]
 [ "$(cat insp.out)" = osguest ] || sed 's/^/  | /' insp.err
+# Leave no mount behind, whatever failed above.
+for m in $(awk -v t="$T_TMP/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo); do
+	$A img unmount "$m" >/dev/null 2>&1 || fusermount3 -u -z "$m"
+done
 t_done
