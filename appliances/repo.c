@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,14 +458,99 @@ out:
 
 /* ---- downloads ------------------------------------------------------- */
 
+/* Hashes a download on its own thread, reading the file back from the
+ * page cache as it grows, so hashing overlaps the transfer instead of
+ * adding to it. */
+struct hasher {
+	int fd;
+	EVP_MD_CTX *ctx;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t hashed;     /* file bytes hashed so far */
+	uint64_t available;  /* file bytes written so far */
+	int done, error, running;
+	pthread_t thread;
+};
+
+static void *hasher_run(void *arg)
+{
+	struct hasher *h = arg;
+	uint8_t *buf = malloc(1 << 20);
+
+	pthread_mutex_lock(&h->lock);
+	for (;;) {
+		while (h->hashed == h->available && !h->done)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (h->hashed == h->available || h->error || !buf)
+			break;
+		uint64_t pos = h->hashed, upto = h->available;
+		pthread_mutex_unlock(&h->lock);
+		int err = 0;
+		while (pos < upto && !err) {
+			size_t n = upto - pos < (1u << 20) ? (size_t)(upto - pos)
+							   : (1u << 20);
+			if (pread(h->fd, buf, n, (off_t)pos) != (ssize_t)n)
+				err = EIO;
+			else
+				EVP_DigestUpdate(h->ctx, buf, n);
+			pos += n;
+		}
+		pthread_mutex_lock(&h->lock);
+		h->hashed = pos;
+		h->error = err;
+	}
+	if (!buf)
+		h->error = ENOMEM;
+	pthread_mutex_unlock(&h->lock);
+	free(buf);
+	return NULL;
+}
+
+static void hasher_start(struct hasher *h, int fd, EVP_MD_CTX *ctx,
+			 uint64_t from)
+{
+	h->fd = fd;
+	h->ctx = ctx;
+	h->hashed = h->available = from;
+	h->done = h->error = 0;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->running = pthread_create(&h->thread, NULL, hasher_run, h) == 0;
+}
+
+static void hasher_feed(struct hasher *h, uint64_t available)
+{
+	pthread_mutex_lock(&h->lock);
+	h->available = available;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Wait until everything written is hashed.  0, or an errno. */
+static int hasher_finish(struct hasher *h)
+{
+	if (!h->running)
+		return ENOMEM;
+	pthread_mutex_lock(&h->lock);
+	h->done = 1;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	pthread_join(h->thread, NULL);
+	h->running = 0;
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	return h->error;
+}
+
 struct dl {
 	/* to memory */
 	char *mem;
 	size_t mem_len, mem_max;
 	/* to a file */
 	int fd;
-	EVP_MD_CTX *sha;
+	struct hasher *hasher;    /* hashes the file as it grows */
 	uint64_t written, limit;   /* limit 0: none */
+	uint64_t synced;           /* bytes handed to writeback so far */
 	int too_large;
 	int write_error;
 	const struct repo_pull_opts *o;
@@ -492,8 +578,17 @@ static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 			}
 			done += (size_t)w;
 		}
-		if (d->sha)
-			EVP_DigestUpdate(d->sha, ptr, n);
+		if (d->hasher)
+			hasher_feed(d->hasher, d->base + d->written + n);
+		/* Start writeback as data arrives, so the fsync before the
+		 * rename into the cache has little left to do. */
+		if (d->written + n - d->synced >= (8u << 20)) {
+			uint64_t at = d->base + d->synced;
+			sync_file_range(d->fd, (off_t)at,
+					(off_t)(d->written + n - d->synced),
+					SYNC_FILE_RANGE_WRITE);
+			d->synced = d->written + n;
+		}
 	} else {
 		if (d->mem_len + n > d->mem_max) {
 			d->too_large = 1;
@@ -603,47 +698,53 @@ static int fetch_to_file(const char *url, const char *part, uint64_t size,
 			 uint8_t sha[32], uint64_t *got)
 {
 	struct dl d = { .o = o, .total = size };
+	struct hasher h = { 0 };
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint64_t have = 0;
 	long code;
-	int rc;
+	int rc = 0, herr;
 
+	if (!ctx)
+		return repo_err(ENOMEM, "out of memory");
 	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (d.fd < 0)
+	if (d.fd < 0) {
+		EVP_MD_CTX_free(ctx);
 		return repo_err(errno, "%s: %s", part, strerror(errno));
-	d.sha = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(d.sha, EVP_sha256(), NULL);
-	/* Resume: hash what an earlier attempt left, then ask for the rest.
-	 * Only when the size is known: else restart. */
+	}
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	/* Resume what an earlier attempt left (only when the size is
+	 * known: else restart); the hasher starts from byte 0 either way. */
 	struct stat st;
 	if (size && fstat(d.fd, &st) == 0 && st.st_size > 0 &&
 	    (uint64_t)st.st_size <= size) {
-		uint8_t *buf = malloc(1 << 20);
-		ssize_t n;
-		while (buf && (n = read(d.fd, buf, 1 << 20)) > 0) {
-			EVP_DigestUpdate(d.sha, buf, (size_t)n);
-			have += (uint64_t)n;
-		}
-		free(buf);
+		have = (uint64_t)st.st_size;
 	} else if (ftruncate(d.fd, 0) < 0) {
 		rc = repo_err(errno, "%s: %s", part, strerror(errno));
 		goto out;
 	}
+	hasher_start(&h, d.fd, ctx, 0);
+	hasher_feed(&h, have);
+	d.hasher = &h;
 	d.base = have;
 	d.limit = size ? size - have : max;
-	if (have == size && size) {
-		rc = 0;
-	} else {
+	if (!(have == size && size)) {
+		if (lseek(d.fd, (off_t)have, SEEK_SET) < 0) {
+			rc = repo_err(errno, "%s: %s", part, strerror(errno));
+			goto finish;
+		}
 		rc = fetch(url, &d, have, &code);
 		if (rc == 0 && have && code == 200) {
 			/* The server ignored the range and sent everything:
 			 * start over, once, from scratch. */
-			EVP_DigestInit_ex(d.sha, EVP_sha256(), NULL);
+			hasher_finish(&h);
+			EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 			if (ftruncate(d.fd, 0) < 0 || lseek(d.fd, 0, SEEK_SET)) {
 				rc = repo_err(errno, "%s: %s", part,
 					      strerror(errno));
 				goto out;
 			}
-			d.written = 0;
+			hasher_start(&h, d.fd, ctx, 0);
+			d.written = d.synced = 0;
 			d.base = have = 0;
 			d.limit = size ? size : max;
 			rc = fetch(url, &d, 0, &code);
@@ -657,9 +758,13 @@ static int fetch_to_file(const char *url, const char *part, uint64_t size,
 	}
 	if (rc == 0 && fsync(d.fd) < 0)
 		rc = repo_err(errno, "%s: %s", part, strerror(errno));
-	EVP_DigestFinal_ex(d.sha, sha, NULL);
+finish:
+	herr = hasher_finish(&h);
+	if (rc == 0 && herr)
+		rc = repo_err(herr, "%s: hashing the download failed", part);
+	EVP_DigestFinal_ex(ctx, sha, NULL);
 out:
-	EVP_MD_CTX_free(d.sha);
+	EVP_MD_CTX_free(ctx);
 	close(d.fd);
 	return rc;
 }

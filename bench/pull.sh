@@ -48,6 +48,8 @@ t() { s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; 
 for i in 1 2 3; do
 	rm -rf cache curl.out
 	echo "curl $(t curl -s -o curl.out http://127.0.0.1:8931/packages/big-1.appliance)"
+	rm -f curl.out
+	echo "curl-sync $(t sh -c 'curl -s -o curl.out http://127.0.0.1:8931/packages/big-1.appliance && sync curl.out')"
 	echo "pull $(t "$A" pull http://127.0.0.1:8931/big)"
 	echo "sha256sum $(t sha256sum cache/packages/big-1.appliance)"
 	echo "verify-full $(t "$A" verify --full cache/packages/big-1.appliance)"
@@ -56,4 +58,5 @@ med() { grep "^$1 " times | awk '{print $2}' | sort -n | sed -n 2p; }
 echo "| operation | ours (s) | peer (s) | ours / peer |"
 echo "|---|---|---|---|"
 echo "| pull $(stat -c %s big-1.appliance) bytes over loopback HTTP vs curl -o | $(med pull) | $(med curl) | $(echo "$(med pull) $(med curl)" | awk '{printf "%.2fx", $1/$2}') |"
+echo "| pull vs curl -o followed by sync of the file (the same durability) | $(med pull) | $(med curl-sync) | $(echo "$(med pull) $(med curl-sync)" | awk '{printf "%.2fx", $1/$2}') |"
 echo "| verify --full vs sha256sum | $(med verify-full) | $(med sha256sum) | $(echo "$(med verify-full) $(med sha256sum)" | awk '{printf "%.2fx", $1/$2}') |"
