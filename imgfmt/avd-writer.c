@@ -31,26 +31,6 @@ struct avd_writer {
 	int level;
 };
 
-static int wr_write(struct imgfmt_writer *w, const void *buf, size_t len,
-		    uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return imgfmt_err(errno, "%s: write at %llu: %s",
-					  w->path, (unsigned long long)off,
-					  strerror(errno));
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static uint64_t wr_align(struct avd_writer *aw, uint64_t v)
 {
 	return (v + aw->C - 1) & ~(uint64_t)(aw->C - 1);
@@ -144,7 +124,7 @@ static int wr_flush_table(struct imgfmt_writer *w)
 	if (aw->cur < 0)
 		return 0;
 	aw->pos = wr_align(aw, aw->pos);
-	r = wr_write(w, aw->l2, aw->C, aw->pos);
+	r = imgfmt_writer_write(w, aw->l2, aw->C, aw->pos);
 	if (r < 0)
 		return r;
 	aw->l1[aw->cur] = aw->pos;
@@ -179,7 +159,7 @@ int avd__writer_put(struct imgfmt_writer *w, struct imgfmt_chunk *chunk)
 		return 0;
 	}
 	if (chunk->flags & CHUNK_COMP) {
-		r = wr_write(w, chunk->data, chunk->data_len, aw->pos);
+		r = imgfmt_writer_write(w, chunk->data, chunk->data_len, aw->pos);
 		if (r < 0)
 			return r;
 		avd_put64(e, AVD_DESC(AVD_T_COMP, aw->pos));
@@ -189,7 +169,7 @@ int avd__writer_put(struct imgfmt_writer *w, struct imgfmt_chunk *chunk)
 		return 0;
 	}
 	aw->pos = wr_align(aw, aw->pos);
-	r = wr_write(w, chunk->data, aw->C, aw->pos);
+	r = imgfmt_writer_write(w, chunk->data, aw->C, aw->pos);
 	if (r < 0)
 		return r;
 	avd_put64(e, AVD_DESC(AVD_T_DATA, aw->pos));
@@ -228,13 +208,13 @@ int avd__writer_finish(struct imgfmt_writer *w)
 			avd_put64(buf + i * 8, aw->l1[i]);
 		aw->pos = wr_align(aw, aw->pos);
 		aw->h.l1_offset = aw->pos;
-		r = wr_write(w, buf, clusters * aw->C, aw->pos);
+		r = imgfmt_writer_write(w, buf, clusters * aw->C, aw->pos);
 		free(buf);
 		aw->pos += clusters * aw->C;
 	}
 	if (r == 0) {
 		avd_header_encode(&aw->h, hdr);
-		r = wr_write(w, hdr, sizeof(hdr), 0);
+		r = imgfmt_writer_write(w, hdr, sizeof(hdr), 0);
 	}
 	if (r == 0 && ftruncate(w->fd, (off_t)aw->pos) < 0)
 		r = imgfmt_err(errno, "%s: %s", w->path, strerror(errno));

@@ -124,6 +124,11 @@ int imgfmt_file_write(imgfmt_image *img, const void *buf, size_t len,
 int imgfmt_backing_read(imgfmt_image *img, void *buf, size_t len,
 			uint64_t off);
 
+/* pwrite a writer's file at `off`, looping over short writes; the
+ * message names the file.  Every streaming writer appends through it. */
+int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
+			uint64_t off);
+
 /* Does the buffer hold only zero bytes? (fast, word at a time) */
 int imgfmt_is_zero(const void *buf, size_t len);
 

@@ -646,26 +646,6 @@ struct vhd_writer {
 	uint8_t uuid[16];
 };
 
-static int vhd__full_write(imgfmt_writer *w, const void *buf, size_t len,
-			   uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return imgfmt_err(errno, "%s: write at %llu: %s",
-					  w->path, (unsigned long long)off,
-					  strerror(errno));
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void vhd__make_footer(const struct vhd_writer *vw, uint64_t size,
 			     uint8_t *f)
 {
@@ -790,7 +770,7 @@ static int vhd__writer_put(imgfmt_writer *w, struct imgfmt_chunk *chunk)
 		return imgfmt_err(EINVAL, "%s: chunk was not encoded by the "
 				  "VHD writer", w->path);
 	if (vw->type == VHD_TYPE_FIXED)
-		return vhd__full_write(w, chunk->data, chunk->data_len,
+		return imgfmt_writer_write(w, chunk->data, chunk->data_len,
 				       chunk->offset);
 	if (vw->next / 512 >= VHD_BAT_UNUSED)
 		return imgfmt_err(EFBIG, "%s: VHD file grew past the 2 TiB "
@@ -800,10 +780,10 @@ static int vhd__writer_put(imgfmt_writer *w, struct imgfmt_chunk *chunk)
 	if (!bitmap)
 		return imgfmt_err(ENOMEM, "out of memory");
 	memset(bitmap, 0xff, vw->bitmap_size);
-	r = vhd__full_write(w, bitmap, vw->bitmap_size, vw->next);
+	r = imgfmt_writer_write(w, bitmap, vw->bitmap_size, vw->next);
 	free(bitmap);
 	if (r == 0)
-		r = vhd__full_write(w, chunk->data, chunk->data_len,
+		r = imgfmt_writer_write(w, chunk->data, chunk->data_len,
 				    vw->next + vw->bitmap_size);
 	if (r < 0)
 		return r;
@@ -841,11 +821,11 @@ static int vhd__writer_finish(imgfmt_writer *w)
 		put_be32(h + 28, vw->entries);
 		put_be32(h + 32, vw->block_size);
 		put_be32(h + 36, vhd__checksum(h, sizeof(h), 36));
-		r = vhd__full_write(w, f, sizeof(f), 0);
+		r = imgfmt_writer_write(w, f, sizeof(f), 0);
 		if (r == 0)
-			r = vhd__full_write(w, h, sizeof(h), 512);
+			r = imgfmt_writer_write(w, h, sizeof(h), 512);
 		if (r == 0)
-			r = vhd__full_write(w, bat, bat_bytes,
+			r = imgfmt_writer_write(w, bat, bat_bytes,
 					    512 + VHD_DYNHDR_SIZE);
 		free(bat);
 		if (r < 0)
@@ -857,7 +837,7 @@ static int vhd__writer_finish(imgfmt_writer *w)
 			       strerror(errno));
 		goto out;
 	}
-	r = vhd__full_write(w, f, sizeof(f), end);
+	r = imgfmt_writer_write(w, f, sizeof(f), end);
 out:
 	free(vw->bat);
 	free(vw);

@@ -1770,26 +1770,6 @@ struct vmdk_writer {
 	uint32_t cid;
 };
 
-static int vmdk__wwrite(imgfmt_writer *w, const void *buf, size_t len,
-			uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return imgfmt_err(errno, "%s: write at %llu: %s",
-					  w->path, (unsigned long long)off,
-					  strerror(errno));
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void vmdk__make_header(const struct vmdk_writer *vw, uint64_t gd,
 			      uint64_t rgd, uint8_t *h)
 {
@@ -1945,7 +1925,7 @@ static int vmdk__writer_open(imgfmt_writer *w)
 	r = vmdk__descriptor(w, vw, (char *)buf + SECTOR,
 			     VMDK_DESC_SECTORS * SECTOR);
 	if (r == 0)
-		r = vmdk__wwrite(w, buf, (1 + VMDK_DESC_SECTORS) * SECTOR, 0);
+		r = imgfmt_writer_write(w, buf, (1 + VMDK_DESC_SECTORS) * SECTOR, 0);
 	free(buf);
 	return r;
 }
@@ -2018,17 +1998,17 @@ static int vmdk__flush_gt(imgfmt_writer *w, struct vmdk_writer *vw)
 		memset(buf, 0, SECTOR);
 		put_le64(buf, VMDK_GTES * 4 / SECTOR);
 		put_le32(buf + 12, VMDK_MARKER_GT);
-		r = vmdk__wwrite(w, buf, sizeof(buf), vw->next);
+		r = imgfmt_writer_write(w, buf, sizeof(buf), vw->next);
 		if (r < 0)
 			return r;
 		vw->gd[vw->gt_index] = (uint32_t)(vw->next / SECTOR + 1);
 		vw->next += sizeof(buf);
 	} else {
 		uint64_t gts = VMDK_GTES * 4 / SECTOR;
-		r = vmdk__wwrite(w, gt, VMDK_GTES * 4,
+		r = imgfmt_writer_write(w, gt, VMDK_GTES * 4,
 				 (vw->gt_base + vw->gt_index * gts) * SECTOR);
 		if (r == 0)
-			r = vmdk__wwrite(w, gt, VMDK_GTES * 4,
+			r = imgfmt_writer_write(w, gt, VMDK_GTES * 4,
 					 (vw->rgt_base + vw->gt_index * gts) *
 						 SECTOR);
 		if (r < 0)
@@ -2062,7 +2042,7 @@ static int vmdk__writer_put(imgfmt_writer *w, struct imgfmt_chunk *chunk)
 		return imgfmt_err(EFBIG, "%s: VMDK file grew past the 2 TiB "
 				  "that 32-bit grain table entries address",
 				  w->path);
-	r = vmdk__wwrite(w, chunk->data, chunk->data_len, vw->next);
+	r = imgfmt_writer_write(w, chunk->data, chunk->data_len, vw->next);
 	if (r < 0)
 		return r;
 	vw->gt[gi % VMDK_GTES] = (uint32_t)(vw->next / SECTOR);
@@ -2095,16 +2075,16 @@ static int vmdk__writer_finish(imgfmt_writer *w)
 			put_le32(gd + 4 * i, vw->gd[i]);
 		put_le64(mk, gd_sectors);
 		put_le32(mk + 12, VMDK_MARKER_GD);
-		r = vmdk__wwrite(w, mk, SECTOR, vw->next);
+		r = imgfmt_writer_write(w, mk, SECTOR, vw->next);
 		if (r == 0)
-			r = vmdk__wwrite(w, gd, gd_bytes, gd_at);
+			r = imgfmt_writer_write(w, gd, gd_bytes, gd_at);
 		uint8_t tail[3 * SECTOR] = { 0 };
 		put_le64(tail, 1);
 		put_le32(tail + 12, VMDK_MARKER_FOOTER);
 		vmdk__make_header(vw, gd_at / SECTOR, 0, tail + SECTOR);
 		/* tail + 1024: the end-of-stream marker, all zeros. */
 		if (r == 0)
-			r = vmdk__wwrite(w, tail, sizeof(tail),
+			r = imgfmt_writer_write(w, tail, sizeof(tail),
 					 gd_at + gd_bytes);
 		if (r == 0 && ftruncate(w->fd, (off_t)(gd_at + gd_bytes +
 						       sizeof(tail))) < 0)
@@ -2116,14 +2096,14 @@ static int vmdk__writer_finish(imgfmt_writer *w)
 	uint64_t gts = VMDK_GTES * 4 / SECTOR;
 	for (uint64_t i = 0; i < vw->gd_entries; i++)
 		put_le32(gd + 4 * i, (uint32_t)(vw->gt_base + i * gts));
-	r = vmdk__wwrite(w, gd, gd_bytes, vw->gd_sector * SECTOR);
+	r = imgfmt_writer_write(w, gd, gd_bytes, vw->gd_sector * SECTOR);
 	for (uint64_t i = 0; i < vw->gd_entries && r == 0; i++)
 		put_le32(gd + 4 * i, (uint32_t)(vw->rgt_base + i * gts));
 	if (r == 0)
-		r = vmdk__wwrite(w, gd, gd_bytes, vw->rgd_sector * SECTOR);
+		r = imgfmt_writer_write(w, gd, gd_bytes, vw->rgd_sector * SECTOR);
 	vmdk__make_header(vw, vw->gd_sector, vw->rgd_sector, h);
 	if (r == 0)
-		r = vmdk__wwrite(w, h, SECTOR, 0);
+		r = imgfmt_writer_write(w, h, SECTOR, 0);
 	if (r == 0 && ftruncate(w->fd, (off_t)vw->next) < 0)
 		r = imgfmt_err(errno, "%s: truncate: %s", w->path,
 			       strerror(errno));

@@ -89,6 +89,26 @@ fail:
 	return r;
 }
 
+int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
+			uint64_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return imgfmt_err(errno, "%s: write at %llu: %s",
+					  w->path, (unsigned long long)off,
+					  strerror(errno));
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 uint32_t imgfmt__writer_chunk_size(const imgfmt_writer *w)
 {
 	return w->chunk_size;
