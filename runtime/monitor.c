@@ -133,6 +133,7 @@ struct run_state {
 	int nr_disks;
 	imgfmt_image *img[MONITOR_MAX_DISKS];
 	bool img_owned[MONITOR_MAX_DISKS];
+	struct virtio_pci *rng_vp;
 	struct virtio_pci *vp[MONITOR_MAX_DISKS];
 	int status_fd;                 /* /proc/self/status, opened early */
 	int sig_fd;
@@ -283,8 +284,9 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 	    (rc = bus__register(&vm->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE,
 				pci_mmio, st->pci, "pci-mmio")) < 0)
 		return rc;
+	/* One slot (and IOAPIC pin) per disk, then one for virtio-rng. */
 	if (c->nr_disks > MONITOR_MAX_DISKS ||
-	    c->nr_disks > PCI_LAST_IRQ - PCI_FIRST_IRQ + 1)
+	    c->nr_disks + 1 > PCI_LAST_IRQ - PCI_FIRST_IRQ + 1)
 		return vm__err(EINVAL, "%d disks; at most %d", c->nr_disks,
 			       MONITOR_MAX_DISKS);
 	for (int i = 0; i < c->nr_disks; i++) {
@@ -313,6 +315,16 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 				       virtio__error());
 		}
 	}
+	/* Entropy from the host, so a fresh guest does not stall early in
+	 * boot waiting for its pool (systemd, sshd key generation). */
+	struct virtio_dev *rng;
+	if ((rc = virtio_rng__new(&vm->mem, &rng)) < 0)
+		return vm__err(-rc, "virtio-rng: %s", virtio__error());
+	if ((rc = virtio_pci__new(st->pci, rng, PCI_FIRST_IRQ + c->nr_disks,
+				  &st->rng_vp)) < 0) {
+		virtio__dev_free(rng);
+		return vm__err(-rc, "virtio-rng: %s", virtio__error());
+	}
 	return 0;
 }
 
@@ -325,6 +337,9 @@ static int free_devices(struct run_state *st)
 	if (st->pci)
 		pci__bus_free(st->pci);
 	st->pci = NULL;
+	if (st->rng_vp)
+		virtio_pci__free(st->rng_vp);
+	st->rng_vp = NULL;
 	for (int i = 0; i < st->nr_disks; i++) {
 		if (st->vp[i])
 			virtio_pci__free(st->vp[i]);

@@ -51,6 +51,8 @@ $A img create disk.avd 1M >/dev/null
 printf 'APPLIANCE-DISK-0 and more' | $A img write disk.avd 0 25
 t_run "boot with a virtio-blk disk" $B --kernel "$G" --disk disk.avd --console disk.txt
 t_check "guest found the disk on PCI" grep -q '^guest: virtio-blk in slot 0x1' disk.txt
+t_check "virtio-rng sits in the slot after the disk" grep -q '^guest: virtio device 0x1044 in slot 0x2' disk.txt
+t_check "  ... and in slot 1 without disks" grep -q '^guest: virtio device 0x1044 in slot 0x1' out.txt
 t_check "guest sees the disk size" grep -q '^guest: disk sectors 0x800' disk.txt
 t_check "guest read sector 0" grep -q "^guest: disk read 'APPLIANCE-DISK-0'" disk.txt
 t_check "guest wrote sector 1" grep -q '^guest: disk write ok' disk.txt
