@@ -145,7 +145,7 @@ static void list_virtio_devices(void)
 		uint32_t id = cfg_read(slot, 0);
 		if ((id & 0xffff) != 0x1af4)
 			continue;
-		guest_puts("guest: virtio device 0x");
+		guest_puts("guest: virtio device ");
 		guest_putx(id >> 16);
 		guest_puts(" in slot ");
 		guest_putx((uint64_t)slot);
