@@ -151,6 +151,34 @@ static int raw__create(const char *path, const struct imgfmt_create_opts *o)
 	return 0;
 }
 
+/* The streaming writer (writer.h): raw has no clusters, so it takes
+ * large chunks, and a copy is a few big pwrites with the all-zero chunks
+ * (which convert skips) left as holes. */
+static int raw__writer_open(struct imgfmt_writer *w)
+{
+	if (w->opts.compress)
+		return imgfmt_err(ENOTSUP, "%s: raw images cannot be written "
+				  "compressed", w->path);
+	if (w->opts.backing_file)
+		return imgfmt_err(EINVAL, "%s: raw images cannot have a "
+				  "backing file", w->path);
+	w->chunk_size = 1u << 20;
+	if (ftruncate(w->fd, (off_t)w->opts.size) < 0)
+		return imgfmt_err(errno, "%s: %s", w->path, strerror(errno));
+	return 0;
+}
+
+static int raw__writer_put(struct imgfmt_writer *w, struct imgfmt_chunk *c)
+{
+	return imgfmt_writer_write(w, c->data, c->data_len, c->offset);
+}
+
+static int raw__writer_finish(struct imgfmt_writer *w)
+{
+	(void)w; /* the size was set at open; the core fsyncs */
+	return 0;
+}
+
 const struct imgfmt_driver imgfmt_raw_driver = {
 	.name = "raw",
 	.probe = raw__probe,
@@ -163,4 +191,7 @@ const struct imgfmt_driver imgfmt_raw_driver = {
 	.map = raw__map,
 	.resize = raw__resize,
 	.create = raw__create,
+	.writer_open = raw__writer_open,
+	.writer_put = raw__writer_put,
+	.writer_finish = raw__writer_finish,
 };
