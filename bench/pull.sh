@@ -44,7 +44,7 @@ EOT
 "$A" publish big-1.appliance --repo repo --key k.key
 python3 -m http.server 8931 --bind 127.0.0.1 --directory repo >/dev/null 2>&1 & SRV=$!
 sleep 1
-t() { s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
+t() { s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); awk "BEGIN { print $e - $s }"; }
 for i in 1 2 3; do
 	rm -rf cache curl.out
 	echo "curl $(t curl -s -o curl.out http://127.0.0.1:8931/packages/big-1.appliance)"
