@@ -16,6 +16,7 @@
 #include "runtime/kvmspeed.h"
 #include "runtime/launch.h"
 #include "runtime/monitor.h"
+#include "runtime/passt.h"
 #include "runtime/vm.h"
 
 const char cmd_run_help[] =
@@ -330,6 +331,15 @@ static int run_builtin(struct run_args *a)
 	if (open_console(a, &a->mc.console_out_fd, &a->mc.console_in_fd,
 			 &a->mc.console_raw, &out_fd) < 0)
 		return EXIT_FAIL;
+	/* Port forwards (-p and the package's) through passt. */
+	struct passt_forward fw[QEMU_ENGINE_MAX_PORTS];
+	for (int i = 0; i < a->nr_ports; i++) {
+		fw[i].host_port = a->ports[i].host_port;
+		fw[i].guest_port = a->ports[i].guest_port;
+		fw[i].udp = a->ports[i].udp;
+	}
+	a->mc.ports = fw;
+	a->mc.nr_ports = a->nr_ports;
 	rc = monitor__run(&a->mc, &res);
 	if (out_fd >= 0)
 		close(out_fd);

@@ -25,6 +25,8 @@
 #include "runtime/bytes.h"
 #include "runtime/legacy.h"
 #include "runtime/monitor.h"
+#include "runtime/passt.h"
+#include "runtime/virtio/net.h"
 #include "runtime/mptable.h"
 #include "runtime/pci.h"
 #include "runtime/seccomp.h"
@@ -134,6 +136,8 @@ struct run_state {
 	imgfmt_image *img[MONITOR_MAX_DISKS];
 	bool img_owned[MONITOR_MAX_DISKS];
 	struct virtio_pci *rng_vp;
+	struct virtio_pci *net_vp;
+	struct passt passt;
 	struct virtio_pci *vp[MONITOR_MAX_DISKS];
 	int status_fd;                 /* /proc/self/status, opened early */
 	int sig_fd;
@@ -284,9 +288,11 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 	    (rc = bus__register(&vm->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE,
 				pci_mmio, st->pci, "pci-mmio")) < 0)
 		return rc;
-	/* One slot (and IOAPIC pin) per disk, then one for virtio-rng. */
+	/* One slot (and IOAPIC pin) per disk, then virtio-rng, then
+	 * virtio-net if there is a network. */
+	bool net = c->network || c->nr_ports > 0;
 	if (c->nr_disks > MONITOR_MAX_DISKS ||
-	    c->nr_disks + 1 > PCI_LAST_IRQ - PCI_FIRST_IRQ + 1)
+	    c->nr_disks + 1 + net > PCI_LAST_IRQ - PCI_FIRST_IRQ + 1)
 		return vm__err(EINVAL, "%d disks; at most %d", c->nr_disks,
 			       MONITOR_MAX_DISKS);
 	for (int i = 0; i < c->nr_disks; i++) {
@@ -325,6 +331,26 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 		virtio__dev_free(rng);
 		return vm__err(-rc, "virtio-rng: %s", virtio__error());
 	}
+	if (net) {
+		struct net_backend *be;
+		struct virtio_net_opts no = { .mtu = 0 };
+		struct virtio_dev *nd;
+		if ((rc = passt__start(c->ports, c->nr_ports, &st->passt)) < 0)
+			return rc;
+		/* The stream backend owns our end of the socket now. */
+		rc = net_stream__new(st->passt.fd, &be);
+		st->passt.fd = -1;
+		if (rc < 0)
+			return vm__err(-rc, "virtio-net: %s", virtio__error());
+		if ((rc = virtio_net__new(be, &no, &vm->mem, &nd)) < 0)
+			return vm__err(-rc, "virtio-net: %s", virtio__error());
+		if ((rc = virtio_pci__new(st->pci, nd,
+					  PCI_FIRST_IRQ + c->nr_disks + 1,
+					  &st->net_vp)) < 0) {
+			virtio__dev_free(nd);
+			return vm__err(-rc, "virtio-net: %s", virtio__error());
+		}
+	}
 	return 0;
 }
 
@@ -340,6 +366,10 @@ static int free_devices(struct run_state *st)
 	if (st->rng_vp)
 		virtio_pci__free(st->rng_vp);
 	st->rng_vp = NULL;
+	if (st->net_vp)
+		virtio_pci__free(st->net_vp);
+	st->net_vp = NULL;
+	passt__stop(&st->passt);
 	for (int i = 0; i < st->nr_disks; i++) {
 		if (st->vp[i])
 			virtio_pci__free(st->vp[i]);
@@ -476,6 +506,7 @@ int monitor__run(const struct monitor_config *c, struct monitor_result *res)
 		return vm__err(ENOMEM, "out of memory");
 	st->status_fd = st->sig_fd = st->in_fd = -1;
 	st->vm.kvm_fd = st->vm.vm_fd = st->vm.stop_efd = -1;
+	st->passt.pid = st->passt.fd = -1;
 	if (!c->kernel) {
 		rc = vm__err(EINVAL, "no kernel given");
 		goto out_nostate;

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "runtime/passt.h"
 #include "runtime/vm.h"
 
 #define MONITOR_MAX_DISKS 8
@@ -33,6 +34,11 @@ struct monitor_config {
 	/* Already open images to attach instead of opening disks[] (which
 	 * then only name them in messages); they stay the caller's. */
 	struct imgfmt_image *const *disk_images;
+	/* User-mode networking through passt (runtime/passt.h): a
+	 * virtio-net device when `network` or any forward is given. */
+	const struct passt_forward *ports;
+	int nr_ports;
+	bool network;
 	int nr_disks;
 	int console_out_fd;          /* UART output */
 	int console_in_fd;           /* UART input, -1: none */

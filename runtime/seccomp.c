@@ -55,6 +55,9 @@ static const int common_calls[] = {
 	SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_rt_sigtimedwait, SYS_mincore, SYS_tgkill, SYS_restart_syscall,
 	SYS_exit, SYS_exit_group, SYS_poll, SYS_ppoll, SYS_epoll_wait,
 	SYS_epoll_pwait, SYS_epoll_ctl,
+	/* virtio-net's stream backend to passt (sendmsg with MSG_NOSIGNAL,
+	 * reads), and stopping and reaping passt when the VM ends. */
+	SYS_sendmsg, SYS_recvfrom, SYS_recvmsg, SYS_kill, SYS_wait4,
 };
 
 /* ioctl requests, by role. */

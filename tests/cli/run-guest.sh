@@ -53,6 +53,11 @@ t_run "boot with a virtio-blk disk" $B --kernel "$G" --disk disk.avd --console d
 t_check "guest found the disk on PCI" grep -q '^guest: virtio-blk in slot 0x1' disk.txt
 t_check "virtio-rng sits in the slot after the disk" grep -q '^guest: virtio device 0x1044 in slot 0x2' disk.txt
 t_check "  ... and in slot 1 without disks" grep -q '^guest: virtio device 0x1044 in slot 0x1' out.txt
+if command -v passt >/dev/null; then
+	t_run "boot with a port forward (user-mode network through passt)" $B --kernel "$G" -p 18123:80 --console net.txt
+	t_check "  ... the guest sees a virtio-net device" grep -q '^guest: virtio device 0x1041' net.txt
+	t_check "  ... and no passt is left behind" sh -c '! pgrep -f "[p]asst.*127.0.0.1/18123:80" >/dev/null'
+fi
 t_check "guest sees the disk size" grep -q '^guest: disk sectors 0x800' disk.txt
 t_check "guest read sector 0" grep -q "^guest: disk read 'APPLIANCE-DISK-0'" disk.txt
 t_check "guest wrote sector 1" grep -q '^guest: disk write ok' disk.txt
