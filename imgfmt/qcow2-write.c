@@ -64,25 +64,6 @@ struct q2w {
 	int npool;
 };
 
-static int wr(imgfmt_writer *w, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return imgfmt_err(errno, "%s: write at %llu: %s",
-					  w->path, (unsigned long long)off,
-					  strerror(errno));
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void *buf_get(struct q2w *s)
 {
 	void *p = NULL;
@@ -209,7 +190,7 @@ static int put_cluster(imgfmt_writer *w, struct q2w *s, void *buf,
 	} else {
 		r = flush_pending(w, s);
 		if (r == 0)
-			r = wr(w, buf, s->cs, off);
+			r = imgfmt_writer_write(w, buf, s->cs, off);
 	}
 	if (r < 0)
 		return r;
@@ -513,7 +494,7 @@ static int write_header(imgfmt_writer *w, struct q2w *s, uint64_t l1_off,
 		q2_put32(h + QH_BACKING_SIZE, (uint32_t)n);
 		memcpy(h + pos, bn, n);
 	}
-	r = wr(w, h, s->cs, 0);
+	r = imgfmt_writer_write(w, h, s->cs, 0);
 	free(h);
 	return r;
 }
@@ -572,7 +553,7 @@ int qcow2__writer_finish(imgfmt_writer *w)
 	if (l1bytes) {
 		for (uint64_t i = 0; i < s->l1_size; i++)
 			q2_put64(buf + i * 8, s->l1[i]);
-		r = wr(w, buf, l1bytes, l1_off);
+		r = imgfmt_writer_write(w, buf, l1bytes, l1_off);
 		if (r < 0)
 			goto out;
 	}
@@ -580,7 +561,7 @@ int qcow2__writer_finish(imgfmt_writer *w)
 	memset(buf, 0, tabbytes);
 	for (uint64_t i = 0; i < nblk; i++)
 		q2_put64(buf + i * 8, (base + ntab + i) << s->cb);
-	r = wr(w, buf, tabbytes, rt_off);
+	r = imgfmt_writer_write(w, buf, tabbytes, rt_off);
 	if (r < 0)
 		goto out;
 	uint8_t *blk = calloc(1, s->cs);
@@ -593,7 +574,7 @@ int qcow2__writer_finish(imgfmt_writer *w)
 			uint64_t c = i * per_blk + k;
 			q2_put16(blk + k * 2, c < s->rc_len ? s->rc[c] : 0);
 		}
-		r = wr(w, blk, s->cs, (base + ntab + i) << s->cb);
+		r = imgfmt_writer_write(w, blk, s->cs, (base + ntab + i) << s->cb);
 	}
 	free(blk);
 	if (r < 0)
