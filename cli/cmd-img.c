@@ -150,10 +150,10 @@ static int parse_img_args(int argc, char **argv, struct img_args *a)
 	return 0;
 }
 
-static int open_image(const char *path, const struct img_args *a, int rw,
+static int open_image(const char *path, const char *format, int rw,
 		      imgfmt_image **img)
 {
-	struct imgfmt_open_opts o = { .format = a->format };
+	struct imgfmt_open_opts o = { .format = format };
 
 	if (rw)
 		o.flags |= IMGFMT_OPEN_RDWR;
@@ -215,7 +215,7 @@ static int img_info(int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - optind != 1)
 		return cli__usage("img", "img info: expected FILE");
-	if (open_image(argv[optind], &a, 0, &img) < 0)
+	if (open_image(argv[optind], a.format, 0, &img) < 0)
 		return EXIT_FAIL;
 	if (imgfmt__info(img, &info) < 0) {
 		cli__error("%s", imgfmt__error());
@@ -302,7 +302,7 @@ static int img_map(int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - optind != 1)
 		return cli__usage("img", "img map: expected FILE");
-	if (open_image(argv[optind], &a, 0, &img) < 0)
+	if (open_image(argv[optind], a.format, 0, &img) < 0)
 		return EXIT_FAIL;
 	imgfmt__info(img, &info);
 	if (a.json)
@@ -379,7 +379,7 @@ static int img_check(int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - optind != 1)
 		return cli__usage("img", "img check: expected FILE");
-	if (open_image(argv[optind], &a, a.repair, &img) < 0)
+	if (open_image(argv[optind], a.format, a.repair, &img) < 0)
 		return EXIT_FAIL;
 	if (imgfmt__check(img, a.repair, &res) < 0) {
 		cli__error("%s", imgfmt__error());
@@ -424,7 +424,7 @@ static int img_resize(int argc, char **argv)
 	s = argv[optind + 1];
 	if (cli__parse_size(s[0] == '+' ? s + 1 : s, &size) < 0)
 		return cli__usage("img", "img resize: bad size '%s'", s);
-	if (open_image(argv[optind], &a, 1, &img) < 0)
+	if (open_image(argv[optind], a.format, 1, &img) < 0)
 		return EXIT_FAIL;
 	struct imgfmt_info info;
 	imgfmt__info(img, &info);
@@ -457,7 +457,7 @@ static int img_readwrite(int argc, char **argv, int writing)
 	    cli__parse_size(argv[optind + 2], &len) < 0)
 		return cli__usage("img", "img %s: bad offset or length",
 				  argv[0]);
-	if (open_image(argv[optind], &a, writing, &img) < 0)
+	if (open_image(argv[optind], a.format, writing, &img) < 0)
 		return EXIT_FAIL;
 	buf = malloc(bufsize);
 	if (!buf) {
@@ -569,20 +569,6 @@ static int parse_maint_args(int argc, char **argv, struct maint_args *a)
 	return 0;
 }
 
-static int maint_open(const char *path, const struct maint_args *a, int rw,
-		      imgfmt_image **img)
-{
-	struct imgfmt_open_opts o = { .format = a->format };
-
-	if (rw)
-		o.flags |= IMGFMT_OPEN_RDWR;
-	if (imgfmt__open(path, &o, img) < 0) {
-		cli__error("%s", imgfmt__error());
-		return -1;
-	}
-	return 0;
-}
-
 /* Report the failing call's message, close, and pick the exit status. */
 static int maint_finish(imgfmt_image *img, int r)
 {
@@ -605,7 +591,7 @@ static int img_commit(int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - optind != 1)
 		return cli__usage("img", "img commit: expected FILE");
-	if (maint_open(argv[optind], &a, 1, &img) < 0)
+	if (open_image(argv[optind], a.format, 1, &img) < 0)
 		return EXIT_FAIL;
 	return maint_finish(img, imgfmt__commit(img));
 }
@@ -620,7 +606,7 @@ static int img_rebase(int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - optind != 1 || !a.have_backing)
 		return cli__usage("img", "img rebase: expected -b NEW FILE");
-	if (maint_open(argv[optind], &a, 1, &img) < 0)
+	if (open_image(argv[optind], a.format, 1, &img) < 0)
 		return EXIT_FAIL;
 	return maint_finish(img, imgfmt__rebase(img, a.backing,
 						a.backing_format, a.unsafe));
@@ -640,7 +626,7 @@ static int img_compact(int argc, char **argv)
 		cli__error("%s already exists", argv[optind + 1]);
 		return EXIT_FAIL;
 	}
-	if (maint_open(argv[optind], &a, 0, &img) < 0)
+	if (open_image(argv[optind], a.format, 0, &img) < 0)
 		return EXIT_FAIL;
 	int level = a.compress ? (a.level ? a.level : 3) : 0;
 	return maint_finish(img, imgfmt__compact(img, argv[optind + 1],
