@@ -199,22 +199,6 @@ int avd_header_decode(const char *path, const uint8_t *buf, size_t len,
 	return 0;
 }
 
-char *avd_resolve(const char *image_path, const char *name)
-{
-	if (name[0] == '/')
-		return strdup(name);
-	const char *slash = strrchr(image_path, '/');
-	if (!slash)
-		return strdup(name);
-	size_t dirlen = (size_t)(slash - image_path) + 1;
-	char *p = malloc(dirlen + strlen(name) + 1);
-	if (!p)
-		return NULL;
-	memcpy(p, image_path, dirlen);
-	strcpy(p + dirlen, name);
-	return p;
-}
-
 int avd_file_digest(const char *path, uint8_t out[32])
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -307,7 +291,7 @@ int avd_header_init(const char *path, struct avd_header *h, uint64_t size,
 			strcpy(h->backing_format, backing_format);
 		}
 		if (digest) {
-			char *bp = avd_resolve(path, backing);
+			char *bp = imgfmt_resolve_path(path, backing);
 			if (!bp)
 				return imgfmt_err(ENOMEM, "out of memory");
 			int r = avd_file_digest(bp, h->digest);
@@ -1879,7 +1863,7 @@ static int avd__open(imgfmt_image *img)
 		}
 		if (a->h.has_digest && !(img->flags & IMGFMT_OPEN_NO_BACKING)) {
 			uint8_t dg[32];
-			char *bp = avd_resolve(img->path, a->h.backing_name);
+			char *bp = imgfmt_resolve_path(img->path, a->h.backing_name);
 			if (!bp) {
 				r = imgfmt_err(ENOMEM, "out of memory");
 				goto fail;

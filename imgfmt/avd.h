@@ -125,10 +125,6 @@ int avd_header_init(const char *path, struct avd_header *h, uint64_t size,
 		    int digest);
 /* SHA-256 of a whole file. */
 int avd_file_digest(const char *path, uint8_t out[32]);
-/* `name` as seen from the image at `image_path` (relative names are
- * relative to the image's directory, as the core resolves them). */
-char *avd_resolve(const char *image_path, const char *name);
-
 /* Maintenance hooks used by maint.c (AVD images only). */
 int avd__set_backing(imgfmt_image *img, const char *name, const char *fmt,
 		     int digest);

@@ -129,6 +129,11 @@ int imgfmt_backing_read(imgfmt_image *img, void *buf, size_t len,
 int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
 			uint64_t off);
 
+/* Where a backing name recorded in an image points: absolute names as
+ * they are, relative ones next to the image (as qemu-img does), so an
+ * image and its backing file can move together.  malloc'ed, or NULL. */
+char *imgfmt_resolve_path(const char *image_path, const char *name);
+
 /* Does the buffer hold only zero bytes? (fast, word at a time) */
 int imgfmt_is_zero(const void *buf, size_t len);
 

@@ -202,7 +202,7 @@ int imgfmt__probe(const char *path, char *name, size_t name_size)
 
 /* Where a relative backing name points: next to the overlay, as qemu-img
  * does, so an image and its backing file can move together. */
-static char *resolve_backing_path(const char *image_path, const char *name)
+char *imgfmt_resolve_path(const char *image_path, const char *name)
 {
 	if (name[0] == '/')
 		return strdup(name);
@@ -237,7 +237,7 @@ static int open_backing(imgfmt_image *img, const struct imgfmt_open_opts *o,
 	if (seen->n >= IMGFMT_MAX_CHAIN)
 		return imgfmt_err(ELOOP, "%s: backing chain is deeper than %d "
 				  "images", img->path, IMGFMT_MAX_CHAIN);
-	bpath = resolve_backing_path(img->path, img->backing_name);
+	bpath = imgfmt_resolve_path(img->path, img->backing_name);
 	if (!bpath)
 		return imgfmt_err(ENOMEM, "out of memory");
 	bo.format = img->backing_format;
@@ -417,7 +417,7 @@ int imgfmt__create(const char *path, const struct imgfmt_create_opts *opts)
 		 * the new image as it will be on open. */
 		struct imgfmt_open_opts bo = { .format = o.backing_format };
 		imgfmt_image *b;
-		char *bpath = resolve_backing_path(path, o.backing_file);
+		char *bpath = imgfmt_resolve_path(path, o.backing_file);
 		if (!bpath)
 			return imgfmt_err(ENOMEM, "out of memory");
 		int r = imgfmt__open(bpath, &bo, &b);

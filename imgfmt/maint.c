@@ -153,7 +153,7 @@ int imgfmt__rebase(imgfmt_image *img, const char *new_backing,
 	if (new_backing && !*new_backing)
 		new_backing = NULL;
 	if (new_backing) {
-		char *p = avd_resolve(img->path, new_backing);
+		char *p = imgfmt_resolve_path(img->path, new_backing);
 		struct imgfmt_open_opts o = {
 			.format = new_backing_format,
 			.cache_bytes = img->cache_bytes,
