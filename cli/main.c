@@ -4,6 +4,8 @@
  * One table maps command names to the functions in cmd-*.c (git's and
  * kvmtool's layout), and `appliance help [CMD]` prints from the same table.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,8 +73,20 @@ static int cmd_help(int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* With stdin, stdout or stderr closed (as some CI runners and daemons
+ * start us), the next file opened would take that number and be read or
+ * written as if it were the console; give each /dev/null instead. */
+static void ensure_std_fds(void)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
+		    open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) < 0)
+			return;
+}
+
 int main(int argc, char **argv)
 {
+	ensure_std_fds();
 	if (argc < 2) {
 		print_overview(stderr);
 		return EXIT_USAGE;
