@@ -33,6 +33,19 @@ t_check "a tampered package is refused before boot" sh -c "! timeout 60 $A run b
 APPLIANCE_TRUST_DIR=$T_TMP/empty APPLIANCE_SYSTEM_TRUST_DIR=$T_TMP/empty \
 	t_check "an untrusted key is refused" sh -c "! timeout 60 $A run '$PKG' >out 2>&1; grep -q 'not in the trust store' out"
 t_run "--insecure runs it anyway, with a warning" sh -c "APPLIANCE_TRUST_DIR=$T_TMP/empty APPLIANCE_SYSTEM_TRUST_DIR=$T_TMP/empty timeout 300 $A run --insecure '$PKG' 2>&1 | grep -q WARNING"
+# The same package tampered with on the server: `run URL` refuses it
+# before anything boots, and nothing enters the (fresh) cache.
+PKGS=$D/repo/packages
+f=$(ls "$PKGS" | head -n 1)
+printf '\377' | dd of="$PKGS/$f" bs=1 seek=200000 conv=notrunc 2>/dev/null
+python3 -m http.server 0 --bind 127.0.0.1 --directory "$D/repo" > http.log 2>&1 &
+HTTP=$!
+for i in $(seq 100); do grep -q "port" http.log && break; sleep 0.1; done
+PORT=$(sed -n 's/.*port \([0-9]*\).*/\1/p' http.log | head -n 1)
+t_check "a package tampered with on the server is refused before boot" sh -c "! APPLIANCE_CACHE=$T_TMP/cache2 timeout 120 $A run 'http://127.0.0.1:$PORT/busybox-hello' >out 2>&1; grep -q 'SHA-256 does not match' out && ! grep -q 'Linux version' out"
+t_check "  ... and nothing of it is cached" sh -c "[ -z \"\$(ls $T_TMP/cache2/packages 2>/dev/null)\" ]"
+kill $HTTP 2>/dev/null
+
 sed 's/^cpus = 1$/cpus = "one"/' "$TOP/recipes/busybox-hello/recipe.toml" > broken.toml
 t_check "a recipe error stops the build with line:col" sh -c "! $A build broken.toml -o x > out 2>&1; grep -Eq 'broken.toml:[0-9]+:[0-9]+:' out && [ ! -e x ]"
 t_done
