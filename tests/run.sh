@@ -77,7 +77,7 @@ for bin in "$BUILD_ABS"/tests/test_*; do
 done
 for script in tests/cli/*.sh; do
 	case "$script" in
-	*/lib.sh) continue ;;
+	*/lib.sh|*/lib-*.sh) continue ;;
 	*.slow.sh) [ "$SLOW" = 1 ] || continue ;;
 	esac
 	run_script "$script"
