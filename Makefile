@@ -145,3 +145,10 @@ $(BUILD)/tests/guest.elf: $(GUEST_SRCS) $(wildcard tests/guest/*.h) tests/guest/
 $(BUILD)/tests/guest.bin: $(BUILD)/tests/guest.elf
 	objcopy -O binary $< $@
 all: $(BUILD)/tests/guest.bin
+# The same guest as an ELF with a PVH entry note (tests/guest/pvh/).
+PVH_GUEST_SRCS := $(filter-out tests/guest/head.S,$(GUEST_SRCS)) \
+	$(wildcard tests/guest/pvh/*.c tests/guest/pvh/*.S)
+$(BUILD)/tests/guest-pvh.elf: $(PVH_GUEST_SRCS) $(wildcard tests/guest/*.h) tests/guest/pvh/guest.ld
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -Wl,-T,tests/guest/pvh/guest.ld -o $@ $(PVH_GUEST_SRCS)
+all: $(BUILD)/tests/guest-pvh.elf

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "runtime/boot-linux.h"
+#include "runtime/boot-pvh.h"
 #include "runtime/bytes.h"
 
 #define MAX_KERNEL_FILE (256u << 20)
@@ -220,8 +221,10 @@ int boot_linux__load_mem(struct vm *vm, const uint8_t *kernel,
 	zp[ZP_E820_ENTRIES] = (uint8_t)n;
 	memcpy(zp + ZP_E820_TABLE, map, (size_t)n * sizeof(map[0]));
 
+	vm->entry_mode = VM_ENTRY_LONG64;
 	vm->entry_rip = BOOT_KERNEL_ADDR + 0x200;
 	vm->entry_rsi = BOOT_ZERO_PAGE;
+	vm->rsdp_slot = BOOT_ZERO_PAGE + ZP_ACPI_RSDP;
 	return 0;
 }
 
@@ -292,7 +295,11 @@ int boot_linux__load(struct vm *vm, const struct boot_linux_args *a)
 				       a->initrd_path);
 		}
 	}
-	rc = boot_linux__load_mem(vm, k, ks, i, is, a->cmdline);
+	/* An ELF file is a vmlinux: PVH direct boot (boot-pvh.c). */
+	if (boot_pvh__is_elf(k, ks))
+		rc = boot_pvh__load_mem(vm, k, ks, i, is, a->cmdline);
+	else
+		rc = boot_linux__load_mem(vm, k, ks, i, is, a->cmdline);
 	if (rc < 0) {
 		/* Name the file in the message the parser wrote. */
 		char msg[1024];

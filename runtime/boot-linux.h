@@ -114,7 +114,8 @@ struct boot_linux_args {
 
 /* Load kernel, initrd, command line and zero page into guest memory and
  * set vm->entry_rip/entry_rsi for the 64-bit entry.  Files are capped
- * (kernel 256 MiB, initrd by guest RAM). */
+ * (kernel 256 MiB, initrd by guest RAM).  A kernel that is an ELF file
+ * (a vmlinux) goes to boot_pvh__load_mem() instead (boot-pvh.h). */
 int boot_linux__load(struct vm *vm, const struct boot_linux_args *a);
 
 /* Same as boot_linux__load() from memory buffers (for the unit tests). */

@@ -4,7 +4,9 @@
  *
  * vCPU 0 starts in long mode at the kernel's 64-bit entry (boot.rst's
  * 64-bit protocol: identity-mapped page tables, a GDT with __BOOT_CS 0x10
- * and __BOOT_DS 0x18, %rsi = zero page).  The other vCPUs stay in KVM's
+ * and __BOOT_DS 0x18, %rsi = zero page), or for a PVH kernel in 32-bit
+ * protected mode without paging at its PVH entry (%ebx = start_info,
+ * boot-pvh.h).  The other vCPUs stay in KVM's
  * wait-for-SIPI state: with the in-kernel local APICs the guest wakes them
  * with INIT/SIPI exactly as on a real PC, so the guest's own SMP bring-up
  * code runs unchanged.
@@ -156,10 +158,12 @@ void cpu__hide_unemulated(struct kvm_cpuid2 *c)
 
 int cpu__setup_boot_tables(struct vm *vm)
 {
-	/* GDT: null, null, __BOOT_CS (64-bit code), __BOOT_DS (flat data),
-	 * a TSS descriptor KVM wants for a valid TR. */
+	/* GDT: null, flat 32-bit code (PVH), __BOOT_CS (64-bit code),
+	 * __BOOT_DS (flat data), a TSS descriptor KVM wants for a valid
+	 * TR. */
 	static const uint64_t gdt[] = {
-		0, 0,
+		0,
+		0x00cf9b000000ffffull,  /* 0x08 code: 32-bit (PVH entry) */
 		0x00af9b000000ffffull,  /* code: L=1, P, DPL0, exec/read */
 		0x00cf93000000ffffull,  /* data: G, D/B, P, read/write */
 		0x008f8b000000ffffull,  /* busy 32-bit TSS */
@@ -234,6 +238,48 @@ static int setup_long_mode(struct vcpu *c)
 	r.rip = c->vm->entry_rip;
 	r.rsi = c->vm->entry_rsi;
 	r.rsp = r.rbp = BOOT_STACK_TOP;
+	if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
+		return vm__err(errno, "vCPU %d: KVM_SET_REGS: %s", c->id,
+			       strerror(errno));
+	return 0;
+}
+
+/* The PVH boot ABI's entry state: 32-bit protected mode, paging off,
+ * flat 4 GiB code and data segments, a busy 32-bit TSS, %ebx = the
+ * hvm_start_info, everything else zero. */
+#define PVH_CS 0x08
+
+static int setup_pvh_mode(struct vcpu *c)
+{
+	struct kvm_sregs sr;
+	struct kvm_regs r;
+
+	if (ioctl(c->fd, KVM_GET_SREGS, &sr) < 0)
+		return vm__err(errno, "vCPU %d: KVM_GET_SREGS: %s", c->id,
+			       strerror(errno));
+	seg(&sr.cs, PVH_CS, 0xb, 0, 1);
+	seg(&sr.ds, BOOT_DS, 0x3, 0, 1);
+	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
+	memset(&sr.tr, 0, sizeof(sr.tr));
+	sr.tr.selector = 0x20;
+	sr.tr.limit = 0x67;
+	sr.tr.type = 0xb;
+	sr.tr.present = 1;
+	sr.gdt.base = BOOT_GDT_ADDR;
+	sr.gdt.limit = 5 * 8 - 1;
+	sr.idt.base = 0;
+	sr.idt.limit = 0;
+	sr.cr0 = (1u << 0) | (1u << 4);          /* PE, ET; no PG */
+	sr.cr3 = 0;
+	sr.cr4 = 0;
+	sr.efer = 0;
+	if (ioctl(c->fd, KVM_SET_SREGS, &sr) < 0)
+		return vm__err(errno, "vCPU %d: KVM_SET_SREGS: %s", c->id,
+			       strerror(errno));
+	memset(&r, 0, sizeof(r));
+	r.rflags = 2;
+	r.rip = c->vm->entry_rip;
+	r.rbx = c->vm->entry_rbx;
 	if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
 		return vm__err(errno, "vCPU %d: KVM_SET_REGS: %s", c->id,
 			       strerror(errno));
@@ -364,7 +410,9 @@ int cpu__init_all(struct vm *vm)
 		if ((rc = setup_cpuid(c)) < 0 || (rc = setup_msrs(c)) < 0 ||
 		    (rc = setup_fpu(c)) < 0 || (rc = setup_lapic(c)) < 0)
 			return rc;
-		if (i == 0 && (rc = setup_long_mode(c)) < 0)
+		if (i == 0 && (rc = c->vm->entry_mode == VM_ENTRY_PVH32
+					? setup_pvh_mode(c)
+					: setup_long_mode(c)) < 0)
 			return rc;
 	}
 	return 0;

@@ -401,9 +401,10 @@ static int write_firmware_tables(struct run_state *st)
 	uint8_t *mp = guest_mem__ptr(&st->vm.mem, BOOT_EBDA_START, mp_size);
 	uint8_t *acpi = guest_mem__ptr(&st->vm.mem, ACPI_TABLES_ADDR,
 				       ACPI_TABLES_SIZE);
-	uint8_t *zp = guest_mem__ptr(&st->vm.mem, BOOT_ZERO_PAGE, 4096);
+	uint8_t *rsdp_at = st->vm.rsdp_slot ?
+		guest_mem__ptr(&st->vm.mem, st->vm.rsdp_slot, 8) : NULL;
 
-	if (!mp || !acpi || !zp)
+	if (!mp || !acpi || (st->vm.rsdp_slot && !rsdp_at))
 		return vm__err(ENOSPC, "guest RAM too small for the firmware "
 			       "tables (need 1 MiB)");
 	for (int slot = 1; slot < PCI_MAX_SLOTS && mc.nr_pci < MPTABLE_MAX_PCI;
@@ -424,8 +425,10 @@ static int write_firmware_tables(struct run_state *st)
 				   ACPI_TABLES_ADDR);
 	if (rsdp < 0)
 		return (int)rsdp;
-	/* boot_params.acpi_rsdp_addr: the kernel need not scan for it. */
-	le64_put(zp + ZP_ACPI_RSDP, (uint64_t)rsdp);
+	/* boot_params.acpi_rsdp_addr or hvm_start_info.rsdp_paddr: the
+	 * kernel need not scan for it. */
+	if (rsdp_at)
+		le64_put(rsdp_at, (uint64_t)rsdp);
 	return 0;
 }
 

@@ -3,8 +3,8 @@
  *
  * monitor__run() builds the machine (RAM, vCPUs, in-kernel irqchip and
  * PIT, UART, i8042, RTC, MP table, PCI bus with virtio devices), loads a
- * Linux bzImage, restricts the process with seccomp and runs until the
- * guest powers off, a vCPU fails, or SIGINT/SIGTERM/the console escape
+ * Linux bzImage or a PVH vmlinux (boot-pvh.h), restricts the process
+ * with seccomp and runs until the guest powers off, a vCPU fails, or SIGINT/SIGTERM/the console escape
  * arrives.  It never prints: the guest's console goes to console_fd and
  * everything else comes back in struct monitor_result.
  */
@@ -26,7 +26,7 @@ struct monitor_config {
 	 * nr_affinity is 0. */
 	const int *cpu_affinity;
 	int nr_affinity;
-	const char *kernel;          /* bzImage */
+	const char *kernel;          /* bzImage, or ELF vmlinux (PVH) */
 	const char *initrd;          /* NULL: none */
 	const char *cmdline;         /* NULL: "console=ttyS0" */
 	const char *const *disks;    /* imgfmt images, virtio-blk each */

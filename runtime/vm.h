@@ -10,6 +10,7 @@
  *   bus.c          port-I/O and MMIO dispatch
  *   cpu.c          vCPU threads, CPUID, MSRs, registers, the KVM_RUN loop
  *   boot-linux.c   the x86 Linux boot protocol (bzImage, zero page, e820)
+ *   boot-pvh.c     ELF vmlinux through the PVH boot ABI (hvm_start_info)
  *   mptable.c      the MP table (CPUs, IOAPIC, interrupt routing)
  *   serial.c       16550 UART         i8042.c  reset + keyboard stubs
  *   rtc.c          CMOS clock         kvmspeed.c  "is KVM emulated here?"
@@ -145,8 +146,15 @@ struct vm {
 	 * it from vm__host_shadow_paging(). */
 	bool shadow_compat;
 
-	/* 64-bit entry state for vCPU 0 (the boot protocol fills it). */
-	uint64_t entry_rip, entry_rsi;
+	/* Entry state for vCPU 0 (the boot protocol fills it): long mode
+	 * with %rsi = the zero page (bzImage), or 32-bit protected mode
+	 * with paging off and %ebx = hvm_start_info (PVH, boot-pvh.h). */
+	enum { VM_ENTRY_LONG64 = 0, VM_ENTRY_PVH32 } entry_mode;
+	uint64_t entry_rip, entry_rsi, entry_rbx;
+	/* Guest address of the 8-byte field that receives the ACPI RSDP's
+	 * address (boot_params.acpi_rsdp_addr or hvm_start_info.rsdp_paddr);
+	 * 0: nowhere. */
+	uint64_t rsdp_slot;
 
 	/* Stopping: first writer wins; vm__stop() also kicks every vCPU out
 	 * of KVM_RUN and writes to stop_efd so the main thread wakes. */

@@ -14,6 +14,19 @@ t_fail "bad --cpu-affinity" 2 $A run --engine builtin --kernel "$G" --cpu-affini
 t_fail "unknown engine" 2 $A run --engine vmware --kernel "$G"
 t_run "help run" $A help run
 
+# The PVH build of the guest is a correct PVH kernel by an independent
+# loader's judgement: QEMU's (TCG, well under a second), so a failure
+# of the builtin boot below is the monitor's, not the test guest's.
+P=$BUILD_ABS/tests/guest-pvh.elf
+printf 'INITRD-PVH-MODULE' > pvh-initrd.img
+if command -v qemu-system-x86_64 >/dev/null; then
+	timeout 60 qemu-system-x86_64 -M pc -accel tcg -m 64M -smp 2 -nographic \
+		-nodefaults -serial stdio -no-reboot -kernel "$P" \
+		-initrd pvh-initrd.img -append "test=pvh-qemu" >pvh-qemu.txt 2>&1
+	t_check "QEMU boots the PVH test guest through its entry note" grep -q '^guest: pvh start_info version 0x1' pvh-qemu.txt
+	t_check "  ... which reaches the same guest code and powers off" grep -q '^guest: poweroff' pvh-qemu.txt
+fi
+
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "no usable /dev/kvm: builtin-monitor boots skipped"
 	t_done
@@ -69,6 +82,21 @@ t_check "a read-only disk refuses the guest's write" grep -q '^guest: disk write
 t_check "the read-only image is unchanged" [ "$($A img read ro.raw 512 5 | od -An -c | tr -d ' \n')" = '\0\0\0\0\0' ]
 t_check "without --disk the guest finds none" grep -q '^guest: no virtio-blk' out.txt
 t_fail "a missing disk image fails" 1 $B --kernel "$G" --disk nonexistent.avd --console none
+
+# The same guest as an ELF vmlinux-alike through the PVH entry: 32-bit
+# protected mode, paging off, %ebx = hvm_start_info.
+t_run "PVH direct boot of the ELF test guest on 2 vCPUs" $B --cpus 2 --kernel "$P" --initrd pvh-initrd.img --append "test=pvh" --disk disk.avd --console pvh.txt
+t_check "  ... entered at the PVH note's address with a start_info" grep -q '^guest: pvh start_info version 0x1' pvh.txt
+t_check "  ... the initramfs is module 0" grep -q "^guest: pvh module 0 size 0x11 starts 'INITRD-P'" pvh.txt
+t_check "  ... the ACPI RSDP is in the start_info" grep -q '^guest: pvh rsdp 0xe' pvh.txt
+t_check "  ... the command line arrived" grep -q "^guest: cmdline 'test=pvh" pvh.txt
+t_check "  ... the memory map reserves the MP table area" grep -q '^guest: e820 0x9f000 0x1000 0x2' pvh.txt
+t_check "  ... the second vCPU came up" grep -q '^guest: cpu1 up, apic id 0x1' pvh.txt
+t_check "  ... the disk reads" grep -q "^guest: disk read 'APPLIANCE-DISK-0'" pvh.txt
+t_check "  ... and it powered off" grep -q '^guest: poweroff' pvh.txt
+head -c 200 "$P" > pvh-short.elf
+t_fail "a truncated ELF kernel is refused" 1 $B --kernel pvh-short.elf --console none
+t_check "  ... with a message naming the problem" sh -c "$B --kernel pvh-short.elf --console none 2>&1 | grep -q 'run past the end'"
 
 # --stats reports the monitor's own figures.
 $B --kernel "$G" --console none --stats 2>stats.txt

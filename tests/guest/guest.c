@@ -106,8 +106,6 @@ static void start_ap(uint32_t apic_id)
 	}
 }
 
-void guest_main(const uint8_t *zero_page);
-
 void guest_main(const uint8_t *zp)
 {
 	uint32_t a, b, c, d;

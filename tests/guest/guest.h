@@ -7,5 +7,6 @@
 void guest_puts(const char *s);
 void guest_putx(uint64_t v);
 void guest_virtio_blk(void);
+void guest_main(const uint8_t *zero_page);
 
 #endif

@@ -5,11 +5,7 @@
  * the same header fields as for a Linux bzImage (boot protocol 2.15,
  * XLF_KERNEL_64, relocatable, init_size) and enters at 1 MiB + 0x200 in
  * long mode with %rsi = the zero page, as boot.rst's 64-bit protocol says.
- *
- * The second vCPU is started the PC way: the BSP copies ap_trampoline
- * to 0x6000 and sends INIT and STARTUP IPIs (vector 0x06) through its
- * local APIC; the AP wakes in real mode at 0600:0000, reads its initial
- * APIC id with CPUID and reports it in the mailbox, then halts.
+ * (The PVH build of the same guest has its own head: pvh/head.S.)
  */
 	.section .setup, "a"
 	.code16
@@ -73,23 +69,4 @@ startup_64:
 1:	hlt
 	jmp	1b
 
-/*
- * AP trampoline, copied to 0x6000 and run in real mode with CS = 0x0600.
- * Mailbox at 0x5ff0: byte 0 = 0xA5 when up, byte 1 = initial APIC id.
- */
-	.section .rodata
-	.code16
-	.globl ap_trampoline, ap_trampoline_end
-ap_trampoline:
-	cli
-	xorw	%ax, %ax
-	movw	%ax, %ds
-	movl	$1, %eax
-	cpuid
-	shrl	$24, %ebx
-	movb	%bl, 0x5ff1
-	movb	$0xa5, 0x5ff0
-2:	hlt
-	jmp	2b
-ap_trampoline_end:
 	.section .note.GNU-stack, "", @progbits
