@@ -17,6 +17,7 @@
 #include "runtime/launch.h"
 #include "runtime/monitor.h"
 #include "runtime/passt.h"
+#include "runtime/virtio/net.h"
 #include "runtime/vm.h"
 
 const char cmd_run_help[] =
@@ -46,6 +47,11 @@ const char cmd_run_help[] =
 	"  --initrd FILE         initramfs\n"
 	"  --append CMDLINE      kernel command line (default console=ttyS0)\n"
 	"  --disk IMAGE[,ro]     a virtio-blk disk (any image format); repeat\n"
+	"  --net user|tap:IFNAME|none  the network: user-mode through passt\n"
+	"                        (default when there are port forwards; \"user\"\n"
+	"                        adds it without any), the host tap interface\n"
+	"                        IFNAME (created if missing and we may; no -p),\n"
+	"                        or none (forwards ignored)\n"
 	"  --memory SIZE         guest RAM (default 512M)\n"
 	"  --cpus N              vCPUs (default 1)\n"
 	"  --cpu-affinity LIST   host CPUs for the vCPUs, e.g. 0-3,6\n"
@@ -63,6 +69,7 @@ enum {
 	OPT_ENGINE = 1000, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_DISK,
 	OPT_MEMORY, OPT_CPUS, OPT_AFFINITY, OPT_CONSOLE, OPT_NO_SECCOMP,
 	OPT_STATS, OPT_CHECK_KVM, OPT_INSECURE, OPT_KEY, OPT_PERSIST,
+	OPT_NET,
 };
 
 static const struct option run_opts[] = {
@@ -81,6 +88,7 @@ static const struct option run_opts[] = {
 	{ "insecure", no_argument, NULL, OPT_INSECURE },
 	{ "key", required_argument, NULL, OPT_KEY },
 	{ "persist", required_argument, NULL, OPT_PERSIST },
+	{ "net", required_argument, NULL, OPT_NET },
 	{ "publish", required_argument, NULL, 'p' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -97,6 +105,7 @@ struct run_args {
 	int affinity[VM_MAX_CPUS];
 	bool insecure, mem_given, cpus_given;
 	const char *key, *persist;
+	bool net_none;
 	struct qemu_port_forward ports[QEMU_ENGINE_MAX_PORTS];
 	int nr_ports;
 	imgfmt_image *images[1];   /* a package's overlay */
@@ -170,6 +179,21 @@ static int parse_run_args(int argc, char **argv, struct run_args *a)
 		case OPT_INSECURE: a->insecure = true; break;
 		case OPT_KEY: a->key = optarg; break;
 		case OPT_PERSIST: a->persist = optarg; break;
+		case OPT_NET:
+			a->mc.network = false;
+			a->mc.tap = NULL;
+			a->net_none = false;
+			if (strcmp(optarg, "user") == 0)
+				a->mc.network = true;
+			else if (strcmp(optarg, "none") == 0)
+				a->net_none = true;
+			else if (strncmp(optarg, "tap:", 4) == 0 &&
+				 net_tap__valid_name(optarg + 4))
+				a->mc.tap = optarg + 4;
+			else
+				return cli__usage("run", "bad --net '%s' (user, "
+						  "tap:IFNAME or none)", optarg);
+			break;
 		case 'p': {
 			unsigned h, g;
 			char proto[8] = "tcp";
@@ -194,6 +218,9 @@ static int parse_run_args(int argc, char **argv, struct run_args *a)
 	if (optind < argc)
 		return cli__usage("run", "unexpected argument '%s'",
 				  argv[optind]);
+	if (a->mc.tap && a->nr_ports > 0)
+		return cli__usage("run", "-p needs the user-mode network, not "
+				  "--net tap");
 	a->mc.disks = a->disks;
 	a->mc.disk_readonly = a->disk_ro;
 	return 0;
@@ -298,6 +325,8 @@ static int run_qemu(struct run_args *a, bool use_kvm)
 	qc.disk_images = a->mc.disk_images;
 	qc.ports = a->ports;
 	qc.nr_ports = a->nr_ports;
+	qc.network = a->mc.network;
+	qc.tap = a->mc.tap;
 	qc.use_kvm = use_kvm;
 	qc.console_out_fd = out_fd;
 	qc.console_in_fd = in_fd;
@@ -377,6 +406,15 @@ static int run_builtin(struct run_args *a)
 static int run_engine(struct run_args *a)
 {
 	char why[256];
+
+	/* Only the package's forwards can be left here with tap (-p with
+	 * tap is a usage error): a tap has no port forwarding. */
+	if ((a->net_none || a->mc.tap) && a->nr_ports > 0) {
+		fprintf(stderr, "appliance: run: %d port forward%s not set up "
+			"(--net %s)\n", a->nr_ports, a->nr_ports > 1 ? "s" : "",
+			a->net_none ? "none" : "tap");
+		a->nr_ports = 0;
+	}
 	if (strcmp(a->engine, "builtin") == 0)
 		return run_builtin(a);
 	bool fast = kvm_is_fast(why, sizeof(why));

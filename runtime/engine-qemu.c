@@ -16,6 +16,7 @@
 #include "imgfmt.h"
 #include "nbd/server.h"
 #include "runtime/engine-qemu.h"
+#include "runtime/virtio/net.h"
 
 static __thread char engine_errbuf[512];
 static volatile pid_t running_qemu;
@@ -144,7 +145,15 @@ char **qemu_engine__argv(const struct qemu_engine_config *cfg,
 		arg_add(&a, "-device");
 		arg_add(&a, "virtio-blk-device,drive=disk%d", i);
 	}
-	if (cfg->nr_ports > 0 || cfg->network) {
+	if (cfg->tap && !net_tap__valid_name(cfg->tap)) {
+		a.failed = 1;
+	} else if (cfg->tap) {
+		arg_add(&a, "-netdev");
+		arg_add(&a, "tap,id=net0,ifname=%s,script=no,downscript=no",
+			cfg->tap);
+		arg_add(&a, "-device");
+		arg_add(&a, "virtio-net-device,netdev=net0");
+	} else if (cfg->nr_ports > 0 || cfg->network) {
 		char fwd[2048] = "";
 		size_t len = 0;
 		for (int i = 0; i < cfg->nr_ports && len < sizeof(fwd) - 64;

@@ -41,6 +41,8 @@ struct qemu_engine_config {
 	const struct qemu_port_forward *ports;
 	int nr_ports;                /* > 0 adds a user-mode network device */
 	bool network;                /* network even without forwards */
+	const char *tap;             /* a tap interface instead of the
+	                                user-mode network (no forwards) */
 	bool use_kvm;                /* -accel kvm, else TCG */
 	int console_out_fd;          /* guest serial output */
 	int console_in_fd;           /* guest serial input, -1: none */

@@ -290,7 +290,7 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 		return rc;
 	/* One slot (and IOAPIC pin) per disk, then virtio-rng, then
 	 * virtio-net if there is a network. */
-	bool net = c->network || c->nr_ports > 0;
+	bool net = c->network || c->nr_ports > 0 || c->tap;
 	if (c->nr_disks > MONITOR_MAX_DISKS ||
 	    c->nr_disks + 1 + net > PCI_LAST_IRQ - PCI_FIRST_IRQ + 1)
 		return vm__err(EINVAL, "%d disks; at most %d", c->nr_disks,
@@ -335,13 +335,26 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 		struct net_backend *be;
 		struct virtio_net_opts no = { .mtu = 0 };
 		struct virtio_dev *nd;
-		if ((rc = passt__start(c->ports, c->nr_ports, &st->passt)) < 0)
-			return rc;
-		/* The stream backend owns our end of the socket now. */
-		rc = net_stream__new(st->passt.fd, &be);
-		st->passt.fd = -1;
-		if (rc < 0)
-			return vm__err(-rc, "virtio-net: %s", virtio__error());
+		if (c->tap && c->nr_ports > 0)
+			return vm__err(EINVAL, "port forwards need the "
+				       "user-mode network, not tap %s",
+				       c->tap);
+		if (c->tap) {
+			if ((rc = net_tap__open(c->tap, &be)) < 0)
+				return vm__err(-rc, "virtio-net: %s",
+					       virtio__error());
+		} else {
+			if ((rc = passt__start(c->ports, c->nr_ports,
+					       &st->passt)) < 0)
+				return rc;
+			/* The stream backend owns our end of the socket
+			 * now. */
+			rc = net_stream__new(st->passt.fd, &be);
+			st->passt.fd = -1;
+			if (rc < 0)
+				return vm__err(-rc, "virtio-net: %s",
+					       virtio__error());
+		}
 		if ((rc = virtio_net__new(be, &no, &vm->mem, &nd)) < 0)
 			return vm__err(-rc, "virtio-net: %s", virtio__error());
 		if ((rc = virtio_pci__new(st->pci, nd,

@@ -4,8 +4,8 @@
  * monitor__run() builds the machine (RAM, vCPUs, in-kernel irqchip and
  * PIT, UART, i8042, RTC, MP table, PCI bus with virtio devices), loads a
  * Linux bzImage or a PVH vmlinux (boot-pvh.h), restricts the process
- * with seccomp and runs until the guest powers off, a vCPU fails, or SIGINT/SIGTERM/the console escape
- * arrives.  It never prints: the guest's console goes to console_fd and
+ * with seccomp and runs until the guest powers off, a vCPU fails, or
+ * SIGINT/SIGTERM/the console escape arrives.  It never prints: the guest's console goes to console_fd and
  * everything else comes back in struct monitor_result.
  */
 #ifndef RUNTIME_MONITOR_H
@@ -39,6 +39,9 @@ struct monitor_config {
 	const struct passt_forward *ports;
 	int nr_ports;
 	bool network;
+	/* A tap interface for the virtio-net device instead of passt (no
+	 * port forwards then); NULL: none. */
+	const char *tap;
 	int nr_disks;
 	int console_out_fd;          /* UART output */
 	int console_in_fd;           /* UART input, -1: none */

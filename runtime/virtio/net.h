@@ -19,14 +19,16 @@
  * until the guest posts one (backpressure instead of dropping), and frames
  * arriving while the driver is not up are dropped (a cable not plugged).
  *
- * A backend moves whole Ethernet frames.  The one provided speaks the
- * "stream" framing of QEMU's -netdev stream and passt/pasta: each frame is
- * a 4-byte big-endian length followed by that many bytes, over a connected
- * SOCK_STREAM socket (usually passt's unix socket).
+ * A backend moves whole Ethernet frames.  Two are provided: "stream"
+ * speaks the framing of QEMU's -netdev stream and passt/pasta (each frame
+ * a 4-byte big-endian length followed by that many bytes, over a
+ * connected SOCK_STREAM socket, usually passt's unix socket), and "tap"
+ * reads and writes a Linux tap interface.
  */
 #ifndef RUNTIME_VIRTIO_NET_H
 #define RUNTIME_VIRTIO_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -65,6 +67,14 @@ struct net_backend {
 int net_stream__new(int fd, struct net_backend **out);
 /* Connect to a unix socket (passt's --socket path) and wrap it. */
 int net_stream__connect(const char *path, struct net_backend **out);
+
+/* Tap backend (net-tap.c): attach to the tap interface `ifname` through
+ * /dev/net/tun (IFF_TAP | IFF_NO_PI), creating it if it does not exist
+ * and we may.  Plain Ethernet frames, one per read/write. */
+int net_tap__open(const char *ifname, struct net_backend **out);
+/* Whether `ifname` is a name we accept for a tap: 1 to 15 characters of
+ * [A-Za-z0-9_.-] (no separators that could reach a QEMU option). */
+bool net_tap__valid_name(const char *ifname);
 
 struct virtio_net_opts {
 	uint8_t mac[6];         /* all zero: a random locally administered

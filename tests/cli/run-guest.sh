@@ -12,7 +12,10 @@ t_fail "bad --cpus" 2 $A run --engine builtin --kernel "$G" --cpus 0
 t_fail "bad --memory" 2 $A run --engine builtin --kernel "$G" --memory 1K
 t_fail "bad --cpu-affinity" 2 $A run --engine builtin --kernel "$G" --cpu-affinity 3-1
 t_fail "unknown engine" 2 $A run --engine vmware --kernel "$G"
+t_fail "bad --net" 2 $A run --engine builtin --kernel "$G" --net tap:a,b
+t_fail "-p with --net tap is a usage error" 2 $A run --engine builtin --kernel "$G" --net tap:t0 -p 8080:80
 t_run "help run" $A help run
+t_check "  ... which names the tap network" sh -c "$A help run | grep -q 'tap:IFNAME'"
 
 # The PVH build of the guest is a correct PVH kernel by an independent
 # loader's judgement: QEMU's (TCG, well under a second), so a failure
@@ -70,6 +73,13 @@ if command -v passt >/dev/null; then
 	t_run "boot with a port forward (user-mode network through passt)" $B --kernel "$G" -p 18123:80 --console net.txt
 	t_check "  ... the guest sees a virtio-net device" grep -q '^guest: virtio device 0x1041' net.txt
 	t_check "  ... and no passt is left behind" sh -c '! pgrep -f "[p]asst.*127.0.0.1/18123:80" >/dev/null'
+fi
+if [ -e /dev/net/tun ]; then
+	t_run "boot with a tap network" $B --kernel "$G" --net tap:aprun$$ --console tap.txt
+	t_check "  ... the guest sees a virtio-net device" grep -q '^guest: virtio device 0x1041' tap.txt
+	t_check "  ... and the transient tap is gone afterwards" sh -c "! ip link show aprun$$ 2>/dev/null"
+else
+	echo "SKIP: /dev/net/tun is missing: no tap boot"
 fi
 t_check "guest sees the disk size" grep -q '^guest: disk sectors 0x800' disk.txt
 t_check "guest read sector 0" grep -q "^guest: disk read 'APPLIANCE-DISK-0'" disk.txt
