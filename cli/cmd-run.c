@@ -330,6 +330,7 @@ static int run_qemu(struct run_args *a, bool use_kvm)
 	qc.use_kvm = use_kvm;
 	qc.console_out_fd = out_fd;
 	qc.console_in_fd = in_fd;
+	qc.console_escape = raw;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = qemu_stop_handler;
 	sigemptyset(&sa.sa_mask);

@@ -119,7 +119,10 @@ char **qemu_engine__argv(const struct qemu_engine_config *cfg,
 	arg_add(&a, "none");
 	arg_add(&a, "-no-reboot");
 	arg_add(&a, "-chardev");
-	arg_add(&a, "stdio,id=con,signal=off");
+	/* The mux gives a terminal QEMU's Ctrl-A escapes, Ctrl-A x to
+	 * quit among them; piped input goes to the guest untouched. */
+	arg_add(&a, "stdio,id=con,signal=off%s",
+		cfg->console_escape ? ",mux=on" : "");
 	arg_add(&a, "-serial");
 	arg_add(&a, "chardev:con");
 	arg_add(&a, "-kernel");

@@ -46,6 +46,9 @@ struct qemu_engine_config {
 	bool use_kvm;                /* -accel kvm, else TCG */
 	int console_out_fd;          /* guest serial output */
 	int console_in_fd;           /* guest serial input, -1: none */
+	bool console_escape;         /* console_in_fd is a terminal: Ctrl-A x
+	                                quits, as in the builtin monitor
+	                                (QEMU's character-device mux) */
 	const char *qemu_binary;     /* NULL: qemu-system-x86_64 from PATH */
 	const char *work_dir;        /* where the NBD sockets go; NULL: a
 	                                fresh directory under $TMPDIR */

@@ -6,7 +6,8 @@
  * handed over (command line, e820 map), check the CPUID the monitor set,
  * start vCPU 1 with INIT/SIPI, read and write a virtio-blk disk if there
  * is one (virtio-blk.c), then reset through the i8042, which the
- * monitor treats as power-off.
+ * monitor treats as power-off; or, with "idle" on its command line,
+ * halt until the monitor stops it (the console escape test).
  */
 #include <stdint.h>
 
@@ -106,6 +107,23 @@ static void start_ap(uint32_t apic_id)
 	}
 }
 
+/* Whether the command line has the word `w`. */
+static int has_word(const char *s, const char *w)
+{
+	for (const char *p = s; *p; p++) {
+		if (p != s && p[-1] != ' ')
+			continue;
+		const char *a = p, *b = w;
+		while (*b && *a == *b) {
+			a++;
+			b++;
+		}
+		if (!*b && (*a == ' ' || *a == 0))
+			return 1;
+	}
+	return 0;
+}
+
 void guest_main(const uint8_t *zp)
 {
 	uint32_t a, b, c, d;
@@ -158,6 +176,14 @@ void guest_main(const uint8_t *zp)
 	}
 
 	guest_virtio_blk();
+
+	/* "idle" on the command line: stay up until the monitor stops us
+	 * (the console escape, a signal), halted with interrupts off. */
+	if (has_word((const char *)(uint64_t)cmdline, "idle")) {
+		guest_puts("guest: idle until stopped\n");
+		for (;;)
+			__asm__ volatile("cli; hlt");
+	}
 
 	guest_puts("guest: poweroff\n");
 	outb(0x64, 0xfe);     /* i8042: pulse reset */
