@@ -310,8 +310,12 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 			_exit(127);
 		if (in >= 0 && in != 0)
 			dup2(in, 0);
-		if (cfg->console_out_fd >= 0 && cfg->console_out_fd != 1)
-			dup2(cfg->console_out_fd, 1);
+		/* No console (-1): the guest's output goes nowhere, as
+		 * with the builtin monitor, not to our stdout. */
+		int out = cfg->console_out_fd >= 0
+			? cfg->console_out_fd : open("/dev/null", O_WRONLY);
+		if (out >= 0 && out != 1)
+			dup2(out, 1);
 		execvp(argv[0], argv);
 		fprintf(stderr, "appliance: cannot run %s: %s\n", argv[0],
 			strerror(errno));

@@ -28,6 +28,14 @@ if command -v qemu-system-x86_64 >/dev/null; then
 		-initrd pvh-initrd.img -append "test=pvh-qemu" >pvh-qemu.txt 2>&1
 	t_check "QEMU boots the PVH test guest through its entry note" grep -q '^guest: pvh start_info version 0x1' pvh-qemu.txt
 	t_check "  ... which reaches the same guest code and powers off" grep -q '^guest: poweroff' pvh-qemu.txt
+	# The QEMU engine's console: to a file, or nowhere with "none" (the
+	# idle guest runs until timeout's SIGTERM).
+	Q="$A run --engine qemu --memory 64M --kernel $P --append idle"
+	timeout 10 $Q --console con.txt >/dev/null 2>&1
+	timeout 10 $Q --console none --stats >none.txt 2>&1
+	t_check "QEMU engine: --console FILE gets the guest's output" grep -q '^guest: idle until stopped' con.txt
+	t_check "  ... and --console none shows none of it" sh -c "! grep -q '^guest:' none.txt"
+	t_check "  ... (that run was stopped by the signal)" grep -q 'stopped by a signal' none.txt
 fi
 
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
