@@ -77,8 +77,19 @@ $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
+# --as-needed: the program does not link the mount code (see below), so
+# libguestfs and libfuse drop out of it and out of every `run`.
 $(PROGRAM): $(CLI_OBJS) $(LIBS)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LINK_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -Wl,--as-needed -o $@ $(CLI_OBJS) $(LINK_LIBS) $(LDLIBS)
+
+# The mount helper, exec'd by `appliance img attach|mount|ls|...`
+# (cli/cmd-img-mount.c): the same front end with the mount code.
+MOUNT_HELPER := $(BUILD)/appliance-mount
+MOUNT_HELPER_OBJS := $(filter-out $(BUILD)/cli/cmd-img-mount.o,$(CLI_OBJS)) \
+	$(BUILD)/cli/mount-helper/cmd-img-mount.o
+$(MOUNT_HELPER): $(MOUNT_HELPER_OBJS) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(MOUNT_HELPER_OBJS) $(LINK_LIBS) $(LDLIBS)
+all: $(MOUNT_HELPER)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(LIBS)
 	@mkdir -p $(@D)
@@ -121,8 +132,10 @@ demo: deps
 	$(MAKE) all
 	APPLIANCE=$(abspath $(PROGRAM)) sh scripts/demo.sh
 
-install: $(PROGRAM)
+install: $(PROGRAM) $(MOUNT_HELPER)
 	install -D -m 0755 $(PROGRAM) $(DESTDIR)$(PREFIX)/bin/appliance
+	install -D -m 0755 $(MOUNT_HELPER) \
+		$(DESTDIR)$(PREFIX)/libexec/appliance/appliance-mount
 
 clean:
 	rm -rf build build-san

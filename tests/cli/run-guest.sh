@@ -15,6 +15,18 @@ t_fail "unknown engine" 2 $A run --engine vmware --kernel "$G"
 t_fail "bad --net" 2 $A run --engine builtin --kernel "$G" --net tap:a,b
 t_fail "-p with --net tap is a usage error" 2 $A run --engine builtin --kernel "$G" --net tap:t0 -p 8080:80
 t_run "help run" $A help run
+# The mount code (libguestfs, libfuse) lives in the appliance-mount
+# helper: a `run` does not map it; `img mount` and friends exec it.
+t_check "appliance links neither libguestfs nor libfuse" sh -c "! ldd '$A' | grep -qE 'guestfs|fuse'"
+t_check "  ... the helper does" sh -c "ldd '$BUILD_ABS/appliance-mount' | grep -q guestfs"
+t_check "  ... and img attach --help reaches it" sh -c "$A img attach --help | grep -q 'attach'"
+mkdir -p alone/bin inst/bin inst/libexec/appliance
+cp "$A" alone/bin/appliance
+t_fail "img ls without the helper fails" 1 alone/bin/appliance img ls x.img /
+t_check "  ... and says what is missing" sh -c "alone/bin/appliance img ls x.img / 2>&1 | grep -q 'appliance-mount is not installed'"
+cp "$A" inst/bin/appliance
+cp "$BUILD_ABS/appliance-mount" inst/libexec/appliance/
+t_check "the installed layout finds the helper in libexec" sh -c "inst/bin/appliance img unmount --help | grep -q unmount"
 t_check "  ... which names the tap network" sh -c "$A help run | grep -q 'tap:IFNAME'"
 
 # The PVH build of the guest is a correct PVH kernel by an independent
