@@ -5,14 +5,18 @@
  *
  *   workers (N threads)  take the next run of up to 1 MiB that the
  *                        source's allocation map says is not zero, read
- *                        it with one pread (imgfmt__pread is thread-safe),
- *                        drop the chunks that read as all zeros and encode
- *                        (compress) the others into the item's slot;
+ *                        it with one pread (imgfmt__pread is thread-safe)
+ *                        into the item's slot, drop the chunks that read
+ *                        as all zeros and encode (compress) the others;
+ *                        a format that stores data as it is (raw) keeps
+ *                        pointing into the slot's buffer, so the data is
+ *                        never copied;
  *   the calling thread   puts finished slots in ascending order, the only
  *                        order the streaming writers accept.
  *
  * Workers never run more than `window` items ahead of the writer, which
- * bounds memory to window x max(1 MiB, chunk size) whatever the image
+ * bounds memory to window x max(1 MiB, chunk size) (the slots' read
+ * buffers, allocated once) plus the encoded chunks, whatever the image
  * size.  Errors
  * raised on a worker are carried to the calling thread with their message
  * (imgfmt's messages are thread-local).
@@ -39,6 +43,8 @@ enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_READY };
 struct slot {
 	enum slot_state state;
 	uint32_t n;                /* chunks in this item */
+	uint8_t *buf;              /* the item's source bytes (encoded chunks
+	                              may point into it until put) */
 	struct imgfmt_chunk *chunks;
 	uint8_t *skip;             /* per chunk: all zero, nothing to put */
 };
@@ -56,6 +62,10 @@ struct pipeline {
 	uint64_t seq_next;         /* next sequence number to hand out */
 	uint64_t seq_put;          /* next sequence number to put */
 	uint64_t cursor;           /* next virtual offset to consider */
+	struct imgfmt_extent ext;  /* the last extent map gave (ext.length 0:
+	                              none): a data extent spans many items,
+	                              and each map of a raw file costs two
+	                              lseeks */
 	int workers_left;
 	int err;                   /* first error (negative errno) */
 	char errmsg[1024];
@@ -81,10 +91,17 @@ static int next_item(struct pipeline *p, uint64_t *len)
 
 	*len = 0;
 	while (p->cursor < p->size) {
-		int r = imgfmt__map(p->src, p->cursor, p->size - p->cursor,
-				    &e);
-		if (r < 0)
-			return r;
+		if (p->cursor >= p->ext.offset &&
+		    p->cursor < p->ext.offset + p->ext.length) {
+			e = p->ext;
+			e.length = e.offset + e.length - p->cursor;
+		} else {
+			int r = imgfmt__map(p->src, p->cursor,
+					    p->size - p->cursor, &e);
+			if (r < 0)
+				return r;
+			p->ext = e;
+		}
 		uint64_t end = p->cursor + e.length;
 		if (e.kind != IMGFMT_EXTENT_ZERO) {
 			/* Data: read to the end of the extent (rounded up
@@ -116,12 +133,8 @@ static int next_item(struct pipeline *p, uint64_t *len)
 static void *worker(void *arg)
 {
 	struct pipeline *p = arg;
-	size_t bufsize = (size_t)p->batch * p->cs;
-	uint8_t *buf = malloc(bufsize);
 
 	pthread_mutex_lock(&p->lock);
-	if (!buf)
-		fail_locked(p, imgfmt_err(ENOMEM, "out of memory"));
 	for (;;) {
 		uint64_t len;
 		while (!p->err && p->cursor < p->size &&
@@ -142,6 +155,7 @@ static void *worker(void *arg)
 		p->cursor += len;
 		s->state = SLOT_BUSY;
 		s->n = (uint32_t)((len + p->cs - 1) / p->cs);
+		uint8_t *buf = s->buf;
 		pthread_mutex_unlock(&p->lock);
 
 		r = imgfmt__pread(p->src, buf, (size_t)len, off);
@@ -174,7 +188,6 @@ static void *worker(void *arg)
 	p->workers_left--;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	free(buf);
 	return NULL;
 }
 
@@ -276,6 +289,7 @@ static void free_slots(struct pipeline *p)
 			imgfmt__chunk_release(&p->slots[i].chunks[k]);
 		free(p->slots[i].chunks);
 		free(p->slots[i].skip);
+		free(p->slots[i].buf);
 	}
 	free(p->slots);
 	p->slots = NULL;
@@ -346,7 +360,9 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	for (uint64_t i = 0; i < p.window; i++) {
 		p.slots[i].chunks = calloc(p.batch, sizeof(struct imgfmt_chunk));
 		p.slots[i].skip = calloc(p.batch, 1);
-		if (!p.slots[i].chunks || !p.slots[i].skip) {
+		p.slots[i].buf = malloc((size_t)p.batch * p.cs);
+		if (!p.slots[i].chunks || !p.slots[i].skip ||
+		    !p.slots[i].buf) {
 			free_slots(&p);
 			r = imgfmt_err(ENOMEM, "out of memory");
 			goto fail;

@@ -85,6 +85,10 @@ struct imgfmt_writer {
 	uint64_t next_offset;  /* put() must not go below this */
 	void *priv;            /* the driver's state */
 	imgfmt_image *img;     /* the create+pwrite fallback's image */
+	size_t buf_size;       /* imgfmt_writer_buf_get's size (writer_open
+	                          sets it; 0: the chunk size) */
+	struct imgfmt_writer_io *io; /* writer.c: gathered appends, buffer
+	                                pool, early writeback */
 };
 
 struct imgfmt_image {
@@ -128,6 +132,26 @@ int imgfmt_backing_read(imgfmt_image *img, void *buf, size_t len,
  * message names the file.  Every streaming writer appends through it. */
 int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
 			uint64_t off);
+
+/* Queue `len` bytes of `buf` for file offset `off`, taking ownership of
+ * buf (a malloc'ed block, normally from imgfmt_writer_buf_get): appends
+ * that follow one another in the file are written together with one
+ * pwritev per ~1 MiB, and the buffers go back to the pool once written.
+ * imgfmt_writer_write and finish write what is queued first. */
+int imgfmt_writer_append(struct imgfmt_writer *w, void *buf, size_t len,
+			 uint64_t off);
+int imgfmt_writer_flush_appends(struct imgfmt_writer *w);
+
+/* Recycled buffers of w->buf_size bytes for encode (thread-safe): a fresh
+ * allocation costs a page fault per 4 KiB, more than filling it.  NULL:
+ * out of memory (the caller reports it). */
+void *imgfmt_writer_buf_get(struct imgfmt_writer *w);
+void imgfmt_writer_buf_put(struct imgfmt_writer *w, void *buf);
+
+/* This thread's zstd compression context (parameters are the caller's to
+ * reset), freed when the thread exits; NULL: out of memory. */
+struct ZSTD_CCtx_s;
+struct ZSTD_CCtx_s *imgfmt_writer_zstd_cctx(void);
 
 /* Where a backing name recorded in an image points: absolute names as
  * they are, relative ones next to the image (as qemu-img does), so an

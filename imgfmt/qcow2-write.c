@@ -283,37 +283,6 @@ int qcow2__writer_open(imgfmt_writer *w)
 	return 0;
 }
 
-static pthread_key_t zstd_key;
-static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
-
-static void zstd_free(void *p)
-{
-	ZSTD_freeCCtx(p);
-}
-
-static void zstd_key_init(void)
-{
-	(void)pthread_key_create(&zstd_key, zstd_free);
-}
-
-/* One compression context per thread: creating a zstd context per
- * cluster would cost more than compressing it. */
-static ZSTD_CCtx *thread_cctx(void)
-{
-	ZSTD_CCtx *c;
-
-	pthread_once(&zstd_once, zstd_key_init);
-	c = pthread_getspecific(zstd_key);
-	if (!c) {
-		c = ZSTD_createCCtx();
-		if (c && pthread_setspecific(zstd_key, c) != 0) {
-			ZSTD_freeCCtx(c);
-			c = NULL;
-		}
-	}
-	return c;
-}
-
 /* Compress a full cluster into out (cs bytes).  Returns the compressed
  * length, 0 if it does not shrink enough to be worth it, <0 on error. */
 static long compress_cluster(struct q2w *s, const uint8_t *in, uint8_t *out)
@@ -324,7 +293,7 @@ static long compress_cluster(struct q2w *s, const uint8_t *in, uint8_t *out)
 	size_t limit = s->cs - 512 > 0 ? s->cs - 512 : s->cs;
 
 	if (s->ctype == QCOMP_ZSTD) {
-		ZSTD_CCtx *c = thread_cctx();
+		ZSTD_CCtx *c = imgfmt_writer_zstd_cctx();
 		if (!c)
 			return imgfmt_err(ENOMEM, "zstd: out of memory");
 		ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);

@@ -1,14 +1,197 @@
 /*
  * writer.c - streaming writers (writer.h): dispatch to the format's own
- * writer, or write through create + pwrite for formats that have none.
+ * writer, or write through create + pwrite for formats that have none;
+ * and the I/O helpers every streaming writer shares (driver.h):
+ *
+ *   - appends gathered into one pwritev per ~1 MiB (a compressed cluster
+ *     is a few KiB: one syscall each would cost more than the copy);
+ *   - a pool of encode buffers, recycled once written;
+ *   - early writeback: every WRITEBACK_BYTES written, the range written
+ *     since the last kick is handed to the kernel for writeback with
+ *     sync_file_range(SYNC_FILE_RANGE_WRITE), which does not wait.  The
+ *     device then writes while we compute, and the fsync at the end only
+ *     waits for the tail instead of the whole file (measured: 0.4 s of
+ *     a 2.5 s compressed convert, 0.6 s of a raw one, were that fsync).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "driver.h"
+
+#define APPEND_IOV 64
+#define APPEND_BYTES (1u << 20)
+#define POOL_MAX 128
+#define WRITEBACK_BYTES (8u << 20)
+
+struct imgfmt_writer_io {
+	/* Queued appends: iov[0..niov) covers pend_len bytes from pend_off;
+	 * own[i] is what to free for iov[i] (iov_base moves on short
+	 * writes). */
+	struct iovec iov[APPEND_IOV];
+	void *own[APPEND_IOV];
+	int niov;
+	uint64_t pend_off, pend_len;
+	/* Encode buffers (w->buf_size bytes) back from put. */
+	pthread_mutex_t pool_lock;
+	void *pool[POOL_MAX];
+	int npool;
+	/* Written since the last writeback kick: [wb_lo, wb_hi), wb_bytes. */
+	uint64_t wb_lo, wb_hi, wb_bytes;
+};
+
+static pthread_key_t zstd_key;
+static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+
+static void zstd_free(void *p)
+{
+	ZSTD_freeCCtx(p);
+}
+
+static void zstd_key_init(void)
+{
+	(void)pthread_key_create(&zstd_key, zstd_free);
+}
+
+/* One compression context per thread, freed when the thread exits:
+ * creating one per cluster costs more than compressing the cluster (its
+ * tables are allocated and cleared each time). */
+ZSTD_CCtx *imgfmt_writer_zstd_cctx(void)
+{
+	ZSTD_CCtx *c;
+
+	pthread_once(&zstd_once, zstd_key_init);
+	c = pthread_getspecific(zstd_key);
+	if (!c) {
+		c = ZSTD_createCCtx();
+		if (c && pthread_setspecific(zstd_key, c) != 0) {
+			ZSTD_freeCCtx(c);
+			c = NULL;
+		}
+	}
+	return c;
+}
+
+static size_t pool_size(const struct imgfmt_writer *w)
+{
+	return w->buf_size ? w->buf_size : w->chunk_size;
+}
+
+void *imgfmt_writer_buf_get(struct imgfmt_writer *w)
+{
+	struct imgfmt_writer_io *io = w->io;
+	void *p = NULL;
+
+	pthread_mutex_lock(&io->pool_lock);
+	if (io->npool)
+		p = io->pool[--io->npool];
+	pthread_mutex_unlock(&io->pool_lock);
+	return p ? p : malloc(pool_size(w));
+}
+
+void imgfmt_writer_buf_put(struct imgfmt_writer *w, void *p)
+{
+	struct imgfmt_writer_io *io = w->io;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&io->pool_lock);
+	if (io->npool < POOL_MAX) {
+		io->pool[io->npool++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&io->pool_lock);
+	free(p);
+}
+
+/* Note `len` bytes written at `off`; start writeback of what was written
+ * since the last kick once there is enough of it.  A hint: its failure
+ * changes nothing (the final fsync reports real errors). */
+static void wrote(struct imgfmt_writer *w, uint64_t off, uint64_t len)
+{
+	struct imgfmt_writer_io *io = w->io;
+
+	if (io->wb_bytes == 0 || off < io->wb_lo)
+		io->wb_lo = off;
+	if (io->wb_bytes == 0 || off + len > io->wb_hi)
+		io->wb_hi = off + len;
+	io->wb_bytes += len;
+	if (io->wb_bytes >= WRITEBACK_BYTES) {
+		(void)sync_file_range(w->fd, (off_t)io->wb_lo,
+				      (off_t)(io->wb_hi - io->wb_lo),
+				      SYNC_FILE_RANGE_WRITE);
+		io->wb_bytes = 0;
+	}
+}
+
+int imgfmt_writer_flush_appends(struct imgfmt_writer *w)
+{
+	struct imgfmt_writer_io *io = w->io;
+	struct iovec *v = io->iov;
+	int n = io->niov, r = 0;
+	uint64_t off = io->pend_off;
+
+	while (n > 0) {
+		ssize_t got = pwritev(w->fd, v, n, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			r = imgfmt_err(got < 0 ? errno : EIO, "%s: write at "
+				       "%llu: %s", w->path,
+				       (unsigned long long)off,
+				       got < 0 ? strerror(errno)
+					       : "no progress");
+			break;
+		}
+		off += (uint64_t)got;
+		/* Skip what was written; a partial iovec is advanced. */
+		while (n > 0 && (size_t)got >= v->iov_len) {
+			got -= (ssize_t)v->iov_len;
+			v++;
+			n--;
+		}
+		if (n > 0) {
+			v->iov_base = (uint8_t *)v->iov_base + got;
+			v->iov_len -= (size_t)got;
+		}
+	}
+	if (r == 0 && io->pend_len)
+		wrote(w, io->pend_off, io->pend_len);
+	for (int i = 0; i < io->niov; i++)
+		imgfmt_writer_buf_put(w, io->own[i]);
+	io->niov = 0;
+	io->pend_len = 0;
+	return r;
+}
+
+int imgfmt_writer_append(struct imgfmt_writer *w, void *buf, size_t len,
+			 uint64_t off)
+{
+	struct imgfmt_writer_io *io = w->io;
+	int r;
+
+	if (io->niov && (io->niov == APPEND_IOV ||
+			 io->pend_off + io->pend_len != off ||
+			 io->pend_len >= APPEND_BYTES)) {
+		r = imgfmt_writer_flush_appends(w);
+		if (r < 0) {
+			imgfmt_writer_buf_put(w, buf);
+			return r;
+		}
+	}
+	if (!io->niov)
+		io->pend_off = off;
+	io->iov[io->niov].iov_base = buf;
+	io->iov[io->niov].iov_len = len;
+	io->own[io->niov++] = buf;
+	io->pend_len += len;
+	return 0;
+}
 
 int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 			imgfmt_writer **out)
@@ -37,10 +220,14 @@ int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 	w->chunk_size = o->cluster_size ? o->cluster_size
 					: IMGFMT_DEFAULT_CLUSTER;
 	w->path = strdup(path);
-	if (!w->path) {
+	w->io = calloc(1, sizeof(*w->io));
+	if (!w->path || !w->io) {
+		free(w->path);
+		free(w->io);
 		free(w);
 		return imgfmt_err(ENOMEM, "out of memory");
 	}
+	pthread_mutex_init(&w->io->pool_lock, NULL);
 
 	if (d->writer_open) {
 		w->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -93,7 +280,11 @@ int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
 			uint64_t off)
 {
 	const uint8_t *p = buf;
+	uint64_t start = off, total = len;
+	int r = imgfmt_writer_flush_appends(w);
 
+	if (r < 0)
+		return r;
 	while (len > 0) {
 		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
@@ -106,6 +297,7 @@ int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
 		off += (uint64_t)n;
 		len -= (size_t)n;
 	}
+	wrote(w, start, total);
 	return 0;
 }
 
@@ -131,11 +323,11 @@ int imgfmt__writer_encode(imgfmt_writer *w, const void *guest_data,
 	if (w->drv->writer_encode)
 		return w->drv->writer_encode(w, guest_data, offset, length,
 					     chunk);
-	chunk->data = malloc(length);
-	if (!chunk->data)
-		return imgfmt_err(ENOMEM, "out of memory");
-	memcpy(chunk->data, guest_data, length);
+	/* Stored as it is: point at the caller's data instead of copying
+	 * it (writer.h: it stays valid until put). */
+	chunk->data = (void *)guest_data;
 	chunk->data_len = length;
+	chunk->borrowed = 1;
 	return 0;
 }
 
@@ -160,15 +352,27 @@ int imgfmt__writer_put(imgfmt_writer *w, struct imgfmt_chunk *chunk)
 
 void imgfmt__chunk_release(struct imgfmt_chunk *chunk)
 {
-	free(chunk->data);
+	if (!chunk->borrowed)
+		free(chunk->data);
 	chunk->data = NULL;
 	chunk->data_len = 0;
+	chunk->borrowed = 0;
 }
 
 static void writer_free(imgfmt_writer *w)
 {
+	struct imgfmt_writer_io *io = w->io;
+
 	if (w->fd >= 0)
 		close(w->fd);
+	if (io) {
+		for (int i = 0; i < io->niov; i++)
+			free(io->own[i]);
+		for (int i = 0; i < io->npool; i++)
+			free(io->pool[i]);
+		pthread_mutex_destroy(&io->pool_lock);
+		free(io);
+	}
 	free(w->path);
 	free(w);
 }
@@ -178,7 +382,12 @@ int imgfmt__writer_finish(imgfmt_writer *w)
 	int r;
 
 	if (w->drv->writer_finish) {
-		r = w->drv->writer_finish(w);
+		r = imgfmt_writer_flush_appends(w);
+		int f = w->drv->writer_finish(w);
+		if (r == 0)
+			r = f;
+		if (r == 0)
+			r = imgfmt_writer_flush_appends(w);
 		if (r == 0 && fsync(w->fd) < 0)
 			r = imgfmt_err(errno, "%s: fsync: %s", w->path,
 				       strerror(errno));

@@ -9,9 +9,13 @@
  *   imgfmt__writer_open()   create the destination file (the caller passes
  *                           a temporary name and renames it when done)
  *   imgfmt__writer_encode() turn one chunk of guest data into its stored
- *                           form (compress, checksum).  Thread-safe and
- *                           free of shared state, so convert runs it on
- *                           many threads at once.
+ *                           form (compress, checksum).  Thread-safe, so
+ *                           convert runs it on many threads at once.  A
+ *                           format that stores guest data as it is (raw)
+ *                           does not copy it: the chunk then points into
+ *                           guest_data, which must stay valid and
+ *                           unchanged until the chunk is put or
+ *                           released.
  *   imgfmt__writer_put()    append encoded chunks, strictly in ascending
  *                           offset order, from one thread.  Ranges never
  *                           put read as zeros (or as the backing file).
@@ -54,6 +58,8 @@ struct imgfmt_chunk {
 	size_t data_len;
 	uint32_t flags;        /* driver-private, e.g. "compressed" */
 	uint32_t checksum;     /* driver-private */
+	int borrowed;          /* data points into the caller's guest data
+	                          (release does not free it) */
 };
 
 int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
