@@ -50,6 +50,7 @@ static void make(const char *name)
 {
 	struct imgfmt_writer_opts wo = {
 		.format = "avd", .size = SIZE, .compress = 1,
+		.cluster_size = C, /* compressed output defaults to 128 KiB */
 	};
 	imgfmt_writer *w;
 	uint8_t *buf = malloc(C);
