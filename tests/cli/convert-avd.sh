@@ -52,6 +52,16 @@ done
 t_run "compressed avd -> raw" $A img convert -O raw c.avd r.raw
 t_check "raw output is the source" cmp -s src.raw r.raw
 t_check "raw output keeps the zero run a hole" sh -c "[ \$(stat -c %b r.raw) -lt \$(( (20971000 - 3145728) / 512 + 2048 )) ]"
+# Zero blocks inside a 1 MiB chunk stay holes too: 64 KiB of data, then
+# 64 KiB of zeros, eight times (512 KiB of data in 1 MiB).
+: > holes.raw
+for i in 1 2 3 4 5 6 7 8; do
+	head -c 65536 /dev/urandom >> holes.raw
+	head -c 65536 /dev/zero >> holes.raw
+done
+t_run "raw with zero blocks -> raw" $A img convert -O raw holes.raw holes-out.raw
+t_check "zero blocks copied as zeros" cmp -s holes.raw holes-out.raw
+t_check "zero blocks inside a chunk are holes" sh -c "[ \$(stat -c %b holes-out.raw) -le \$(( 600 * 1024 / 512 )) ]"
 if command -v qemu-img >/dev/null 2>&1; then
 	qemu-img convert -f raw -O qcow2 src.raw q.qcow2
 	t_run "qemu qcow2 -> raw" $A img convert -O raw q.qcow2 rq.raw
