@@ -66,7 +66,10 @@ struct imgfmt_driver {
 	 * writer_open is called with w->fd open on the new file and
 	 * w->chunk_size set to the default; it may change chunk_size.
 	 * writer_finish and writer_abort free w->priv (finish even when it
-	 * fails); the core closes w->fd and unlinks nothing. */
+	 * fails); the core closes w->fd and unlinks nothing.  Without
+	 * writer_encode, chunks borrow the caller's data (writer.h), which
+	 * is valid only until writer_put returns: such a put must write it
+	 * before returning, not queue it. */
 	int (*writer_open)(struct imgfmt_writer *w);
 	int (*writer_encode)(struct imgfmt_writer *w, const void *data,
 			     uint64_t off, uint32_t len,
