@@ -6,7 +6,8 @@
 #
 # Builds a 2 GiB raw disk holding an ext4 filesystem about half full of
 # real files (mke2fs -d of BENCH_SRC, default /usr/share), then times, as
-# the median of BENCH_RUNS (3) runs each, ours vs qemu-img for:
+# the median of BENCH_RUNS (3) rounds in which ours and qemu-img take
+# turns, ours vs qemu-img for:
 #   raw -> qcow2
 #   raw -> compressed (ours: -O avd -c if avd is available, else
 #          -O qcow2 -c -o compression_type=zstd; qemu-img: -c -O qcow2
@@ -58,23 +59,21 @@ print("%.3f %.3f" % (w, u.ru_utime + u.ru_stime))
 sys.exit(1 if status else 0)' "$@"
 }
 
-# Medians over $RUNS runs of "$@" (the output file $1 is removed first):
-# prints "wall cpu".
-timeit() {
-	out=$1; shift
-	: > times.txt
-	i=0
-	while [ $i -lt "$RUNS" ]; do
-		rm -f "$out"
-		sync
-		run1 "$@" >> times.txt
-		i=$((i + 1))
-	done
-	w=$(cut -d' ' -f1 times.txt | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')
-	c=$(cut -d' ' -f2 times.txt | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')
+# Median of a file of "wall cpu" lines: prints "wall cpu".
+median() {
+	w=$(cut -d' ' -f1 "$1" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')
+	c=$(cut -d' ' -f2 "$1" | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]}')
 	echo "$w $c"
 }
 
+# Once: remove the output file $1, sync, run the rest, append "wall cpu"
+# to the file $2.
+once() {
+	out=$1 log=$2; shift 2
+	rm -f "$out"
+	sync
+	run1 "$@" >> "$log"
+}
 alloc() { echo $(( $(stat -c %b "$1") * $(stat -c %B "$1") )); }
 mib() { awk -v b="$1" 'BEGIN {printf "%.0f", b / 1048576}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
@@ -92,14 +91,29 @@ used=$(alloc disk.raw)
 echo "source: 2 GiB raw disk, $(mib "$used") MiB allocated (ext4 of $SRC)" >&2
 
 # One row: label, our output, qemu's output, our command, then qemu-img's
-# convert arguments (run with and without -t writeback).
+# convert arguments (run with and without -t writeback).  The three
+# commands take turns within each of the $RUNS rounds, and each round
+# starts with the next one, so ours and the peer see the same load from
+# whatever else runs on the machine and none always runs first.
 row() {
 	label=$1 o=$2 q=$3 ours=$4; shift 4
-	set -- $(timeit "$o" sh -c "$ours") $(timeit "$q" qemu-img convert -t writeback "$@") \
-		$(timeit "$q" qemu-img convert "$@")
+	: > t-ours.txt; : > t-wb.txt; : > t-def.txt
+	i=0
+	while [ $i -lt "$RUNS" ]; do
+		for k in 0 1 2; do
+			case $(( (i + k) % 3 )) in
+			0) once "$o" t-ours.txt sh -c "$ours" ;;
+			1) once "$q" t-wb.txt qemu-img convert -t writeback "$@" ;;
+			2) once "$q" t-def.txt qemu-img convert "$@" ;;
+			esac
+		done
+		i=$((i + 1))
+	done
+	set -- $(median t-ours.txt) $(median t-wb.txt) $(median t-def.txt)
 	echo "| $label | $1 | $3 | $(ratio "$1" "$3") | $2 | $4 | $(ratio "$2" "$4") | $5 | $(mib "$(alloc "$o")") | $(mib "$(alloc "$q")") |"
 }
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "| conversion | ours wall (s) | qemu-img -t writeback wall (s) | wall ours/qemu | ours CPU (s) | qemu-img CPU (s) | CPU ours/qemu | qemu-img default wall (s) | ours size (MiB) | qemu-img size (MiB) |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 row "raw -> qcow2" o.qcow2 q.qcow2 "$A img convert -O qcow2 disk.raw o.qcow2" \
@@ -119,6 +133,6 @@ row "qcow2 -> raw" o.raw q.raw "$A img convert -O raw q.qcow2 o.raw" \
 	-O raw q.qcow2 q.raw
 cmp o.raw disk.raw
 echo
-echo "median of $RUNS runs; $(nproc) CPUs; load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "median of $RUNS interleaved runs; $(nproc) CPUs; load average at the start: $load0, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$(qemu-img --version | head -n 1)"
 [ -n "${BENCH_DIR:-}" ] || rm -rf "$W"
