@@ -16,13 +16,13 @@
  * blocks must cover themselves, so their count is found by iterating to a
  * fixed point.  The header is written last of all, so a file interrupted
  * half way is never a valid-looking image (and convert writes to a
- * temporary name anyway).
+ * temporary name anyway).  Data goes through the writer's append queue
+ * (writer.c: one pwritev per ~1 MiB, encode buffers recycled, writeback
+ * started early).
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -31,9 +31,6 @@
 #include "qcow2.h"
 
 #define CHUNK_COMPRESSED 1u
-#define PEND_MAX 64
-#define PEND_BYTES (1u << 20)
-#define POOL_MAX 128
 
 struct q2w {
 	uint32_t cs;
@@ -49,104 +46,7 @@ struct q2w {
 	uint64_t rc_len;
 	int compress, ctype, level;
 	unsigned csize_shift;
-	/* Data put() appends is gathered here and written with one pwritev
-	 * per ~1 MiB instead of one pwrite per cluster; the buffers are the
-	 * chunks' own (taken over from the chunk, freed once written). */
-	struct iovec iov[PEND_MAX];
-	void *iov_own[PEND_MAX];  /* what to free (iov_base moves) */
-	uint64_t pend_off, pend_len;
-	int niov;
-	/* Cluster buffers come back here once written and are handed out
-	 * again by encode: fresh allocations cost a page fault per 4 KiB,
-	 * more than the copy into them. */
-	pthread_mutex_t pool_lock;
-	void *pool[POOL_MAX];
-	int npool;
 };
-
-static void *buf_get(struct q2w *s)
-{
-	void *p = NULL;
-
-	pthread_mutex_lock(&s->pool_lock);
-	if (s->npool)
-		p = s->pool[--s->npool];
-	pthread_mutex_unlock(&s->pool_lock);
-	return p ? p : malloc(s->cs);
-}
-
-static void buf_put(struct q2w *s, void *p)
-{
-	pthread_mutex_lock(&s->pool_lock);
-	if (p && s->npool < POOL_MAX) {
-		s->pool[s->npool++] = p;
-		p = NULL;
-	}
-	pthread_mutex_unlock(&s->pool_lock);
-	free(p);
-}
-
-/* Write out the gathered data and recycle its buffers. */
-static int flush_pending(imgfmt_writer *w, struct q2w *s)
-{
-	struct iovec *v = s->iov;
-	int n = s->niov, r = 0;
-	uint64_t off = s->pend_off;
-
-	while (n > 0 && r == 0) {
-		ssize_t got = pwritev(w->fd, v, n, (off_t)off);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0) {
-			r = imgfmt_err(got < 0 ? errno : EIO, "%s: write at "
-				       "%llu: %s", w->path,
-				       (unsigned long long)off,
-				       got < 0 ? strerror(errno)
-					       : "no progress");
-			break;
-		}
-		off += (uint64_t)got;
-		/* Skip what was written; a partial iovec is advanced. */
-		while (n > 0 && (size_t)got >= v->iov_len) {
-			got -= (ssize_t)v->iov_len;
-			v++;
-			n--;
-		}
-		if (n > 0) {
-			v->iov_base = (uint8_t *)v->iov_base + got;
-			v->iov_len -= (size_t)got;
-		}
-	}
-	for (int i = 0; i < s->niov; i++)
-		buf_put(s, s->iov_own[i]);
-	s->niov = 0;
-	s->pend_len = 0;
-	return r;
-}
-
-/* Queue `len` bytes of `buf` (which we now own) for file offset `off`. */
-static int pend(imgfmt_writer *w, struct q2w *s, void *buf, size_t len,
-		uint64_t off)
-{
-	int r;
-
-	if (s->niov && (off != s->pend_off + s->pend_len ||
-			s->niov == PEND_MAX)) {
-		r = flush_pending(w, s);
-		if (r < 0) {
-			free(buf);
-			return r;
-		}
-	}
-	if (!s->niov)
-		s->pend_off = off;
-	s->iov[s->niov].iov_base = buf;
-	s->iov[s->niov].iov_len = len;
-	s->iov_own[s->niov] = buf;
-	s->niov++;
-	s->pend_len += len;
-	return s->pend_len >= PEND_BYTES ? flush_pending(w, s) : 0;
-}
 
 /* Make the refcount array cover cluster `cl`. */
 static int rc_reserve(imgfmt_writer *w, struct q2w *s, uint64_t cl)
@@ -182,16 +82,13 @@ static int put_cluster(imgfmt_writer *w, struct q2w *s, void *buf,
 
 	if (r < 0) {
 		if (owned)
-			free(buf);
+			imgfmt_writer_buf_put(w, buf);
 		return r;
 	}
-	if (owned) {
-		r = pend(w, s, buf, s->cs, off);
-	} else {
-		r = flush_pending(w, s);
-		if (r == 0)
-			r = imgfmt_writer_write(w, buf, s->cs, off);
-	}
+	if (owned)
+		r = imgfmt_writer_append(w, buf, s->cs, off);
+	else
+		r = imgfmt_writer_write(w, buf, s->cs, off);
 	if (r < 0)
 		return r;
 	s->rc[off >> s->cb] = 1;
@@ -249,7 +146,6 @@ int qcow2__writer_open(imgfmt_writer *w)
 	if (!s)
 		return imgfmt_err(ENOMEM, "out of memory");
 	w->priv = s;
-	pthread_mutex_init(&s->pool_lock, NULL);
 	s->cs = cs;
 	s->cb = cb;
 	s->l2_entries = cs / 8;
@@ -323,7 +219,7 @@ int qcow2__writer_encode(imgfmt_writer *w, const void *data, uint64_t off,
 			 uint32_t len, struct imgfmt_chunk *chunk)
 {
 	struct q2w *s = w->priv;
-	uint8_t *raw = buf_get(s);
+	uint8_t *raw = imgfmt_writer_buf_get(w);
 
 	(void)off;
 	if (!raw)
@@ -332,26 +228,26 @@ int qcow2__writer_encode(imgfmt_writer *w, const void *data, uint64_t off,
 	memcpy(raw, data, len);
 	memset(raw + len, 0, s->cs - len);
 	if (s->compress) {
-		uint8_t *c = buf_get(s);
+		uint8_t *c = imgfmt_writer_buf_get(w);
 		long n;
 		if (!c) {
-			buf_put(s, raw);
+			imgfmt_writer_buf_put(w, raw);
 			return imgfmt_err(ENOMEM, "out of memory");
 		}
 		n = compress_cluster(s, raw, c);
 		if (n < 0) {
-			buf_put(s, raw);
-			buf_put(s, c);
+			imgfmt_writer_buf_put(w, raw);
+			imgfmt_writer_buf_put(w, c);
 			return (int)n;
 		}
 		if (n > 0) {
-			buf_put(s, raw);
+			imgfmt_writer_buf_put(w, raw);
 			chunk->data = c;
 			chunk->data_len = (size_t)n;
 			chunk->flags = CHUNK_COMPRESSED;
 			return 0;
 		}
-		buf_put(s, c);
+		imgfmt_writer_buf_put(w, c);
 	}
 	chunk->data = raw;
 	chunk->data_len = s->cs;
@@ -394,7 +290,7 @@ int qcow2__writer_put(imgfmt_writer *w, struct imgfmt_chunk *chunk)
 		}
 		void *data = chunk->data;
 		chunk->data = NULL; /* ours now: freed once written */
-		r = pend(w, s, data, len, at);
+		r = imgfmt_writer_append(w, data, len, at);
 		if (r < 0)
 			return r;
 		for (uint64_t c = first; c <= last; c++)
@@ -476,7 +372,7 @@ int qcow2__writer_finish(imgfmt_writer *w)
 
 	r = flush_l2(w, s);
 	if (r == 0)
-		r = flush_pending(w, s);
+		r = imgfmt_writer_flush_appends(w);
 	if (r < 0)
 		goto out;
 
@@ -566,11 +462,6 @@ void qcow2__writer_abort(imgfmt_writer *w)
 
 	if (!s)
 		return;
-	for (int i = 0; i < s->niov; i++)
-		free(s->iov_own[i]);
-	for (int i = 0; i < s->npool; i++)
-		free(s->pool[i]);
-	pthread_mutex_destroy(&s->pool_lock);
 	free(s->l1);
 	free(s->l2);
 	free(s->rc);
