@@ -381,6 +381,128 @@ START_TEST(compressed_clusters)
 }
 END_TEST
 
+/* A partial write into a new cluster at the end of the file writes only
+ * the 4 KiB blocks it touches; the rest stays a hole that reads as zeros
+ * before and after the flush that gives the file its full length, and
+ * check finds the zero checksums right.  A reused cluster may hold old
+ * bytes, so it must not be left sparse. */
+START_TEST(sparse_new_clusters)
+{
+	const uint32_t C = 65536;
+	const uint64_t size = 64ull * C;
+	imgfmt_image *img = mk("s.avd", size, C, NULL, NULL);
+	uint8_t *model = calloc(1, size), *buf = malloc(C);
+	struct imgfmt_extent ext;
+	struct stat st0, st1;
+
+	ck_assert_int_eq(stat(P("s.avd"), &st0), 0);
+	for (uint64_t i = 0; i < 8; i++) {
+		fill(buf, 4096, i + 1);
+		OK(imgfmt__pwrite(img, buf, 4096, i * 2 * C));
+		memcpy(model + i * 2 * C, buf, 4096);
+	}
+	/* Unaligned pieces: one inside a cluster, one at its very end. */
+	fill(buf, 100, 99);
+	OK(imgfmt__pwrite(img, buf, 100, 20 * C + 5000));
+	memcpy(model + 20 * C + 5000, buf, 100);
+	fill(buf, 10, 98);
+	OK(imgfmt__pwrite(img, buf, 10, 22 * C - 10));
+	memcpy(model + 22 * C - 10, buf, 10);
+	/* Before any flush the file ends inside the last new clusters. */
+	expect_content(img, model, size);
+	ck_assert_int_eq(stat(P("s.avd"), &st1), 0);
+	ck_assert_msg((st1.st_blocks - st0.st_blocks) * 512 < 4 * C,
+		      "10 small writes took %lld bytes of disk",
+		      (long long)(st1.st_blocks - st0.st_blocks) * 512);
+	/* Another block of a sparse fresh cluster, in its hole. */
+	fill(buf, 4096, 77);
+	OK(imgfmt__pwrite(img, buf, 4096, 2 * C + 3 * 4096));
+	memcpy(model + 2 * C + 3 * 4096, buf, 4096);
+	OK(imgfmt__flush(img));
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+
+	img = op("s.avd", IMGFMT_OPEN_RDWR, 0);
+	expect_content(img, model, size);
+	expect_clean(img);
+	/* Free a cluster full of data, then allocate again: the freed
+	 * cluster comes back and its old bytes must not show.  (A partial
+	 * write: whole clusters are placed apart, to keep alignment.) */
+	fill(buf, C - 4096, 55);
+	OK(imgfmt__pwrite(img, buf, C - 4096, 30 * C));
+	OK(imgfmt__flush(img));
+	OK(imgfmt__map(img, 30 * C, C, &ext));
+	int64_t old_off = ext.file_offset;
+	ck_assert_int_gt(old_off, 0);
+	OK(imgfmt__discard(img, 30 * C, C));
+	OK(imgfmt__flush(img));
+	fill(buf, 4096, 56);
+	OK(imgfmt__pwrite(img, buf, 4096, 40 * C + 8192));
+	memcpy(model + 40 * C + 8192, buf, 4096);
+	OK(imgfmt__map(img, 40 * C, C, &ext));
+	ck_assert_int_eq(ext.file_offset, old_off);
+	expect_content(img, model, size);
+	OK(imgfmt__flush(img));
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("s.avd", 0, 0);
+	expect_content(img, model, size);
+	OK(imgfmt__close(img));
+	free(model);
+	free(buf);
+}
+END_TEST
+
+/* Whole clusters written 1 MiB at a time land at file offsets congruent to
+ * their virtual offsets modulo 1 MiB (large page-cache folios); the
+ * clusters skipped for that are free holes that later single-cluster
+ * allocations use, and check calls none of them a leak. */
+START_TEST(whole_clusters_aligned)
+{
+	const uint32_t C = 65536;
+	const uint64_t size = 8ull << 20;
+	imgfmt_image *img = mk("w.avd", size, C, NULL, NULL);
+	uint8_t *model = calloc(1, size), *buf = malloc(1 << 20);
+	struct imgfmt_extent ext;
+	struct stat st;
+
+	for (uint64_t off = 0; off < (4u << 20); off += 1 << 20) {
+		fill(buf, 1 << 20, off + 1);
+		OK(imgfmt__pwrite(img, buf, 1 << 20, off));
+		memcpy(model + off, buf, 1 << 20);
+	}
+	for (uint64_t off = 0; off < (4u << 20); off += ext.length) {
+		OK(imgfmt__map(img, off, (4u << 20) - off, &ext));
+		ck_assert_int_eq(ext.kind, IMGFMT_EXTENT_DATA);
+		ck_assert_msg((uint64_t)ext.file_offset % (1 << 20) ==
+			      off % (1 << 20),
+			      "virtual %llu at file offset %lld",
+			      (unsigned long long)off,
+			      (long long)ext.file_offset);
+	}
+	OK(imgfmt__flush(img));
+	ck_assert_int_eq(stat(P("w.avd"), &st), 0);
+	off_t len0 = st.st_size;
+	/* A partial write takes a gap below the end of the file. */
+	fill(buf, 4096, 9);
+	OK(imgfmt__pwrite(img, buf, 4096, 6u << 20));
+	memcpy(model + (6u << 20), buf, 4096);
+	OK(imgfmt__map(img, 6u << 20, 4096, &ext));
+	ck_assert_int_lt(ext.file_offset, len0);
+	expect_content(img, model, size);
+	OK(imgfmt__flush(img));
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("w.avd", IMGFMT_OPEN_RDWR, 0);
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	free(model);
+	free(buf);
+}
+END_TEST
+
 START_TEST(resize_grows_l1)
 {
 	const uint32_t C = 4096; /* 256 entries per L2: 1 MiB per table */
@@ -749,6 +871,8 @@ int main(void)
 	tcase_add_test(tc, partial_cluster_io);
 	tcase_add_test(tc, descriptors_backing_cow);
 	tcase_add_test(tc, compressed_clusters);
+	tcase_add_test(tc, sparse_new_clusters);
+	tcase_add_test(tc, whole_clusters_aligned);
 	tcase_add_test(tc, resize_grows_l1);
 	tcase_add_test(tc, tiny_cache_evicts);
 	tcase_add_test(tc, concurrent_readers);
