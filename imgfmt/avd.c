@@ -55,6 +55,7 @@ struct avd_slot {
 	int64_t l1i;    /* -1: empty */
 	uint64_t tick;
 	int dirty;
+	unsigned seq;   /* odd while a reader's cache miss refills the slot */
 	uint8_t *data;
 };
 
@@ -784,12 +785,60 @@ static inline void avd_entry_copy(struct avd *a, uint8_t *ent,
 	(void)a;
 }
 
+/* avd_entry_copy for the lock-free hit: the words are read atomically
+ * because a reader's cache miss may be refilling the slot meanwhile (the
+ * sequence count then makes the caller discard what it read). */
+static inline void avd_entry_load(struct avd *a, uint8_t *ent,
+				  const uint8_t *src, uint32_t s0, uint32_t s1)
+{
+	const uint32_t *w = (const uint32_t *)(const void *)src;
+	uint32_t v[4];
+
+	for (int i = 0; i < 4; i++)
+		v[i] = __atomic_load_n(&w[i], __ATOMIC_RELAXED);
+	memcpy(ent, v, 16);
+	for (uint32_t sb = s0; s1 > 0 && sb <= s1; sb++) {
+		uint32_t c = __atomic_load_n(&w[3 + sb], __ATOMIC_RELAXED);
+		memcpy(ent + 12 + 4 * sb, &c, 4);
+	}
+	(void)a;
+}
+
 static int avd_entry_read(imgfmt_image *img, uint64_t vc, uint8_t *ent,
 			  uint32_t s0, uint32_t s1)
 {
 	struct avd *a = AVD(img);
 	uint64_t l1i = vc / a->epl, l2i = vc % a->epl;
 	int r = 0;
+
+	/* A hit needs no lock but the shared one: readers change the cache
+	 * only to refill a slot on a miss (under cache_lock), and they mark
+	 * that with the slot's sequence count, which a hit checks around its
+	 * copy, falling back to the locked path if the slot moved. */
+	if (l1i < a->h.l1_entries && !a->l1_bad[l1i] && a->l1[l1i] != 0) {
+		int32_t si = __atomic_load_n(&a->slot_of[l1i], __ATOMIC_ACQUIRE);
+		if (si >= 0) {
+			struct avd_slot *s = &a->slots[si];
+			unsigned q = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+			if (!(q & 1) && __atomic_load_n(&s->l1i,
+							__ATOMIC_RELAXED) ==
+						(int64_t)l1i) {
+				avd_entry_load(a, ent,
+					       s->data + l2i * a->esize, s0,
+					       s1);
+				__atomic_thread_fence(__ATOMIC_ACQUIRE);
+				if (__atomic_load_n(&s->seq, __ATOMIC_RELAXED) ==
+				    q) {
+					__atomic_store_n(
+						&s->tick,
+						__atomic_load_n(&a->tick,
+								__ATOMIC_RELAXED),
+						__ATOMIC_RELAXED);
+					return 0;
+				}
+			}
+		}
+	}
 
 	pthread_mutex_lock(&a->cache_lock);
 	if (l1i < a->h.l1_entries && a->l1_bad[l1i]) {
@@ -807,18 +856,24 @@ static int avd_entry_read(imgfmt_image *img, uint64_t vc, uint8_t *ent,
 	int32_t si = a->slot_of[l1i];
 	if (si >= 0) {
 		struct avd_slot *s = &a->slots[si];
-		s->tick = ++a->tick;
+		__atomic_store_n(&s->tick, __atomic_add_fetch(&a->tick, 1,
+							     __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
 		avd_entry_copy(a, ent, s->data + l2i * a->esize, s0, s1);
 		goto out;
 	}
 	struct avd_slot *victim = NULL;
+	uint64_t vtick = 0;
 	for (uint32_t i = 0; i < a->nslots; i++) {
 		struct avd_slot *s = &a->slots[i];
+		uint64_t t = __atomic_load_n(&s->tick, __ATOMIC_RELAXED);
 		if (s->dirty)
 			continue;
 		if (!victim || s->l1i < 0 ||
-		    (victim->l1i >= 0 && s->tick < victim->tick))
+		    (victim->l1i >= 0 && t < vtick)) {
 			victim = s;
+			vtick = t;
+		}
 		if (s->l1i < 0)
 			break;
 	}
@@ -829,16 +884,27 @@ static int avd_entry_read(imgfmt_image *img, uint64_t vc, uint8_t *ent,
 				     a->l1[l1i] + l2i * a->esize, "L2 entry");
 		goto out;
 	}
+	/* Refill the slot inside an odd sequence count (see above). */
+	__atomic_store_n(&victim->seq, victim->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
 	if (victim->l1i >= 0)
-		a->slot_of[victim->l1i] = -1;
-	victim->l1i = -1;
+		__atomic_store_n(&a->slot_of[victim->l1i], -1,
+				 __ATOMIC_RELAXED);
+	__atomic_store_n(&victim->l1i, -1, __ATOMIC_RELAXED);
 	r = avd_load_table(img, l1i, victim->data);
-	if (r < 0)
-		goto out;
-	victim->l1i = (int64_t)l1i;
-	victim->tick = ++a->tick;
-	a->slot_of[l1i] = (int32_t)(victim - a->slots);
-	avd_entry_copy(a, ent, victim->data + l2i * a->esize, s0, s1);
+	if (r == 0) {
+		__atomic_store_n(&victim->l1i, (int64_t)l1i, __ATOMIC_RELAXED);
+		__atomic_store_n(&victim->tick,
+				 __atomic_add_fetch(&a->tick, 1,
+						    __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&a->slot_of[l1i],
+				 (int32_t)(victim - a->slots),
+				 __ATOMIC_RELEASE);
+		avd_entry_copy(a, ent, victim->data + l2i * a->esize, s0,
+			       s1);
+	}
+	__atomic_store_n(&victim->seq, victim->seq + 1, __ATOMIC_RELEASE);
 out:
 	pthread_mutex_unlock(&a->cache_lock);
 	return r;
