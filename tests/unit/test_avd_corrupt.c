@@ -454,6 +454,17 @@ START_TEST(checksum_mismatch)
 	char want[64];
 	snprintf(want, sizeof(want), "virtual offset %u", C);
 	ck_assert_ptr_nonnull(strstr(imgfmt__error(), want));
+	/* Reads across clusters (one pread for clusters that are back to
+	 * back in the file) verify each cluster's blocks, and only those
+	 * they return. */
+	uint8_t *big = malloc(3 * C);
+	ck_assert_int_eq(imgfmt__pread(img, big, 3 * C, 0), -EIO);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), want));
+	ck_assert_int_eq(imgfmt__pread(img, big, 2 * C, 4096), -EIO);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "4 KiB block 2"));
+	OK(imgfmt__pread(img, big, C + 8192, 0));
+	OK(imgfmt__pread(img, big, C, C + 3 * 4096));
+	free(big);
 	imgfmt__close(img);
 	check_counts("a", &c, &k, first);
 	ck_assert_uint_eq(c, 0);
