@@ -28,6 +28,7 @@ static uint64_t k2048_lo, k2048_hi;
 /* Folding constants x^n mod P (32-bit reflected) for pclmul; see below. */
 static uint64_t k512_lo, k512_hi, k128_lo, k128_hi;
 static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+static int crc32c_ready; /* set (release) once the tables are built */
 
 /* a(x) * b(x) mod P(x), both in the reflected representation. */
 static uint32_t multmodp(uint32_t a, uint32_t b)
@@ -92,6 +93,15 @@ static void crc32c_init(void)
 	have_vpclmul = have_pclmul && __builtin_cpu_supports("avx512f") &&
 		       __builtin_cpu_supports("vpclmulqdq");
 #endif
+	__atomic_store_n(&crc32c_ready, 1, __ATOMIC_RELEASE);
+}
+
+/* Every 4 KiB read checks a CRC: skip the call into pthread_once once the
+ * tables exist. */
+static inline void crc32c_setup(void)
+{
+	if (!__atomic_load_n(&crc32c_ready, __ATOMIC_ACQUIRE))
+		pthread_once(&crc32c_once, crc32c_init);
 }
 
 /* Slicing-by-8 on the raw (non-inverted) register. */
@@ -123,7 +133,7 @@ static uint32_t crc32c_sw_raw(uint32_t c, const uint8_t *p, size_t len)
 
 uint32_t crc32c__sw(uint32_t crc, const void *buf, size_t len)
 {
-	pthread_once(&crc32c_once, crc32c_init);
+	crc32c_setup();
 	return ~crc32c_sw_raw(~crc, buf, len);
 }
 
@@ -307,7 +317,7 @@ static uint32_t crc32c_vpclmul_raw(uint32_t r, const uint8_t *p, size_t len)
 
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 {
-	pthread_once(&crc32c_once, crc32c_init);
+	crc32c_setup();
 #if defined(__x86_64__)
 	if (have_vpclmul && len >= 256)
 		return ~crc32c_vpclmul_raw(~crc, buf, len);
