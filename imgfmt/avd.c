@@ -48,6 +48,7 @@
 /* Whole-cluster writes are placed so that file offset and virtual offset
  * agree modulo AVD_ALIGN (FORMAT.md §4, "Aligned whole clusters"). */
 #define AVD_ALIGN (1u << 20)
+#define AVD_ALIGN_MIN_DISK (64ull << 20) /* smaller disks: no gaps */
 
 #define AVD_MAX_ESIZE ((12u + 4u * (IMGFMT_MAX_CLUSTER / AVD_SUB) + 7u) & ~7u)
 
@@ -2126,7 +2127,7 @@ static int avd_build_alloc(imgfmt_image *img)
 	a->alloc_hint = 1;
 	a->whole_hint = 1;
 	a->span = AVD_ALIGN >> a->cbits;
-	if (a->span < 1)
+	if (a->span < 1 || a->h.size < AVD_ALIGN_MIN_DISK)
 		a->span = 1;
 	a->file_end = (img->file_length + a->C - 1) & ~(uint64_t)(a->C - 1);
 	a->phys_end = img->file_length;
