@@ -328,3 +328,38 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 #endif
 	return ~crc32c_sw_raw(~crc, buf, len);
 }
+
+/* One implementation on its own, for tests (crc32c.h). */
+int crc32c__path(int path, uint32_t crc, const void *buf, size_t len,
+		 uint32_t *out)
+{
+	crc32c_setup();
+	switch (path) {
+	case CRC32C_PATH_SW:
+		*out = ~crc32c_sw_raw(~crc, buf, len);
+		return 0;
+#if defined(__x86_64__)
+	case CRC32C_PATH_SSE42:
+		if (!have_sse42)
+			return -1;
+		*out = crc32c_hw(crc, buf, len);
+		return 0;
+	case CRC32C_PATH_PCLMUL:
+		if (!have_pclmul)
+			return -1;
+		if (len < 64)
+			return -2;
+		*out = ~crc32c_pclmul_raw(~crc, buf, len);
+		return 0;
+	case CRC32C_PATH_VPCLMUL:
+		if (!have_vpclmul)
+			return -1;
+		if (len < 256)
+			return -2;
+		*out = ~crc32c_vpclmul_raw(~crc, buf, len);
+		return 0;
+#endif
+	default:
+		return -1;
+	}
+}
