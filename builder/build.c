@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "builder/steps.h"
@@ -245,9 +246,12 @@ int builder__build(const struct recipe *r, const struct build_opts *o)
 	if (o->have_source_date_epoch) {
 		c.sde = o->source_date_epoch;
 	} else {
+		/* Without an epoch the build says when it was made, as
+		 * every build tool does; reproducing bytes is asked for by
+		 * giving one (the tests and release builds do). */
 		const char *e = getenv("SOURCE_DATE_EPOCH");
 		char *end;
-		c.sde = e ? strtoll(e, &end, 10) : 0;
+		c.sde = e ? strtoll(e, &end, 10) : (int64_t)time(NULL);
 		if (e && (*end || !*e))
 			return build__err(EINVAL, "SOURCE_DATE_EPOCH '%s' is "
 					  "not a number", e);

@@ -851,9 +851,9 @@ int customize__run_commands(struct build_ctx *c)
 				  "chroot, which needs root");
 	snprintf(sde, sizeof(sde), "SOURCE_DATE_EPOCH=%s", c->sde_str);
 	for (size_t i = 0; i < r->n_build_commands; i++) {
-		const char *argv[] = { "chroot", c->root, "/bin/sh", "-c",
+		const char *argv[] = { "/bin/sh", "-c",
 				       r->build_commands[i], NULL };
-		int rc = build__run(c, NULL, env, argv);
+		int rc = build__run_in_root(c, c->root, env, argv);
 		if (rc < 0) {
 			build__err_prefix("commands.build[%zu]", i);
 			return rc;

@@ -61,8 +61,16 @@ void build__log(struct build_ctx *c, const char *fmt, ...)
  * error naming the command, its status and the tail of its output. */
 int build__run(struct build_ctx *c, const char *cwd, const char *const *env,
 	       const char *const *argv);
-/* Same, but stdout is captured into *out (NUL-terminated, malloc'ed,
- * capped at `max` bytes); stderr still goes to the log. */
+/* build__run inside `root`: chrooted, in a private mount namespace with
+ * /proc, /sys and a minimal /dev (chroot.c); argv is looked up in the
+ * root's PATH. */
+int build__run_in_root(struct build_ctx *c, const char *root,
+		       const char *const *env, const char *const *argv);
+/* chroot.c, in the child: enter that namespace and root.  On failure
+ * returns -errno and points *what at the step that failed. */
+int chroot__enter(const char *root, const char **what);
+/* Same as build__run, but stdout is captured into *out (NUL-terminated,
+ * malloc'ed, * capped at `max` bytes); stderr still goes to the log. */
 int build__run_capture(struct build_ctx *c, const char *const *argv,
 		       char **out, size_t max);
 

@@ -129,8 +129,9 @@ static void log_tail(struct build_ctx *c, off_t from, char *out, size_t size,
 	memmove(out, p, strlen(p) + 1);
 }
 
-static int spawn(struct build_ctx *c, const char *cwd, const char *const *env,
-		 const char *const *argv, int out_fd, pid_t *pid_out)
+static int spawn(struct build_ctx *c, const char *cwd, const char *root,
+		 const char *const *env, const char *const *argv, int out_fd,
+		 pid_t *pid_out)
 {
 	pid_t pid = fork();
 
@@ -149,6 +150,15 @@ static int spawn(struct build_ctx *c, const char *cwd, const char *const *env,
 		dup2(c->log_fd, 2);
 		if (cwd && chdir(cwd) < 0)
 			_exit(126);
+		if (root) {
+			const char *what;
+			int rc = chroot__enter(root, &what);
+			if (rc < 0) {
+				dprintf(2, "cannot enter %s: %s: %s\n", root,
+					what, strerror(-rc));
+				_exit(126);
+			}
+		}
 		for (size_t i = 0; env && env[i]; i++)
 			putenv((char *)env[i]);
 		execvp(argv[0], (char *const *)argv);
@@ -200,8 +210,8 @@ static int wait_result(struct build_ctx *c, pid_t pid,
 			  tail[0] ? tail : "(no output)\n");
 }
 
-int build__run(struct build_ctx *c, const char *cwd, const char *const *env,
-	       const char *const *argv)
+static int run(struct build_ctx *c, const char *cwd, const char *root,
+	       const char *const *env, const char *const *argv)
 {
 	char cmd[2048];
 	pid_t pid;
@@ -211,10 +221,22 @@ int build__run(struct build_ctx *c, const char *cwd, const char *const *env,
 	format_argv(argv, cmd, sizeof(cmd));
 	build__log(c, "$ %s\n", cmd);
 	start = lseek(c->log_fd, 0, SEEK_END);
-	rc = spawn(c, cwd, env, argv, c->log_fd, &pid);
+	rc = spawn(c, cwd, root, env, argv, c->log_fd, &pid);
 	if (rc < 0)
 		return rc;
 	return wait_result(c, pid, argv, start < 0 ? 0 : start);
+}
+
+int build__run(struct build_ctx *c, const char *cwd, const char *const *env,
+	       const char *const *argv)
+{
+	return run(c, cwd, NULL, env, argv);
+}
+
+int build__run_in_root(struct build_ctx *c, const char *root,
+		       const char *const *env, const char *const *argv)
+{
+	return run(c, NULL, root, env, argv);
 }
 
 int build__run_capture(struct build_ctx *c, const char *const *argv,
@@ -234,7 +256,7 @@ int build__run_capture(struct build_ctx *c, const char *const *argv,
 	start = lseek(c->log_fd, 0, SEEK_END);
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return build__err(errno, "pipe: %s", strerror(errno));
-	rc = spawn(c, NULL, NULL, argv, fds[1], &pid);
+	rc = spawn(c, NULL, NULL, NULL, argv, fds[1], &pid);
 	close(fds[1]);
 	if (rc < 0) {
 		close(fds[0]);

@@ -61,6 +61,27 @@ t_check "and leaves its log beside it" test -s keep.failed.log
 t_run "a successful rebuild replaces it" build -o keep "$RECIPE"
 t_check "and removes the stale failure log" test ! -e keep.failed.log
 
+# Build commands see a running system's /proc, /sys and /dev, and leave
+# neither mounts on the host nor anything in the image's mount points.
+mkdir -p sys
+cp "$RECIPE/recipe.toml" sys/recipe.toml
+cat >> sys/recipe.toml <<'TOML'
+
+[commands]
+build = [
+  "readlink /proc/self/exe > /etc/proc-exe",
+  "test -c /dev/null && echo gone > /dev/null && head -c 8 /dev/urandom | wc -c > /etc/urandom-bytes",
+  "test -d /sys/kernel && echo sysfs > /etc/sys-seen",
+]
+TOML
+t_run "build with commands that use /proc, /dev and /sys" build --output-format raw -o sysout sys/recipe.toml
+t_check "/proc was mounted for the command" sh -c '[ "$(debugfs -R "cat /etc/proc-exe" sysout/disk.raw 2>/dev/null)" = /bin/busybox ]'
+t_check "/dev/urandom was readable" sh -c '[ "$(debugfs -R "cat /etc/urandom-bytes" sysout/disk.raw 2>/dev/null | tr -d " ")" = 8 ]'
+t_check "/sys was mounted" sh -c 'debugfs -R "cat /etc/sys-seen" sysout/disk.raw 2>/dev/null | grep -q sysfs'
+entries() { debugfs -R "ls -p $1" sysout/disk.raw 2>/dev/null | awk -F/ 'NF > 5 && $6 != "." && $6 != ".."' | wc -l; }
+t_check "the image's /proc and /sys stay empty" sh -c '[ "$1" = 0 ] && [ "$2" = 0 ]' - "$(entries /proc)" "$(entries /sys)"
+t_check "no mount left on the host" sh -c '! grep -q "$1" /proc/mounts' - "$CACHE"
+
 # Recipe and usage errors.
 printf '[appliance]\nname = "x"\nversion = "1"\nnmae = 2\n' > typo.toml
 t_fail "recipe error exits 1" 1 build -o t typo.toml
