@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "runtime/boot-linux.h"
+#include "runtime/boot.h"
 #include "runtime/seccomp.h"
 #include "runtime/vm.h"
 
@@ -206,42 +207,33 @@ static void seg(struct kvm_segment *s, uint16_t sel, uint8_t type, int l,
 	s->g = 1;
 }
 
-static int setup_long_mode(struct vcpu *c)
+/* boot.rst's 64-bit entry: long mode, paging on (the identity map of
+ * cpu__setup_boot_tables), CS = __BOOT_CS, DS/ES/SS = __BOOT_DS (4 GiB
+ * flat), interrupts off, %rsi = the zero page. */
+static void boot_regs_long64(const struct vm *vm, struct kvm_sregs *sr,
+			     struct kvm_regs *r)
 {
-	struct kvm_sregs sr;
-	struct kvm_regs r;
-
-	if (ioctl(c->fd, KVM_GET_SREGS, &sr) < 0)
-		return vm__err(errno, "vCPU %d: KVM_GET_SREGS: %s", c->id,
-			       strerror(errno));
-	seg(&sr.cs, BOOT_CS, 0xb, 1, 0);
-	seg(&sr.ds, BOOT_DS, 0x3, 0, 1);
-	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
-	memset(&sr.tr, 0, sizeof(sr.tr));
-	sr.tr.selector = 0x20;
-	sr.tr.limit = 0xffff;
-	sr.tr.type = 0xb;
-	sr.tr.present = 1;
-	sr.gdt.base = BOOT_GDT_ADDR;
-	sr.gdt.limit = 5 * 8 - 1;
-	sr.idt.base = 0;
-	sr.idt.limit = 0;
-	sr.cr3 = BOOT_PML4_ADDR;
-	sr.cr4 = 1u << 5;                         /* PAE */
-	sr.cr0 = (1u << 0) | (1u << 4) | (1u << 31); /* PE, ET, PG */
-	sr.efer = (1u << 8) | (1u << 10);         /* LME, LMA */
-	if (ioctl(c->fd, KVM_SET_SREGS, &sr) < 0)
-		return vm__err(errno, "vCPU %d: KVM_SET_SREGS: %s", c->id,
-			       strerror(errno));
-	memset(&r, 0, sizeof(r));
-	r.rflags = 2;
-	r.rip = c->vm->entry_rip;
-	r.rsi = c->vm->entry_rsi;
-	r.rsp = r.rbp = BOOT_STACK_TOP;
-	if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
-		return vm__err(errno, "vCPU %d: KVM_SET_REGS: %s", c->id,
-			       strerror(errno));
-	return 0;
+	seg(&sr->cs, BOOT_CS, 0xb, 1, 0);
+	seg(&sr->ds, BOOT_DS, 0x3, 0, 1);
+	sr->es = sr->fs = sr->gs = sr->ss = sr->ds;
+	memset(&sr->tr, 0, sizeof(sr->tr));
+	sr->tr.selector = 0x20;
+	sr->tr.limit = 0xffff;
+	sr->tr.type = 0xb;
+	sr->tr.present = 1;
+	sr->gdt.base = BOOT_GDT_ADDR;
+	sr->gdt.limit = 5 * 8 - 1;
+	sr->idt.base = 0;
+	sr->idt.limit = 0;
+	sr->cr3 = BOOT_PML4_ADDR;
+	sr->cr4 = 1u << 5;                         /* PAE */
+	sr->cr0 = (1u << 0) | (1u << 4) | (1u << 31); /* PE, ET, PG */
+	sr->efer = (1u << 8) | (1u << 10);         /* LME, LMA */
+	memset(r, 0, sizeof(*r));
+	r->rflags = 2;
+	r->rip = vm->entry_rip;
+	r->rsi = vm->entry_rsi;
+	r->rsp = r->rbp = BOOT_STACK_TOP;
 }
 
 /* The PVH boot ABI's entry state: 32-bit protected mode, paging off,
@@ -249,7 +241,43 @@ static int setup_long_mode(struct vcpu *c)
  * hvm_start_info, everything else zero. */
 #define PVH_CS 0x08
 
-static int setup_pvh_mode(struct vcpu *c)
+static void boot_regs_pvh32(const struct vm *vm, struct kvm_sregs *sr,
+			    struct kvm_regs *r)
+{
+	seg(&sr->cs, PVH_CS, 0xb, 0, 1);
+	seg(&sr->ds, BOOT_DS, 0x3, 0, 1);
+	sr->es = sr->fs = sr->gs = sr->ss = sr->ds;
+	memset(&sr->tr, 0, sizeof(sr->tr));
+	sr->tr.selector = 0x20;
+	sr->tr.limit = 0x67;
+	sr->tr.type = 0xb;
+	sr->tr.present = 1;
+	sr->gdt.base = BOOT_GDT_ADDR;
+	sr->gdt.limit = 5 * 8 - 1;
+	sr->idt.base = 0;
+	sr->idt.limit = 0;
+	sr->cr0 = (1u << 0) | (1u << 4);          /* PE, ET; no PG */
+	sr->cr3 = 0;
+	sr->cr4 = 0;
+	sr->efer = 0;
+	memset(r, 0, sizeof(*r));
+	r->rflags = 2;
+	r->rip = vm->entry_rip;
+	r->rbx = vm->entry_rbx;
+}
+
+void cpu__boot_regs(const struct vm *vm, struct kvm_sregs *sr,
+		    struct kvm_regs *r)
+{
+	if (vm->entry_mode == VM_ENTRY_PVH32)
+		boot_regs_pvh32(vm, sr, r);
+	else
+		boot_regs_long64(vm, sr, r);
+}
+
+/* vCPU 0's entry state: what KVM has, with the fields the boot protocol
+ * fixes overwritten (cpu__boot_regs). */
+static int setup_boot_regs(struct vcpu *c)
 {
 	struct kvm_sregs sr;
 	struct kvm_regs r;
@@ -257,29 +285,10 @@ static int setup_pvh_mode(struct vcpu *c)
 	if (ioctl(c->fd, KVM_GET_SREGS, &sr) < 0)
 		return vm__err(errno, "vCPU %d: KVM_GET_SREGS: %s", c->id,
 			       strerror(errno));
-	seg(&sr.cs, PVH_CS, 0xb, 0, 1);
-	seg(&sr.ds, BOOT_DS, 0x3, 0, 1);
-	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
-	memset(&sr.tr, 0, sizeof(sr.tr));
-	sr.tr.selector = 0x20;
-	sr.tr.limit = 0x67;
-	sr.tr.type = 0xb;
-	sr.tr.present = 1;
-	sr.gdt.base = BOOT_GDT_ADDR;
-	sr.gdt.limit = 5 * 8 - 1;
-	sr.idt.base = 0;
-	sr.idt.limit = 0;
-	sr.cr0 = (1u << 0) | (1u << 4);          /* PE, ET; no PG */
-	sr.cr3 = 0;
-	sr.cr4 = 0;
-	sr.efer = 0;
+	cpu__boot_regs(c->vm, &sr, &r);
 	if (ioctl(c->fd, KVM_SET_SREGS, &sr) < 0)
 		return vm__err(errno, "vCPU %d: KVM_SET_SREGS: %s", c->id,
 			       strerror(errno));
-	memset(&r, 0, sizeof(r));
-	r.rflags = 2;
-	r.rip = c->vm->entry_rip;
-	r.rbx = c->vm->entry_rbx;
 	if (ioctl(c->fd, KVM_SET_REGS, &r) < 0)
 		return vm__err(errno, "vCPU %d: KVM_SET_REGS: %s", c->id,
 			       strerror(errno));
@@ -410,9 +419,7 @@ int cpu__init_all(struct vm *vm)
 		if ((rc = setup_cpuid(c)) < 0 || (rc = setup_msrs(c)) < 0 ||
 		    (rc = setup_fpu(c)) < 0 || (rc = setup_lapic(c)) < 0)
 			return rc;
-		if (i == 0 && (rc = c->vm->entry_mode == VM_ENTRY_PVH32
-					? setup_pvh_mode(c)
-					: setup_long_mode(c)) < 0)
+		if (i == 0 && (rc = setup_boot_regs(c)) < 0)
 			return rc;
 	}
 	return 0;

@@ -14,6 +14,7 @@
 
 #include "runtime/acpi.h"
 #include "runtime/boot-linux.h"
+#include "runtime/boot.h"
 #include "runtime/legacy.h"
 #include "runtime/monitor.h"
 #include "runtime/mptable.h"
@@ -577,6 +578,183 @@ static uint8_t sum(const uint8_t *p, size_t n)
 	return s;
 }
 
+/* ---- vCPU 0's entry state (cpu__boot_regs) ---------------------------- */
+
+/* The boot GDT's descriptor for `sel`, as cpu__setup_boot_tables() wrote
+ * it, decoded into KVM's segment form: the cached segment KVM is given
+ * must be what a reload of the selector from that GDT would give. */
+static struct kvm_segment gdt_seg(struct vm *vm, uint16_t sel)
+{
+	uint64_t d;
+	struct kvm_segment s = { .selector = sel };
+
+	memcpy(&d, guest_mem__ptr(&vm->mem, BOOT_GDT_ADDR + (sel & ~7u), 8), 8);
+	s.base = (d >> 16 & 0xffffff) | (d >> 56 & 0xff) << 24;
+	s.limit = (uint32_t)((d & 0xffff) | (d >> 48 & 0xf) << 16);
+	s.type = d >> 40 & 0xf;
+	s.s = d >> 44 & 1;
+	s.dpl = d >> 45 & 3;
+	s.present = d >> 47 & 1;
+	s.l = d >> 53 & 1;
+	s.db = d >> 54 & 1;
+	s.g = d >> 55 & 1;
+	if (s.g)
+		s.limit = s.limit << 12 | 0xfff;
+	return s;
+}
+
+static void assert_seg_is_gdt(struct vm *vm, const struct kvm_segment *s)
+{
+	struct kvm_segment g = gdt_seg(vm, s->selector);
+
+	ck_assert_msg(s->selector < 5 * 8, "selector 0x%x past the GDT",
+		      s->selector);
+	ck_assert_uint_eq(s->base, g.base);
+	ck_assert_uint_eq(s->limit, g.limit);
+	ck_assert_uint_eq(s->type, g.type);
+	ck_assert_uint_eq(s->s, g.s);
+	ck_assert_uint_eq(s->dpl, g.dpl);
+	ck_assert_uint_eq(s->present, g.present);
+	ck_assert_uint_eq(s->l, g.l);
+	ck_assert_uint_eq(s->db, g.db);
+	ck_assert_uint_eq(s->g, g.g);
+}
+
+/* A 4 GiB flat, present, ring-0 code (exec/read) or data (read/write)
+ * segment. */
+static void assert_flat(const struct kvm_segment *s, int code)
+{
+	ck_assert_uint_eq(s->base, 0);
+	ck_assert_uint_eq(s->limit, 0xffffffffu);
+	ck_assert_uint_eq(s->present, 1);
+	ck_assert_uint_eq(s->s, 1);
+	ck_assert_uint_eq(s->dpl, 0);
+	if (code)
+		ck_assert_uint_eq(s->type & 0xa, 0xa);  /* code, readable */
+	else
+		ck_assert_uint_eq(s->type & 0xa, 0x2);  /* data, writable */
+}
+
+/* sregs as KVM might hand them over: noise everywhere, and an APIC base
+ * the boot state must leave alone. */
+static void kvm_like_sregs(struct kvm_sregs *sr)
+{
+	memset(sr, 0xa5, sizeof(*sr));
+	sr->apic_base = 0xfee00900;
+}
+
+#define CR0_PE (1ull << 0)
+#define CR0_ET (1ull << 4)
+#define CR0_PG (1ull << 31)
+#define CR4_PAE (1ull << 5)
+#define EFER_LME (1ull << 8)
+#define EFER_LMA (1ull << 10)
+#define RFLAGS_TF (1ull << 8)
+#define RFLAGS_IF (1ull << 9)
+#define RFLAGS_VM (1ull << 17)
+
+/* Documentation/x86/boot.rst, 64-bit boot protocol: 64-bit mode with
+ * paging on; a GDT with __BOOT_CS (0x10) and __BOOT_DS (0x18), both 4G
+ * flat, CS execute/read and DS read/write; CS = __BOOT_CS, DS/ES/SS =
+ * __BOOT_DS; interrupts off; %rsi = boot_params. */
+START_TEST(boot_regs_long64)
+{
+	struct vm *vm = fake_vm(64ull << 20);
+	struct kvm_sregs sr;
+	struct kvm_regs r;
+
+	ck_assert_int_eq(cpu__setup_boot_tables(vm), 0);
+	vm->entry_mode = VM_ENTRY_LONG64;
+	vm->entry_rip = 0x100200;
+	vm->entry_rsi = BOOT_ZERO_PAGE;
+	vm->entry_rbx = 0x1234;
+	kvm_like_sregs(&sr);
+	memset(&r, 0xa5, sizeof(r));
+	cpu__boot_regs(vm, &sr, &r);
+
+	ck_assert_uint_eq(sr.cs.selector, 0x10);
+	assert_flat(&sr.cs, 1);
+	ck_assert_uint_eq(sr.cs.l, 1);          /* 64-bit code: L=1, D=0 */
+	ck_assert_uint_eq(sr.cs.db, 0);
+	const struct kvm_segment *data[] = { &sr.ds, &sr.es, &sr.ss };
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(data[i]->selector, 0x18);
+		assert_flat(data[i], 0);
+		assert_seg_is_gdt(vm, data[i]);
+	}
+	assert_seg_is_gdt(vm, &sr.cs);
+	ck_assert_uint_eq(sr.gdt.base, BOOT_GDT_ADDR);
+	ck_assert_uint_ge(sr.gdt.limit, 0x18 + 7);
+	/* Paging on in long mode, over the identity map. */
+	ck_assert(sr.cr0 & CR0_PE);
+	ck_assert(sr.cr0 & CR0_PG);
+	ck_assert(sr.cr4 & CR4_PAE);
+	ck_assert_uint_eq(sr.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
+	ck_assert_uint_eq(sr.cr3, BOOT_PML4_ADDR);
+	/* KVM needs a usable TR: a busy TSS in the GDT. */
+	ck_assert_uint_eq(sr.tr.type, 0xb);
+	ck_assert_uint_eq(sr.tr.present, 1);
+	ck_assert_uint_eq(sr.tr.selector, 0x20);
+	ck_assert_uint_eq(gdt_seg(vm, 0x20).type, 0xb);
+	ck_assert_uint_eq(sr.apic_base, 0xfee00900);
+	ck_assert_uint_eq(r.rip, 0x100200);
+	ck_assert_uint_eq(r.rsi, BOOT_ZERO_PAGE);
+	ck_assert_uint_eq(r.rflags & RFLAGS_IF, 0);
+	ck_assert_uint_eq(r.rflags, 2);         /* bit 1 is always set */
+	ck_assert_uint_eq(r.rsp, BOOT_STACK_TOP);
+	ck_assert_uint_eq(r.rax | r.rcx | r.rdx | r.rbx | r.rdi, 0);
+	free_vm(vm);
+}
+END_TEST
+
+/* Xen's PVH boot ABI (docs/misc/pvh.pandoc; Linux's
+ * arch/x86/platform/pvh/head.S): %ebx = hvm_start_info; CR0.PE set and
+ * every other writable bit clear (ET is fixed to 1); CR4 all clear; CS
+ * a 32-bit execute/read segment, DS/ES 32-bit read/write, base 0, limit
+ * 0xffffffff; TR a 32-bit active TSS, base 0, limit 0x67; EFLAGS.VM, IF
+ * and TF clear. */
+START_TEST(boot_regs_pvh32)
+{
+	struct vm *vm = fake_vm(64ull << 20);
+	struct kvm_sregs sr;
+	struct kvm_regs r;
+
+	ck_assert_int_eq(cpu__setup_boot_tables(vm), 0);
+	vm->entry_mode = VM_ENTRY_PVH32;
+	vm->entry_rip = 0x1000040;
+	vm->entry_rbx = 0x7000;
+	vm->entry_rsi = 0;
+	kvm_like_sregs(&sr);
+	memset(&r, 0xa5, sizeof(r));
+	cpu__boot_regs(vm, &sr, &r);
+
+	assert_flat(&sr.cs, 1);
+	ck_assert_uint_eq(sr.cs.l, 0);          /* 32-bit code: L=0, D=1 */
+	ck_assert_uint_eq(sr.cs.db, 1);
+	assert_seg_is_gdt(vm, &sr.cs);
+	const struct kvm_segment *data[] = { &sr.ds, &sr.es, &sr.ss };
+	for (int i = 0; i < 3; i++) {
+		assert_flat(data[i], 0);
+		ck_assert_uint_eq(data[i]->db, 1);
+		assert_seg_is_gdt(vm, data[i]);
+	}
+	ck_assert_uint_eq(sr.cr0 & ~CR0_ET, CR0_PE);
+	ck_assert_uint_eq(sr.cr4, 0);
+	ck_assert_uint_eq(sr.efer & EFER_LMA, 0);
+	ck_assert_uint_eq(sr.tr.base, 0);
+	ck_assert_uint_eq(sr.tr.limit, 0x67);
+	ck_assert_uint_eq(sr.tr.type, 0xb);     /* 32-bit TSS, busy */
+	ck_assert_uint_eq(sr.tr.present, 1);
+	ck_assert_uint_eq(sr.apic_base, 0xfee00900);
+	ck_assert_uint_eq(r.rbx, 0x7000);
+	ck_assert_uint_eq(r.rip, 0x1000040);
+	ck_assert_uint_eq(r.rflags & (RFLAGS_VM | RFLAGS_IF | RFLAGS_TF), 0);
+	ck_assert_uint_eq(r.rflags, 2);
+	ck_assert_uint_eq(r.rsi | r.rsp | r.rax | r.rdi, 0);
+	free_vm(vm);
+}
+END_TEST
+
 START_TEST(mptable_layout)
 {
 	uint8_t buf[4096];
@@ -737,6 +915,8 @@ static Suite *monitor_suite(void)
 	tcase_add_test(tc, i8042_probe_and_reset);
 	tcase_add_test(tc, cpuid_filter);
 	tcase_add_test(tc, cpuid_hide_unemulated);
+	tcase_add_test(tc, boot_regs_long64);
+	tcase_add_test(tc, boot_regs_pvh32);
 	tcase_add_test(tc, mptable_layout);
 	tcase_add_test(tc, acpi_tables);
 	tcase_add_test(tc, acpi_sleep_register_powers_off);
