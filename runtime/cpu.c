@@ -207,72 +207,65 @@ static void seg(struct kvm_segment *s, uint16_t sel, uint8_t type, int l,
 	s->g = 1;
 }
 
-/* boot.rst's 64-bit entry: long mode, paging on (the identity map of
- * cpu__setup_boot_tables), CS = __BOOT_CS, DS/ES/SS = __BOOT_DS (4 GiB
- * flat), interrupts off, %rsi = the zero page. */
-static void boot_regs_long64(const struct vm *vm, struct kvm_sregs *sr,
-			     struct kvm_regs *r)
-{
-	seg(&sr->cs, BOOT_CS, 0xb, 1, 0);
-	seg(&sr->ds, BOOT_DS, 0x3, 0, 1);
-	sr->es = sr->fs = sr->gs = sr->ss = sr->ds;
-	memset(&sr->tr, 0, sizeof(sr->tr));
-	sr->tr.selector = 0x20;
-	sr->tr.limit = 0xffff;
-	sr->tr.type = 0xb;
-	sr->tr.present = 1;
-	sr->gdt.base = BOOT_GDT_ADDR;
-	sr->gdt.limit = 5 * 8 - 1;
-	sr->idt.base = 0;
-	sr->idt.limit = 0;
-	sr->cr3 = BOOT_PML4_ADDR;
-	sr->cr4 = 1u << 5;                         /* PAE */
-	sr->cr0 = (1u << 0) | (1u << 4) | (1u << 31); /* PE, ET, PG */
-	sr->efer = (1u << 8) | (1u << 10);         /* LME, LMA */
-	memset(r, 0, sizeof(*r));
-	r->rflags = 2;
-	r->rip = vm->entry_rip;
-	r->rsi = vm->entry_rsi;
-	r->rsp = r->rbp = BOOT_STACK_TOP;
-}
-
-/* The PVH boot ABI's entry state: 32-bit protected mode, paging off,
- * flat 4 GiB code and data segments, a busy 32-bit TSS, %ebx = the
- * hvm_start_info, everything else zero. */
+/* What differs between the two entries; the rest (flat 4 GiB data
+ * segments at __BOOT_DS, the boot GDT, a busy TSS at 0x20, no IDT,
+ * interrupts off) is common.
+ *
+ * - boot.rst's 64-bit entry: long mode, paging on over the identity map
+ *   of cpu__setup_boot_tables(), CS = __BOOT_CS (64-bit code), %rsi = the
+ *   zero page, a stack below it.
+ * - The PVH boot ABI: 32-bit protected mode, paging off, CS a flat 32-bit
+ *   code segment, TR limit 0x67, %ebx = the hvm_start_info, everything
+ *   else zero. */
 #define PVH_CS 0x08
+#define CR0_PE (1u << 0)
+#define CR0_ET (1u << 4)
+#define CR0_PG (1u << 31)
+#define CR4_PAE (1u << 5)
+#define EFER_LME (1u << 8)
+#define EFER_LMA (1u << 10)
 
-static void boot_regs_pvh32(const struct vm *vm, struct kvm_sregs *sr,
-			    struct kvm_regs *r)
-{
-	seg(&sr->cs, PVH_CS, 0xb, 0, 1);
-	seg(&sr->ds, BOOT_DS, 0x3, 0, 1);
-	sr->es = sr->fs = sr->gs = sr->ss = sr->ds;
-	memset(&sr->tr, 0, sizeof(sr->tr));
-	sr->tr.selector = 0x20;
-	sr->tr.limit = 0x67;
-	sr->tr.type = 0xb;
-	sr->tr.present = 1;
-	sr->gdt.base = BOOT_GDT_ADDR;
-	sr->gdt.limit = 5 * 8 - 1;
-	sr->idt.base = 0;
-	sr->idt.limit = 0;
-	sr->cr0 = (1u << 0) | (1u << 4);          /* PE, ET; no PG */
-	sr->cr3 = 0;
-	sr->cr4 = 0;
-	sr->efer = 0;
-	memset(r, 0, sizeof(*r));
-	r->rflags = 2;
-	r->rip = vm->entry_rip;
-	r->rbx = vm->entry_rbx;
-}
+static const struct boot_entry {
+	uint16_t cs;
+	int cs_long;           /* L=1 D=0 (64-bit) or L=0 D=1 (32-bit) */
+	uint32_t tr_limit;
+	uint64_t cr0, cr3, cr4, efer;
+} boot_entries[] = {
+	[VM_ENTRY_LONG64] = { BOOT_CS, 1, 0xffff, CR0_PE | CR0_ET | CR0_PG,
+			      BOOT_PML4_ADDR, CR4_PAE, EFER_LME | EFER_LMA },
+	[VM_ENTRY_PVH32] = { PVH_CS, 0, 0x67, CR0_PE | CR0_ET, 0, 0, 0 },
+};
 
 void cpu__boot_regs(const struct vm *vm, struct kvm_sregs *sr,
 		    struct kvm_regs *r)
 {
-	if (vm->entry_mode == VM_ENTRY_PVH32)
-		boot_regs_pvh32(vm, sr, r);
-	else
-		boot_regs_long64(vm, sr, r);
+	const struct boot_entry *e = &boot_entries[vm->entry_mode];
+
+	seg(&sr->cs, e->cs, 0xb, e->cs_long, !e->cs_long);
+	seg(&sr->ds, BOOT_DS, 0x3, 0, 1);
+	sr->es = sr->fs = sr->gs = sr->ss = sr->ds;
+	memset(&sr->tr, 0, sizeof(sr->tr));
+	sr->tr.selector = 0x20;
+	sr->tr.limit = e->tr_limit;
+	sr->tr.type = 0xb;
+	sr->tr.present = 1;
+	sr->gdt.base = BOOT_GDT_ADDR;
+	sr->gdt.limit = 5 * 8 - 1;
+	sr->idt.base = 0;
+	sr->idt.limit = 0;
+	sr->cr0 = e->cr0;
+	sr->cr3 = e->cr3;
+	sr->cr4 = e->cr4;
+	sr->efer = e->efer;
+	memset(r, 0, sizeof(*r));
+	r->rflags = 2;
+	r->rip = vm->entry_rip;
+	if (vm->entry_mode == VM_ENTRY_PVH32) {
+		r->rbx = vm->entry_rbx;
+	} else {
+		r->rsi = vm->entry_rsi;
+		r->rsp = r->rbp = BOOT_STACK_TOP;
+	}
 }
 
 /* vCPU 0's entry state: what KVM has, with the fields the boot protocol
