@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "runtime/boot-linux.h"
+#include "runtime/boot.h"
 #include "runtime/boot-pvh.h"
 #include "runtime/bytes.h"
 
@@ -147,6 +148,20 @@ int boot_linux__place_initrd(uint64_t ram, uint32_t initrd_addr_max,
 	return 0;
 }
 
+int boot__load_initrd(struct vm *vm, uint32_t addr_max, uint64_t kernel_end,
+		      const uint8_t *initrd, size_t size, uint64_t *at)
+{
+	int rc = boot_linux__place_initrd(vm->ram_size, addr_max, kernel_end,
+					  size, at);
+	if (rc < 0)
+		return rc;
+	uint8_t *p = guest_mem__ptr(&vm->mem, *at, size);
+	if (!p)
+		return vm__err(ENOSPC, "initrd does not fit in RAM");
+	memcpy(p, initrd, size);
+	return 0;
+}
+
 int boot_linux__load_mem(struct vm *vm, const uint8_t *kernel,
 			 size_t kernel_size, const uint8_t *initrd,
 			 size_t initrd_size, const char *cmdline)
@@ -158,7 +173,7 @@ int boot_linux__load_mem(struct vm *vm, const uint8_t *kernel,
 	if (!cmdline)
 		cmdline = "";
 
-	uint64_t low_end = vm->mem.nr > 0 ? vm->mem.r[0].size : 0;
+	uint64_t low_end = boot__low_ram_end(vm);
 	uint64_t kernel_end = BOOT_KERNEL_ADDR + bi.init_size;
 	if (kernel_end > low_end)
 		return vm__err(ENOSPC, "kernel needs %u bytes from 0x%llx "
@@ -202,14 +217,10 @@ int boot_linux__load_mem(struct vm *vm, const uint8_t *kernel,
 
 	if (initrd && initrd_size) {
 		uint64_t at;
-		rc = boot_linux__place_initrd(vm->ram_size, bi.initrd_addr_max,
-					      kernel_end, initrd_size, &at);
+		rc = boot__load_initrd(vm, bi.initrd_addr_max, kernel_end,
+				       initrd, initrd_size, &at);
 		if (rc < 0)
 			return rc;
-		uint8_t *ip = guest_mem__ptr(&vm->mem, at, initrd_size);
-		if (!ip)
-			return vm__err(ENOSPC, "initrd does not fit in RAM");
-		memcpy(ip, initrd, initrd_size);
 		le32_put(zp + HDR_RAMDISK_OFF, (uint32_t)at);
 		le32_put(zp + HDR_RAMDISK_SZ_OFF, (uint32_t)initrd_size);
 		le32_put(zp + ZP_EXT_RAMDISK, (uint32_t)(at >> 32));

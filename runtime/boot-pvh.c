@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "runtime/boot-linux.h"
+#include "runtime/boot.h"
 #include "runtime/boot-pvh.h"
 #include "runtime/bytes.h"
 
@@ -219,7 +220,7 @@ int boot_pvh__load_mem(struct vm *vm, const uint8_t *kernel,
 		cmdline = "";
 	/* Every segment in RAM below the hole (guest_mem__ptr refuses
 	 * ranges that cross into it or past the end of RAM). */
-	uint64_t low_end = vm->mem.nr > 0 ? vm->mem.r[0].size : 0;
+	uint64_t low_end = boot__low_ram_end(vm);
 	if (ki.end > low_end)
 		return vm__err(ENOSPC, "kernel: segments reach 0x%llx but "
 			       "guest low RAM ends at 0x%llx",
@@ -254,14 +255,10 @@ int boot_pvh__load_mem(struct vm *vm, const uint8_t *kernel,
 		uint64_t at;
 		/* The module may sit anywhere below 4 GiB; the kernel's end
 		 * is the last segment's. */
-		rc = boot_linux__place_initrd(vm->ram_size, 0xffffffffu,
-					      ki.end, initrd_size, &at);
+		rc = boot__load_initrd(vm, 0xffffffffu, ki.end, initrd,
+				       initrd_size, &at);
 		if (rc < 0)
 			return rc;
-		uint8_t *ip = guest_mem__ptr(&vm->mem, at, initrd_size);
-		if (!ip)
-			return vm__err(ENOSPC, "initrd does not fit in RAM");
-		memcpy(ip, initrd, initrd_size);
 		uint8_t *m = si + (PVH_MODLIST_ADDR - PVH_START_INFO_ADDR);
 		le64_put(m, at);
 		le64_put(m + 8, initrd_size);
