@@ -218,12 +218,22 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 typedef int (*imgfmt_verify_fn)(void *opaque, uint64_t cluster,
 				const void *data, size_t len);
 
+/* 1 if the genuine content of `cluster` (of `len` bytes) is all zero
+ * bytes, 0 if not or unknown.  Called often: it must be cheap (for a hash
+ * tree, compare the leaf with the precomputed leaf of a zero cluster). */
+typedef int (*imgfmt_verify_zero_fn)(void *opaque, uint64_t cluster,
+				     size_t len);
+
 /* A read-only view of `inner` (which it takes over and closes) that reads
  * whole clusters of `cluster_size` and returns only data that `verify`
- * accepted; a cluster that fails is an -EBADMSG read error naming it. */
+ * accepted; a cluster that fails is an -EBADMSG read error naming it, and
+ * the caller's buffer is then all zeros.  Clusters for which `is_zero`
+ * (may be NULL) says 1 are served as zeros without reading or verifying.
+ * `verify` and `is_zero` are called from several threads at once (the
+ * view verifies on a worker thread of its own as well). */
 int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,
-			  imgfmt_verify_fn verify, void *opaque,
-			  imgfmt_image **out);
+			  imgfmt_verify_fn verify, imgfmt_verify_zero_fn is_zero,
+			  void *opaque, imgfmt_image **out);
 
 /* Give an image opened with IMGFMT_OPEN_NO_BACKING the backing image it
  * should read through (for backing images the core cannot open by name,

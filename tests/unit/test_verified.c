@@ -14,10 +14,16 @@
 
 #define CL 65536
 #define NCL 8
+#define TAIL 1000        /* the disk ends with a short cluster NCL */
+#define ZCL 6            /* cluster 6 is genuinely all zeros */
+#define SIZE ((size_t)CL * NCL + TAIL)
 
 static char path[64];
-static uint8_t leaves[NCL][32];
-static int calls;
+static uint8_t leaves[NCL + 1][32];
+static uint8_t zero_leaf[32], zero_tail_leaf[32];
+static int calls;                 /* verify calls, all clusters */
+static int calls_for[NCL + 1];    /* ... per cluster */
+static uint8_t genuine[SIZE];
 
 static int verify_sha(void *opaque, uint64_t cluster, const void *data,
 		      size_t len)
@@ -25,27 +31,43 @@ static int verify_sha(void *opaque, uint64_t cluster, const void *data,
 	uint8_t h[32];
 
 	(void)opaque;
-	calls++;
-	if (cluster >= NCL)
+	__atomic_fetch_add(&calls, 1, __ATOMIC_RELAXED);
+	if (cluster > NCL)
 		return -1;
+	__atomic_fetch_add(&calls_for[cluster], 1, __ATOMIC_RELAXED);
 	SHA256(data, len, h);
 	return memcmp(h, leaves[cluster], 32) == 0 ? 0 : -1;
 }
 
+/* As package.c does it: the leaf says whether the cluster is zeros. */
+static int zero_sha(void *opaque, uint64_t cluster, size_t len)
+{
+	(void)opaque;
+	if (cluster > NCL)
+		return 0;
+	return memcmp(leaves[cluster], len == CL ? zero_leaf : zero_tail_leaf,
+		      32) == 0 && len == (cluster == NCL ? TAIL : CL);
+}
+
 static void setup(void)
 {
-	static uint8_t buf[CL * NCL];
+	static uint8_t zeros[CL];
 
 	strcpy(path, "/tmp/test_verified.XXXXXX");
 	int fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
-	for (size_t i = 0; i < sizeof(buf); i++)
-		buf[i] = (uint8_t)(i * 31 + i / 4096);
-	ck_assert_int_eq(write(fd, buf, sizeof(buf)), sizeof(buf));
+	for (size_t i = 0; i < SIZE; i++)
+		genuine[i] = (uint8_t)(i * 31 + i / 4096);
+	memset(genuine + (size_t)ZCL * CL, 0, CL);
+	ck_assert_int_eq(write(fd, genuine, SIZE), SIZE);
 	close(fd);
-	for (int c = 0; c < NCL; c++)
-		SHA256(buf + (size_t)c * CL, CL, leaves[c]);
+	for (int c = 0; c <= NCL; c++)
+		SHA256(genuine + (size_t)c * CL, c == NCL ? TAIL : CL,
+		       leaves[c]);
+	SHA256(zeros, CL, zero_leaf);
+	SHA256(zeros, TAIL, zero_tail_leaf);
 	calls = 0;
+	memset(calls_for, 0, sizeof(calls_for));
 }
 
 static void teardown(void)
@@ -53,14 +75,37 @@ static void teardown(void)
 	unlink(path);
 }
 
-static imgfmt_image *open_view(void)
+static imgfmt_image *open_view_zero(imgfmt_verify_zero_fn z)
 {
 	imgfmt_image *inner, *v;
 
 	ck_assert_int_eq(imgfmt__open(path, NULL, &inner), 0);
-	ck_assert_int_eq(imgfmt__open_verified(inner, CL, verify_sha, NULL,
+	ck_assert_int_eq(imgfmt__open_verified(inner, CL, verify_sha, z, NULL,
 					       &v), 0);
 	return v;
+}
+
+static imgfmt_image *open_view(void)
+{
+	return open_view_zero(NULL);
+}
+
+/* Change one byte of the file (an attacker editing the package). */
+static void tamper(uint64_t off, uint8_t x)
+{
+	int fd = open(path, O_WRONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, &x, 1, (off_t)off), 1);
+	close(fd);
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
 }
 
 START_TEST(genuine_data_reads_and_is_cached)
@@ -69,13 +114,18 @@ START_TEST(genuine_data_reads_and_is_cached)
 	uint8_t a[4096], b[100];
 
 	ck_assert_int_eq(imgfmt__pread(v, a, sizeof(a), CL + 4096), 0);
-	ck_assert_uint_eq(a[0], (uint8_t)((CL + 4096) * 31 + (CL + 4096) / 4096));
-	/* A second read in the same cluster is served from verified memory. */
+	ck_assert_int_eq(memcmp(a, genuine + CL + 4096, sizeof(a)), 0);
+	/* A second read in the same cluster is served from verified memory
+	 * (read-ahead may verify other clusters meanwhile, never this one
+	 * twice). */
 	ck_assert_int_eq(imgfmt__pread(v, b, sizeof(b), CL + 10), 0);
-	ck_assert_int_eq(calls, 1);
+	ck_assert_int_eq(memcmp(b, genuine + CL + 10, sizeof(b)), 0);
+	ck_assert_int_eq(__atomic_load_n(&calls_for[1], __ATOMIC_RELAXED), 1);
 	/* A read spanning two clusters verifies both. */
 	ck_assert_int_eq(imgfmt__pread(v, a, sizeof(a), 3 * CL - 100), 0);
-	ck_assert_int_eq(calls, 3);
+	ck_assert_int_eq(memcmp(a, genuine + 3 * CL - 100, sizeof(a)), 0);
+	ck_assert_int_ge(__atomic_load_n(&calls_for[2], __ATOMIC_RELAXED), 1);
+	ck_assert_int_ge(__atomic_load_n(&calls_for[3], __ATOMIC_RELAXED), 1);
 	ck_assert_int_eq(imgfmt__pwrite(v, a, 1, 0), -EROFS);
 	imgfmt__close(v);
 }
@@ -83,16 +133,124 @@ END_TEST
 
 START_TEST(tampered_cluster_is_refused_others_still_read)
 {
-	int fd = open(path, O_WRONLY);
 	imgfmt_image *v;
-	uint8_t x = 0xff, buf[512];
+	uint8_t buf[512];
 
-	ck_assert_int_eq(pwrite(fd, &x, 1, 5 * CL + 777), 1);
-	close(fd);
+	tamper(5 * CL + 777, (uint8_t)~genuine[5 * CL + 777]);
 	v = open_view();
+	memset(buf, 0xaa, sizeof(buf));
 	ck_assert_int_eq(imgfmt__pread(v, buf, sizeof(buf), 5 * CL), -EBADMSG);
 	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "cluster 5"));
+	ck_assert(all_zero(buf, sizeof(buf)));
 	ck_assert_int_eq(imgfmt__pread(v, buf, sizeof(buf), 4 * CL), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + 4 * CL, sizeof(buf)), 0);
+	imgfmt__close(v);
+}
+END_TEST
+
+/* Whole clusters are read into the caller's buffer and checked there: a
+ * bad one fails the read and leaves no byte of the file in the buffer,
+ * not even of the clusters that passed. */
+START_TEST(whole_cluster_read_with_a_tampered_cluster_zeroes_the_buffer)
+{
+	static uint8_t buf[4 * CL];
+	imgfmt_image *v;
+
+	tamper(5 * CL + 3, (uint8_t)~genuine[5 * CL + 3]);
+	v = open_view();
+	/* Aligned: clusters 3, 4, 5, 6 straight into buf. */
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 4 * CL, 3 * CL), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "cluster 5"));
+	ck_assert(all_zero(buf, sizeof(buf)));
+	/* Unaligned: part of 2, whole 3 4 5, part of 6. */
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 4 * CL, 2 * CL + 5), -EBADMSG);
+	ck_assert(all_zero(buf, sizeof(buf)));
+	/* The intact clusters around it still read, directly too. */
+	ck_assert_int_eq(imgfmt__pread(v, buf, 2 * CL, 3 * CL), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + 3 * CL, 2 * CL), 0);
+	ck_assert_int_eq(imgfmt__pread(v, buf, 2 * CL, 6 * CL), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + 6 * CL, 2 * CL), 0);
+	imgfmt__close(v);
+}
+END_TEST
+
+/* A cluster whose leaf is the zero leaf is served as zeros without being
+ * read or hashed, whatever the file holds there. */
+START_TEST(zero_leaf_clusters_are_served_without_hashing)
+{
+	static uint8_t buf[3 * CL];
+	imgfmt_image *v;
+
+	tamper(ZCL * CL + 100, 0x55); /* not read: the leaf says zeros */
+	v = open_view_zero(zero_sha);
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 3 * CL, 5 * CL), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + 5 * CL, 3 * CL), 0);
+	ck_assert(all_zero(buf + CL, CL));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 4096, ZCL * CL + 8192), 0);
+	ck_assert(all_zero(buf, 4096));
+	ck_assert_int_eq(__atomic_load_n(&calls_for[ZCL], __ATOMIC_RELAXED), 0);
+	imgfmt__close(v);
+}
+END_TEST
+
+/* An attacker zeroes a data cluster in the file (or marks it unallocated
+ * in the image's metadata): its leaf is not the zero leaf, so it is read,
+ * hashed, and refused. */
+START_TEST(data_cluster_made_zero_fails_verification)
+{
+	static uint8_t zeros[CL], buf[2 * CL];
+	imgfmt_image *v;
+	int fd = open(path, O_WRONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, zeros, CL, 2 * CL), CL);
+	ck_assert_int_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE |
+				   FALLOC_FL_KEEP_SIZE, 2 * CL, CL) == 0 ||
+			 errno == EOPNOTSUPP, 1);
+	close(fd);
+	v = open_view_zero(zero_sha);
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 2 * CL, 2 * CL), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "cluster 2"));
+	ck_assert(all_zero(buf, sizeof(buf)));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 4096, 2 * CL + 4096), -EBADMSG);
+	imgfmt__close(v);
+}
+END_TEST
+
+/* The last cluster is TAIL bytes: read whole, in part, tampered, and with
+ * the zero check (its zero leaf is that of TAIL zero bytes). */
+START_TEST(short_last_cluster)
+{
+	static uint8_t buf[SIZE];
+	imgfmt_image *v = open_view_zero(zero_sha);
+
+	ck_assert_int_eq(imgfmt__pread(v, buf, SIZE, 0), 0);
+	ck_assert_int_eq(memcmp(buf, genuine, SIZE), 0);
+	ck_assert_int_eq(imgfmt__pread(v, buf, 10, SIZE - 10), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + SIZE - 10, 10), 0);
+	ck_assert_int_eq(imgfmt__pread(v, buf, TAIL, (uint64_t)NCL * CL), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + (size_t)NCL * CL, TAIL), 0);
+	imgfmt__close(v);
+
+	tamper(SIZE - 1, (uint8_t)~genuine[SIZE - 1]);
+	v = open_view_zero(zero_sha);
+	ck_assert_int_eq(imgfmt__pread(v, buf, 10, SIZE - 10), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "cluster 8"));
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 2 * CL + TAIL,
+				       (uint64_t)(NCL - 2) * CL), -EBADMSG);
+	ck_assert(all_zero(buf, 2 * CL + TAIL));
+	imgfmt__close(v);
+
+	/* A genuinely zero tail: its leaf is the TAIL-byte zero leaf. */
+	memcpy(leaves[NCL], zero_tail_leaf, 32);
+	v = open_view_zero(zero_sha);
+	ck_assert_int_eq(imgfmt__pread(v, buf, TAIL, (uint64_t)NCL * CL), 0);
+	ck_assert(all_zero(buf, TAIL));
 	imgfmt__close(v);
 }
 END_TEST
@@ -102,7 +260,7 @@ START_TEST(bad_cluster_size_is_refused)
 	imgfmt_image *inner, *v;
 
 	ck_assert_int_eq(imgfmt__open(path, NULL, &inner), 0);
-	ck_assert_int_eq(imgfmt__open_verified(inner, 3000, verify_sha, NULL,
+	ck_assert_int_eq(imgfmt__open_verified(inner, 3000, verify_sha, NULL, NULL,
 					       &v), -EINVAL);
 	imgfmt__close(inner);
 }
@@ -133,6 +291,10 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, genuine_data_reads_and_is_cached);
 	tcase_add_test(tc, tampered_cluster_is_refused_others_still_read);
+	tcase_add_test(tc, whole_cluster_read_with_a_tampered_cluster_zeroes_the_buffer);
+	tcase_add_test(tc, zero_leaf_clusters_are_served_without_hashing);
+	tcase_add_test(tc, data_cluster_made_zero_fails_verification);
+	tcase_add_test(tc, short_last_cluster);
 	tcase_add_test(tc, bad_cluster_size_is_refused);
 	tcase_add_test(tc, attach_backing_refuses_a_second_one);
 	suite_add_tcase(s, tc);
