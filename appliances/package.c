@@ -1,14 +1,11 @@
 /*
  * package.c - signed appliance packages (see package.h, FORMAT.md).
  *
- * Writing goes through libarchive (ustar, fixed metadata, so the same
- * inputs give the same bytes).  Reading uses a strict parser of our own:
+ * Reading (this file) uses a strict parser of our own:
  * the runtime needs the exact offset of the disk's data to use it in
  * place, and a parser that accepts only regular files with plain names
  * leaves no room for links, traversal or extension-header tricks.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "appliances/package-internal.h"
 #include "appliances/package.h"
 #include "appliances/trust.h"
 #include "builder/toml.h"
@@ -32,9 +30,15 @@ const char *package__error(void)
 	return package_errbuf;
 }
 
-static int pkg_err(int err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static int pkg_err(int err, const char *fmt, ...)
+/* For a message that wraps the current one: formatting the buffer into
+ * itself would be undefined. */
+const char *package__error_copy(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", package_errbuf);
+	return buf;
+}
+
+int package__err(int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -55,7 +59,7 @@ static const char *role_name(enum package_role r)
 	return "?";
 }
 
-static void hex_encode(const uint8_t *in, size_t n, char *out)
+void package__hex_encode(const uint8_t *in, size_t n, char *out)
 {
 	static const char d[] = "0123456789abcdef";
 
@@ -87,7 +91,7 @@ static int hex_decode(const char *s, uint8_t *out, size_t n)
 	return 0;
 }
 
-static int read_at(int fd, void *buf, size_t len, uint64_t off)
+int package__read_at(int fd, void *buf, size_t len, uint64_t off)
 {
 	uint8_t *p = buf;
 
@@ -106,7 +110,7 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
 
 /* SHA-256 of `len` bytes of fd at `off`; with `copy_fd` >= 0 the bytes are
  * also written there (extraction checks what it copies). */
-static int sha256_range(int fd, uint64_t off, uint64_t len, uint8_t out[32],
+int package__sha256_range(int fd, uint64_t off, uint64_t len, uint8_t out[32],
 			int copy_fd)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -115,13 +119,13 @@ static int sha256_range(int fd, uint64_t off, uint64_t len, uint8_t out[32],
 	int rc = 0;
 
 	if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		rc = pkg_err(ENOMEM, "out of memory");
+		rc = package__err(ENOMEM, "out of memory");
 		goto out;
 	}
 	while (len > 0) {
 		size_t n = len < bufsize ? (size_t)len : bufsize;
-		if (read_at(fd, buf, n, off) < 0) {
-			rc = pkg_err(EIO, "read error at offset %" PRIu64, off);
+		if (package__read_at(fd, buf, n, off) < 0) {
+			rc = package__err(EIO, "read error at offset %" PRIu64, off);
 			goto out;
 		}
 		EVP_DigestUpdate(ctx, buf, n);
@@ -132,7 +136,7 @@ static int sha256_range(int fd, uint64_t off, uint64_t len, uint8_t out[32],
 				if (w < 0 && errno == EINTR)
 					continue;
 				if (w <= 0) {
-					rc = pkg_err(errno, "write: %s",
+					rc = package__err(errno, "write: %s",
 						     strerror(errno));
 					goto out;
 				}
@@ -151,7 +155,7 @@ out:
 
 /* ---- reading the container ------------------------------------------- */
 
-static int valid_member_name(const char *s)
+int package__valid_member_name(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -199,10 +203,10 @@ static int scan_tar(const char *path, int fd, uint64_t file_size,
 
 	for (;;) {
 		if (file_size - pos < 512)
-			return pkg_err(EINVAL, "%s: truncated: no end-of-archive "
+			return package__err(EINVAL, "%s: truncated: no end-of-archive "
 				       "marker", path);
-		if (read_at(fd, h, 512, pos) < 0)
-			return pkg_err(EIO, "%s: read error", path);
+		if (package__read_at(fd, h, 512, pos) < 0)
+			return package__err(EIO, "%s: read error", path);
 		int zero = 1;
 		for (int i = 0; i < 512; i++)
 			if (h[i]) {
@@ -215,51 +219,51 @@ static int scan_tar(const char *path, int fd, uint64_t file_size,
 		 * field taken as spaces. */
 		uint64_t want, sum = 0;
 		if (parse_octal(h + 148, 8, &want) < 0)
-			return pkg_err(EINVAL, "%s: member %d: malformed header "
+			return package__err(EINVAL, "%s: member %d: malformed header "
 				       "checksum", path, n + 1);
 		for (int i = 0; i < 512; i++)
 			sum += (i >= 148 && i < 156) ? ' ' : h[i];
 		if (sum != want)
-			return pkg_err(EINVAL, "%s: member %d: header checksum "
+			return package__err(EINVAL, "%s: member %d: header checksum "
 				       "mismatch (not a tar file, or damaged)",
 				       path, n + 1);
 		if (memcmp(h + 257, "ustar\0" "00", 8) != 0 &&
 		    memcmp(h + 257, "ustar  \0", 8) != 0)
-			return pkg_err(EINVAL, "%s: member %d: not a ustar "
+			return package__err(EINVAL, "%s: member %d: not a ustar "
 				       "header", path, n + 1);
 		char name[101];
 		memcpy(name, h, 100);
 		name[100] = 0;
 		if (h[345] != 0) /* ustar prefix: a path with directories */
-			return pkg_err(EINVAL, "%s: member '%s': names with a "
+			return package__err(EINVAL, "%s: member '%s': names with a "
 				       "directory prefix are not allowed",
 				       path, name);
 		if (h[156] != '0' && h[156] != 0)
-			return pkg_err(EINVAL, "%s: member '%s': type '%c' is "
+			return package__err(EINVAL, "%s: member '%s': type '%c' is "
 				       "not allowed (only regular files: no "
 				       "links, devices, directories or "
 				       "extension headers)", path, name,
 				       isprint(h[156]) ? h[156] : '?');
-		if (!valid_member_name(name))
-			return pkg_err(EINVAL, "%s: member name '%.100s' is not "
+		if (!package__valid_member_name(name))
+			return package__err(EINVAL, "%s: member name '%.100s' is not "
 				       "allowed (plain names of [A-Za-z0-9._-] "
 				       "only)", path, name);
 		uint64_t size;
 		if (parse_octal(h + 124, 12, &size) < 0 ||
 		    size > PACKAGE_MAX_MEMBER_SIZE)
-			return pkg_err(EINVAL, "%s: member '%s': bad size "
+			return package__err(EINVAL, "%s: member '%s': bad size "
 				       "field", path, name);
 		pos += 512;
 		if (size > file_size - pos)
-			return pkg_err(EINVAL, "%s: member '%s' (%" PRIu64
+			return package__err(EINVAL, "%s: member '%s' (%" PRIu64
 				       " bytes) runs past the end of the "
 				       "file", path, name, size);
 		for (int i = 0; i < n; i++)
 			if (strcmp(m[i].name, name) == 0)
-				return pkg_err(EINVAL, "%s: member '%s' appears "
+				return package__err(EINVAL, "%s: member '%s' appears "
 					       "twice", path, name);
 		if (n == max)
-			return pkg_err(EINVAL, "%s: more than %d members", path,
+			return package__err(EINVAL, "%s: more than %d members", path,
 				       max);
 		snprintf(m[n].name, sizeof(m[n].name), "%s", name);
 		m[n].offset = pos;
@@ -272,17 +276,17 @@ static int scan_tar(const char *path, int fd, uint64_t file_size,
 	for (uint64_t p2 = pos; p2 < file_size;) {
 		size_t k = file_size - p2 < sizeof(buf) ? (size_t)(file_size - p2)
 						       : sizeof(buf);
-		if (read_at(fd, buf, k, p2) < 0)
-			return pkg_err(EIO, "%s: read error", path);
+		if (package__read_at(fd, buf, k, p2) < 0)
+			return package__err(EIO, "%s: read error", path);
 		for (size_t i = 0; i < k; i++)
 			if (buf[i])
-				return pkg_err(EINVAL, "%s: data after the end "
+				return package__err(EINVAL, "%s: data after the end "
 					       "of the archive at offset %"
 					       PRIu64, path, p2 + i);
 		p2 += k;
 	}
 	if (file_size - pos < 1024)
-		return pkg_err(EINVAL, "%s: truncated end-of-archive marker",
+		return package__err(EINVAL, "%s: truncated end-of-archive marker",
 			       path);
 	return n;
 }
@@ -301,39 +305,39 @@ static int only_keys(const struct toml_value *t, const char *where,
 			if (strcmp(kv->key, *a) == 0)
 				ok = 1;
 		if (!ok)
-			return pkg_err(EINVAL, "manifest.toml:%d:%d: unknown key "
+			return package__err(EINVAL, "manifest.toml:%d:%d: unknown key "
 				       "'%s' in %s", kv->line, kv->col,
 				       kv->key, where);
 	}
 	return 0;
 }
 
-static int get_str(const struct toml_value *t, const char *key,
+int package__toml_str(const struct toml_value *t, const char *key,
 		   const char *where, int required, const char **out)
 {
 	const struct toml_keyval *kv = toml__get_kv(t, key);
 
 	*out = NULL;
 	if (!kv)
-		return required ? pkg_err(EINVAL, "manifest.toml: %s.%s is "
+		return required ? package__err(EINVAL, "manifest.toml: %s.%s is "
 					  "missing", where, key) : 0;
 	if (kv->value->type != TOML_STRING)
-		return pkg_err(EINVAL, "manifest.toml:%d:%d: %s.%s must be a "
+		return package__err(EINVAL, "manifest.toml:%d:%d: %s.%s must be a "
 			       "string", kv->line, kv->col, where, key);
 	*out = toml__string(kv->value);
 	return 0;
 }
 
-static int get_int(const struct toml_value *t, const char *key,
+int package__toml_int(const struct toml_value *t, const char *key,
 		   const char *where, int64_t min, int64_t max, int64_t *out)
 {
 	const struct toml_keyval *kv = toml__get_kv(t, key);
 
 	if (!kv)
-		return pkg_err(EINVAL, "manifest.toml: %s.%s is missing",
+		return package__err(EINVAL, "manifest.toml: %s.%s is missing",
 			       where, key);
 	if (!toml__int(kv->value, out) || *out < min || *out > max)
-		return pkg_err(EINVAL, "manifest.toml:%d:%d: %s.%s must be an "
+		return package__err(EINVAL, "manifest.toml:%d:%d: %s.%s must be an "
 			       "integer from %" PRId64 " to %" PRId64,
 			       kv->line, kv->col, where, key, min, max);
 	return 0;
@@ -380,10 +384,10 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 
 	if (toml__parse(p->manifest_text, p->manifest_len, "manifest.toml",
 			&root, err, sizeof(err)) < 0)
-		return pkg_err(EINVAL, "%s: %s", p->path, err);
+		return package__err(EINVAL, "%s: %s", p->path, err);
 	rc = only_keys(root, "the manifest", top_keys);
 	if (rc == 0)
-		rc = get_int(root, "manifest_version", "manifest", 1, 1, &v);
+		rc = package__toml_int(root, "manifest_version", "manifest", 1, 1, &v);
 	const struct toml_value *app = toml__get(root, "appliance");
 	const struct toml_value *vm = toml__get(root, "vm");
 	const struct toml_value *files = toml__get(root, "files");
@@ -392,90 +396,90 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 			vm->type != TOML_TABLE || !files ||
 			files->type != TOML_ARRAY || !ver ||
 			ver->type != TOML_TABLE))
-		rc = pkg_err(EINVAL, "manifest.toml: [appliance], [vm], "
+		rc = package__err(EINVAL, "manifest.toml: [appliance], [vm], "
 			     "[[files]] and [disk_verity] are required");
 	if (rc)
 		goto out;
 
 	if ((rc = only_keys(app, "[appliance]", app_keys)) ||
-	    (rc = get_str(app, "name", "appliance", 1, &s)))
+	    (rc = package__toml_str(app, "name", "appliance", 1, &s)))
 		goto out;
 	if (!valid_ident(s, "._-", 0)) {
-		rc = pkg_err(EINVAL, "manifest.toml: appliance.name '%s' is "
+		rc = package__err(EINVAL, "manifest.toml: appliance.name '%s' is "
 			     "not a valid name", s);
 		goto out;
 	}
 	snprintf(p->name, sizeof(p->name), "%s", s);
-	if ((rc = get_str(app, "version", "appliance", 1, &s)))
+	if ((rc = package__toml_str(app, "version", "appliance", 1, &s)))
 		goto out;
 	if (!valid_ident(s, "._+~-", 1)) {
-		rc = pkg_err(EINVAL, "manifest.toml: appliance.version '%s' "
+		rc = package__err(EINVAL, "manifest.toml: appliance.version '%s' "
 			     "is not a valid version", s);
 		goto out;
 	}
 	snprintf(p->version, sizeof(p->version), "%s", s);
-	if ((rc = get_str(app, "architecture", "appliance", 1, &s)))
+	if ((rc = package__toml_str(app, "architecture", "appliance", 1, &s)))
 		goto out;
 	if (strcmp(s, "x86_64") != 0) {
-		rc = pkg_err(EINVAL, "manifest.toml: architecture '%s' is not "
+		rc = package__err(EINVAL, "manifest.toml: architecture '%s' is not "
 			     "supported (x86_64 only)", s);
 		goto out;
 	}
 	snprintf(p->architecture, sizeof(p->architecture), "%s", s);
-	if ((rc = get_str(app, "description", "appliance", 0, &s)))
+	if ((rc = package__toml_str(app, "description", "appliance", 0, &s)))
 		goto out;
 	p->description = s ? strdup(s) : NULL;
-	if ((rc = get_int(app, "build_time", "appliance", 0, INT64_MAX,
+	if ((rc = package__toml_int(app, "build_time", "appliance", 0, INT64_MAX,
 			  &p->build_time)))
 		goto out;
 
 	if ((rc = only_keys(vm, "[vm]", vm_keys)) ||
-	    (rc = get_int(vm, "memory", "vm", 16 << 20, 1ll << 40, &v)))
+	    (rc = package__toml_int(vm, "memory", "vm", 16 << 20, 1ll << 40, &v)))
 		goto out;
 	p->memory = (uint64_t)v;
-	if ((rc = get_int(vm, "cpus", "vm", 1, 256, &v)))
+	if ((rc = package__toml_int(vm, "cpus", "vm", 1, 256, &v)))
 		goto out;
 	p->cpus = (int)v;
-	if ((rc = get_str(vm, "cmdline", "vm", 1, &s)))
+	if ((rc = package__toml_str(vm, "cmdline", "vm", 1, &s)))
 		goto out;
 	if (strlen(s) > 4096) {
-		rc = pkg_err(EINVAL, "manifest.toml: vm.cmdline is longer than "
+		rc = package__err(EINVAL, "manifest.toml: vm.cmdline is longer than "
 			     "4096 bytes");
 		goto out;
 	}
 	p->cmdline = strdup(s);
-	if ((rc = get_str(vm, "console", "vm", 0, &s)))
+	if ((rc = package__toml_str(vm, "console", "vm", 0, &s)))
 		goto out;
 	const struct toml_value *ports = toml__get(vm, "ports");
 	if (ports && ports->type != TOML_ARRAY) {
-		rc = pkg_err(EINVAL, "manifest.toml: vm.ports must be an "
+		rc = package__err(EINVAL, "manifest.toml: vm.ports must be an "
 			     "array of tables");
 		goto out;
 	}
 	for (size_t i = 0; ports && i < toml__array_len(ports); i++) {
 		const struct toml_value *pt = toml__array_at(ports, i);
 		if (p->nr_ports == PACKAGE_MAX_PORTS) {
-			rc = pkg_err(EINVAL, "manifest.toml: more than %d "
+			rc = package__err(EINVAL, "manifest.toml: more than %d "
 				     "ports", PACKAGE_MAX_PORTS);
 			goto out;
 		}
 		if (pt->type != TOML_TABLE) {
-			rc = pkg_err(EINVAL, "manifest.toml: vm.ports must be "
+			rc = package__err(EINVAL, "manifest.toml: vm.ports must be "
 				     "an array of tables");
 			goto out;
 		}
 		struct package_port *pp = &p->ports[p->nr_ports++];
 		if ((rc = only_keys(pt, "[[vm.ports]]", port_keys)) ||
-		    (rc = get_int(pt, "host", "vm.ports", 1, 65535, &v)))
+		    (rc = package__toml_int(pt, "host", "vm.ports", 1, 65535, &v)))
 			goto out;
 		pp->host = (int)v;
-		if ((rc = get_int(pt, "guest", "vm.ports", 1, 65535, &v)))
+		if ((rc = package__toml_int(pt, "guest", "vm.ports", 1, 65535, &v)))
 			goto out;
 		pp->guest = (int)v;
-		if ((rc = get_str(pt, "proto", "vm.ports", 0, &s)))
+		if ((rc = package__toml_str(pt, "proto", "vm.ports", 0, &s)))
 			goto out;
 		if (s && strcmp(s, "tcp") && strcmp(s, "udp")) {
-			rc = pkg_err(EINVAL, "manifest.toml: port protocol "
+			rc = package__err(EINVAL, "manifest.toml: port protocol "
 				     "'%s' is not tcp or udp", s);
 			goto out;
 		}
@@ -485,7 +489,7 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 	/* [[files]]: exactly the members after the signature, in order. */
 	p->kernel = p->initrd = p->disk = p->hashes = -1;
 	if (toml__array_len(files) != (size_t)(nraw - first_file)) {
-		rc = pkg_err(EINVAL, "%s: the manifest lists %zu files but the "
+		rc = package__err(EINVAL, "%s: the manifest lists %zu files but the "
 			     "package holds %d members after the manifest%s",
 			     p->path, toml__array_len(files), nraw - first_file,
 			     first_file == 2 ? " and its signature" : "");
@@ -498,15 +502,15 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 		int *slot;
 
 		if (f->type != TOML_TABLE) {
-			rc = pkg_err(EINVAL, "manifest.toml: files must be an "
+			rc = package__err(EINVAL, "manifest.toml: files must be an "
 				     "array of tables");
 			goto out;
 		}
 		if ((rc = only_keys(f, "[[files]]", file_keys)) ||
-		    (rc = get_str(f, "name", "files", 1, &s)))
+		    (rc = package__toml_str(f, "name", "files", 1, &s)))
 			goto out;
 		if (strcmp(s, rm->name) != 0) {
-			rc = pkg_err(EINVAL, "%s: member %d is '%s' but the "
+			rc = package__err(EINVAL, "%s: member %d is '%s' but the "
 				     "manifest says '%s' comes next (members "
 				     "reordered, added or removed)", p->path,
 				     first_file + (int)i + 1, rm->name, s);
@@ -515,24 +519,24 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 		snprintf(m->name, sizeof(m->name), "%s", s);
 		m->offset = rm->offset;
 		m->size = rm->size;
-		if ((rc = get_int(f, "size", "files", 0,
+		if ((rc = package__toml_int(f, "size", "files", 0,
 				  (int64_t)PACKAGE_MAX_MEMBER_SIZE, &v)))
 			goto out;
 		if ((uint64_t)v != rm->size) {
-			rc = pkg_err(EINVAL, "%s: member '%s' is %" PRIu64
+			rc = package__err(EINVAL, "%s: member '%s' is %" PRIu64
 				     " bytes but the manifest says %" PRId64,
 				     p->path, rm->name, rm->size, v);
 			goto out;
 		}
-		if ((rc = get_str(f, "sha256", "files", 1, &s)))
+		if ((rc = package__toml_str(f, "sha256", "files", 1, &s)))
 			goto out;
 		if (hex_decode(s, m->sha256, 32) < 0) {
-			rc = pkg_err(EINVAL, "manifest.toml: files.sha256 of "
+			rc = package__err(EINVAL, "manifest.toml: files.sha256 of "
 				     "'%s' is not 64 lower-case hex digits",
 				     m->name);
 			goto out;
 		}
-		if ((rc = get_str(f, "role", "files", 1, &s)))
+		if ((rc = package__toml_str(f, "role", "files", 1, &s)))
 			goto out;
 		if (strcmp(s, "kernel") == 0) {
 			m->role = PACKAGE_ROLE_KERNEL;
@@ -547,72 +551,72 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 			m->role = PACKAGE_ROLE_DISK_HASHES;
 			slot = &p->hashes;
 		} else {
-			rc = pkg_err(EINVAL, "manifest.toml: unknown file role "
+			rc = package__err(EINVAL, "manifest.toml: unknown file role "
 				     "'%s'", s);
 			goto out;
 		}
 		if (*slot >= 0) {
-			rc = pkg_err(EINVAL, "manifest.toml: more than one "
+			rc = package__err(EINVAL, "manifest.toml: more than one "
 				     "'%s' file", s);
 			goto out;
 		}
 		*slot = p->nr_members;
-		if ((rc = get_str(f, "format", "files", 0, &s)))
+		if ((rc = package__toml_str(f, "format", "files", 0, &s)))
 			goto out;
 		snprintf(m->format, sizeof(m->format), "%s",
 			 s ? s : (m->role == PACKAGE_ROLE_DISK ? "avd" : ""));
 		if (m->role == PACKAGE_ROLE_DISK && strcmp(m->format, "avd")) {
-			rc = pkg_err(EINVAL, "manifest.toml: the disk must be "
+			rc = package__err(EINVAL, "manifest.toml: the disk must be "
 				     "AVD, not '%s'", m->format);
 			goto out;
 		}
 		p->nr_members++;
 	}
 	if (p->kernel < 0 || p->disk < 0 || p->hashes < 0) {
-		rc = pkg_err(EINVAL, "manifest.toml: a kernel, a disk and "
+		rc = package__err(EINVAL, "manifest.toml: a kernel, a disk and "
 			     "disk-hashes file are required");
 		goto out;
 	}
 
 	if ((rc = only_keys(ver, "[disk_verity]", verity_keys)) ||
-	    (rc = get_str(ver, "disk", "disk_verity", 1, &s)))
+	    (rc = package__toml_str(ver, "disk", "disk_verity", 1, &s)))
 		goto out;
 	if (strcmp(s, p->members[p->disk].name) != 0) {
-		rc = pkg_err(EINVAL, "manifest.toml: disk_verity.disk names "
+		rc = package__err(EINVAL, "manifest.toml: disk_verity.disk names "
 			     "'%s', not the disk", s);
 		goto out;
 	}
-	if ((rc = get_str(ver, "hashes", "disk_verity", 1, &s)))
+	if ((rc = package__toml_str(ver, "hashes", "disk_verity", 1, &s)))
 		goto out;
 	if (strcmp(s, p->members[p->hashes].name) != 0) {
-		rc = pkg_err(EINVAL, "manifest.toml: disk_verity.hashes names "
+		rc = package__err(EINVAL, "manifest.toml: disk_verity.hashes names "
 			     "'%s', not the disk-hashes file", s);
 		goto out;
 	}
-	if ((rc = get_str(ver, "algorithm", "disk_verity", 1, &s)))
+	if ((rc = package__toml_str(ver, "algorithm", "disk_verity", 1, &s)))
 		goto out;
 	if (strcmp(s, "sha256") != 0) {
-		rc = pkg_err(EINVAL, "manifest.toml: disk_verity.algorithm "
+		rc = package__err(EINVAL, "manifest.toml: disk_verity.algorithm "
 			     "'%s' is not supported", s);
 		goto out;
 	}
-	if ((rc = get_int(ver, "cluster_size", "disk_verity", 4096,
+	if ((rc = package__toml_int(ver, "cluster_size", "disk_verity", 4096,
 			  IMGFMT_MAX_CLUSTER, &v)))
 		goto out;
 	if (v & (v - 1)) {
-		rc = pkg_err(EINVAL, "manifest.toml: disk_verity.cluster_size "
+		rc = package__err(EINVAL, "manifest.toml: disk_verity.cluster_size "
 			     "%" PRId64 " is not a power of two", v);
 		goto out;
 	}
 	p->hash_cluster = (uint32_t)v;
-	if ((rc = get_int(ver, "virtual_size", "disk_verity", 1,
+	if ((rc = package__toml_int(ver, "virtual_size", "disk_verity", 1,
 			  (int64_t)IMGFMT_MAX_VIRTUAL_SIZE, &v)))
 		goto out;
 	p->disk_virtual_size = (uint64_t)v;
 	uint64_t leaves = (p->disk_virtual_size + p->hash_cluster - 1) /
 			  p->hash_cluster;
 	if (p->members[p->hashes].size != leaves * 32) {
-		rc = pkg_err(EINVAL, "%s: disk-hashes member is %" PRIu64
+		rc = package__err(EINVAL, "%s: disk-hashes member is %" PRIu64
 			     " bytes; a %" PRIu64 "-byte disk in %u-byte "
 			     "clusters needs %" PRIu64, p->path,
 			     p->members[p->hashes].size, p->disk_virtual_size,
@@ -635,16 +639,16 @@ int package__open(const char *path, struct package **out)
 	*out = NULL;
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		return pkg_err(ENOMEM, "out of memory");
+		return package__err(ENOMEM, "out of memory");
 	p->kernel = p->initrd = p->disk = p->hashes = -1;
 	p->path = strdup(path);
 	p->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (!p->path || p->fd < 0) {
-		rc = pkg_err(errno, "%s: %s", path, strerror(errno));
+		rc = package__err(errno, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (fstat(p->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = pkg_err(EINVAL, "%s: not a regular file", path);
+		rc = package__err(EINVAL, "%s: not a regular file", path);
 		goto fail;
 	}
 	p->file_size = (uint64_t)st.st_size;
@@ -654,43 +658,43 @@ int package__open(const char *path, struct package **out)
 		goto fail;
 	}
 	if (n == 0 || strcmp(raw[0].name, PACKAGE_MANIFEST) != 0) {
-		rc = pkg_err(EINVAL, "%s: the first member must be %s",
+		rc = package__err(EINVAL, "%s: the first member must be %s",
 			     path, PACKAGE_MANIFEST);
 		goto fail;
 	}
 	if (raw[0].size > PACKAGE_MAX_MANIFEST) {
-		rc = pkg_err(EINVAL, "%s: manifest is larger than %u bytes",
+		rc = package__err(EINVAL, "%s: manifest is larger than %u bytes",
 			     path, PACKAGE_MAX_MANIFEST);
 		goto fail;
 	}
 	p->manifest_len = (size_t)raw[0].size;
 	p->manifest_text = malloc(p->manifest_len + 1);
 	if (!p->manifest_text ||
-	    read_at(p->fd, p->manifest_text, p->manifest_len,
+	    package__read_at(p->fd, p->manifest_text, p->manifest_len,
 		    raw[0].offset) < 0) {
-		rc = pkg_err(EIO, "%s: cannot read the manifest", path);
+		rc = package__err(EIO, "%s: cannot read the manifest", path);
 		goto fail;
 	}
 	p->manifest_text[p->manifest_len] = 0;
 	if (n > 1 && strcmp(raw[1].name, PACKAGE_SIGNATURE) == 0) {
 		char *text;
 		if (raw[1].size > MINISIGN_SIGFILE_MAX) {
-			rc = pkg_err(EINVAL, "%s: signature member too large",
+			rc = package__err(EINVAL, "%s: signature member too large",
 				     path);
 			goto fail;
 		}
 		text = malloc((size_t)raw[1].size + 1);
-		if (!text || read_at(p->fd, text, (size_t)raw[1].size,
+		if (!text || package__read_at(p->fd, text, (size_t)raw[1].size,
 				     raw[1].offset) < 0) {
 			free(text);
-			rc = pkg_err(EIO, "%s: cannot read the signature", path);
+			rc = package__err(EIO, "%s: cannot read the signature", path);
 			goto fail;
 		}
 		rc = minisign__sig_parse(text, (size_t)raw[1].size,
 					 PACKAGE_SIGNATURE, &p->sig);
 		free(text);
 		if (rc < 0) {
-			rc = pkg_err(EINVAL, "%s: %s", path, minisign__error());
+			rc = package__err(EINVAL, "%s: %s", path, minisign__error());
 			goto fail;
 		}
 		p->has_signature = true;
@@ -731,14 +735,14 @@ int package__verify_signature(struct package *p,
 	char kid[MINISIGN_KEYID_HEX];
 
 	if (!p->has_signature)
-		return pkg_err(ENOKEY, "%s: the package is not signed",
+		return package__err(ENOKEY, "%s: the package is not signed",
 			       p->path);
 	minisign__keyid_hex(p->sig.keyid, kid);
 	if (keyid_hex)
 		snprintf(keyid_hex, MINISIGN_KEYID_HEX, "%s", kid);
 	if (!pk) {
 		if (trust__find(p->sig.keyid, &te) < 0)
-			return pkg_err(ENOKEY, "%s: signed by key %s, which is "
+			return package__err(ENOKEY, "%s: signed by key %s, which is "
 				       "not in the trust store (add it with "
 				       "'appliance trust add KEY.pub')",
 				       p->path, kid);
@@ -746,7 +750,7 @@ int package__verify_signature(struct package *p,
 	}
 	if (minisign__verify_buffer(pk, &p->sig, p->manifest_text,
 				    p->manifest_len, trusted_comment) < 0)
-		return pkg_err(EBADMSG, "%s: bad signature: %s", p->path,
+		return package__err(EBADMSG, "%s: bad signature: %s", p->path,
 			       minisign__error());
 	return 0;
 }
@@ -755,13 +759,16 @@ static int check_member(struct package *p, int i)
 {
 	struct package_member *m = &p->members[i];
 	uint8_t h[32];
-	int rc = sha256_range(p->fd, m->offset, m->size, h, -1);
+	int rc = package__sha256_range(p->fd, m->offset, m->size, h, -1);
 
-	if (rc < 0)
-		return pkg_err(EIO, "%s: member '%s': %s", p->path, m->name,
-			       package_errbuf);
+	if (rc < 0) {
+		char why[sizeof(package_errbuf)];
+		return package__err(EIO, "%s: member '%s': %s", p->path,
+				    m->name, package__error_copy(why,
+								 sizeof(why)));
+	}
 	if (memcmp(h, m->sha256, 32) != 0)
-		return pkg_err(EBADMSG, "%s: member '%s' does not match the "
+		return package__err(EBADMSG, "%s: member '%s' does not match the "
 			       "SHA-256 in the manifest (tampered or "
 			       "damaged)", p->path, m->name);
 	return 0;
@@ -820,14 +827,14 @@ static int open_disk_raw(struct package *p, imgfmt_image **out)
 				      .flags = IMGFMT_OPEN_NO_BACKING };
 
 	if (imgfmt__open(p->path, &o, out) < 0)
-		return pkg_err(EINVAL, "%s: disk member '%s': %s", p->path,
+		return package__err(EINVAL, "%s: disk member '%s': %s", p->path,
 			       d->name, imgfmt__error());
 	struct imgfmt_info info;
 	if (imgfmt__info(*out, &info) < 0 ||
 	    info.virtual_size != p->disk_virtual_size || info.backing_file[0]) {
 		imgfmt__close(*out);
 		*out = NULL;
-		return pkg_err(EINVAL, "%s: disk member '%s' does not match "
+		return package__err(EINVAL, "%s: disk member '%s' does not match "
 			       "the manifest (virtual size or backing file)",
 			       p->path, d->name);
 	}
@@ -851,32 +858,32 @@ int package__verify_members(struct package *p, bool full)
 	 * package needs no new field). */
 	p->leaves = malloc((p->nr_leaves + 2) * 32);
 	if (!p->leaves || zero_leaves(p, p->leaves + p->nr_leaves * 32) < 0)
-		return pkg_err(ENOMEM, "out of memory");
-	if (read_at(p->fd, p->leaves, p->nr_leaves * 32,
+		return package__err(ENOMEM, "out of memory");
+	if (package__read_at(p->fd, p->leaves, p->nr_leaves * 32,
 		    p->members[p->hashes].offset) < 0)
-		return pkg_err(EIO, "%s: cannot read the disk hashes", p->path);
+		return package__err(EIO, "%s: cannot read the disk hashes", p->path);
 	/* The member was checked above, but re-read: compare again so the
 	 * leaves in memory are exactly the ones the manifest names. */
 	uint8_t h[32];
 	unsigned int hl = 32;
 	EVP_Digest(p->leaves, p->nr_leaves * 32, h, &hl, EVP_sha256(), NULL);
 	if (memcmp(h, p->members[p->hashes].sha256, 32) != 0)
-		return pkg_err(EBADMSG, "%s: disk hashes changed while being "
+		return package__err(EBADMSG, "%s: disk hashes changed while being "
 			       "read", p->path);
 	if (full) {
 		imgfmt_image *img = NULL;
 		struct leaf_check lc = { p->leaves, p->nr_leaves };
 		uint8_t *buf = malloc(p->hash_cluster);
-		rc = buf ? open_disk_raw(p, &img) : pkg_err(ENOMEM, "no memory");
+		rc = buf ? open_disk_raw(p, &img) : package__err(ENOMEM, "no memory");
 		for (uint64_t c = 0; rc == 0 && c < p->nr_leaves; c++) {
 			uint64_t off = c * p->hash_cluster;
 			size_t len = p->hash_cluster;
 			if (p->disk_virtual_size - off < len)
 				len = (size_t)(p->disk_virtual_size - off);
 			if (imgfmt__pread(img, buf, len, off) < 0)
-				rc = pkg_err(EIO, "%s", imgfmt__error());
+				rc = package__err(EIO, "%s", imgfmt__error());
 			else if (verify_leaf(&lc, c, buf, len) < 0)
-				rc = pkg_err(EBADMSG, "%s: disk cluster %" PRIu64
+				rc = package__err(EBADMSG, "%s: disk cluster %" PRIu64
 					     " does not match its hash",
 					     p->path, c);
 		}
@@ -923,14 +930,14 @@ int package__open_disk(struct package *p, imgfmt_image **out)
 
 	*out = NULL;
 	if (!p->members_verified)
-		return pkg_err(EINVAL, "%s: members not verified yet", p->path);
+		return package__err(EINVAL, "%s: members not verified yet", p->path);
 	rc = open_disk_raw(p, &raw);
 	if (rc < 0)
 		return rc;
 	if (imgfmt__open_verified(raw, p->hash_cluster, leaf_verify_cb,
 				  leaf_zero_cb, p, out) < 0) {
 		imgfmt__close(raw);
-		return pkg_err(EINVAL, "%s", imgfmt__error());
+		return package__err(EINVAL, "%s", imgfmt__error());
 	}
 	return 0;
 }
@@ -942,498 +949,20 @@ int package__extract(struct package *p, int member, const char *dest)
 	int fd, rc;
 
 	if (member < 0 || member >= p->nr_members)
-		return pkg_err(EINVAL, "no such member");
+		return package__err(EINVAL, "no such member");
 	m = &p->members[member];
 	fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return pkg_err(errno, "%s: %s", dest, strerror(errno));
-	rc = sha256_range(p->fd, m->offset, m->size, h, fd);
+		return package__err(errno, "%s: %s", dest, strerror(errno));
+	rc = package__sha256_range(p->fd, m->offset, m->size, h, fd);
 	if (close(fd) < 0 && rc == 0)
-		rc = pkg_err(errno, "%s: %s", dest, strerror(errno));
+		rc = package__err(errno, "%s: %s", dest, strerror(errno));
 	if (rc == 0 && memcmp(h, m->sha256, 32) != 0)
-		rc = pkg_err(EBADMSG, "%s: member '%s' does not match the "
+		rc = package__err(EBADMSG, "%s: member '%s' does not match the "
 			     "SHA-256 in the manifest (tampered or damaged)",
 			     p->path, m->name);
 	if (rc < 0)
 		unlink(dest);
-	return rc;
-}
-
-/* ---- writing --------------------------------------------------------- */
-
-struct tar_source {
-	const char *name;
-	const void *buf;       /* in memory, or ... */
-	int fd;                /* ... this many bytes of fd at offset */
-	uint64_t offset, size;
-};
-
-static int write_tar(const char *out_path, const struct tar_source *src,
-		     int n, int64_t mtime)
-{
-	char tmp[4096];
-	struct archive *a = archive_write_new();
-	struct archive_entry *e = archive_entry_new();
-	uint8_t *buf = malloc(1u << 20);
-	int fd, rc = 0;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", out_path) >=
-	    (int)sizeof(tmp) || !a || !e || !buf) {
-		rc = pkg_err(ENOMEM, "out of memory");
-		goto out;
-	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		rc = pkg_err(errno, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	fchmod(fd, 0644);
-	archive_write_set_format_ustar(a);
-	archive_write_add_filter_none(a);
-	if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
-		rc = pkg_err(EIO, "%s: %s", tmp, archive_error_string(a));
-		goto fail;
-	}
-	for (int i = 0; i < n; i++) {
-		archive_entry_clear(e);
-		archive_entry_set_pathname(e, src[i].name);
-		archive_entry_set_size(e, (la_int64_t)src[i].size);
-		archive_entry_set_filetype(e, AE_IFREG);
-		archive_entry_set_perm(e, 0644);
-		archive_entry_set_uid(e, 0);
-		archive_entry_set_gid(e, 0);
-		archive_entry_set_mtime(e, mtime, 0);
-		if (archive_write_header(a, e) != ARCHIVE_OK) {
-			rc = pkg_err(EIO, "%s: %s", tmp, archive_error_string(a));
-			goto fail;
-		}
-		for (uint64_t done = 0; done < src[i].size;) {
-			size_t k = src[i].size - done < (1u << 20)
-				? (size_t)(src[i].size - done) : (1u << 20);
-			const void *p = buf;
-			if (src[i].buf)
-				p = (const uint8_t *)src[i].buf + done;
-			else if (read_at(src[i].fd, buf, k,
-					 src[i].offset + done) < 0) {
-				rc = pkg_err(EIO, "reading %s", src[i].name);
-				goto fail;
-			}
-			if (archive_write_data(a, p, k) != (la_ssize_t)k) {
-				rc = pkg_err(EIO, "%s: %s", tmp,
-					     archive_error_string(a));
-				goto fail;
-			}
-			done += k;
-		}
-	}
-	if (archive_write_close(a) != ARCHIVE_OK) {
-		rc = pkg_err(EIO, "%s: %s", tmp, archive_error_string(a));
-		goto fail;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		rc = pkg_err(errno, "%s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, out_path) < 0) {
-		rc = pkg_err(errno, "%s: %s", out_path, strerror(errno));
-		goto fail;
-	}
-	goto out;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-out:
-	if (a)
-		archive_write_free(a);
-	if (e)
-		archive_entry_free(e);
-	free(buf);
-	return rc;
-}
-
-/* Append printf-style text to a growing buffer. */
-struct text {
-	char *s;
-	size_t len, cap;
-	int failed;
-};
-
-static void text_add(struct text *t, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void text_add(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || t->failed)
-		goto fail;
-	if (t->len + (size_t)n + 1 > t->cap) {
-		size_t cap = (t->len + (size_t)n + 1) * 2;
-		char *s = realloc(t->s, cap);
-		if (!s)
-			goto fail;
-		t->s = s;
-		t->cap = cap;
-	}
-	va_start(ap, fmt);
-	vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-	va_end(ap);
-	t->len += (size_t)n;
-	return;
-fail:
-	t->failed = 1;
-}
-
-static void text_str(struct text *t, const char *s)
-{
-	text_add(t, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			text_add(t, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			text_add(t, "\\u%04x", c);
-		else
-			text_add(t, "%c", c);
-	}
-	text_add(t, "\"");
-}
-
-struct build_file {
-	const char *role, *name, *format;
-	char *path;
-	int fd;
-	uint64_t size;
-	uint8_t sha256[32];
-};
-
-int package__create(const char *build_dir, const char *out_path,
-		    const struct minisign_seckey *key,
-		    const char *trusted_comment)
-{
-	struct toml_value *root = NULL;
-	struct build_file bf[4] = { { 0 } };
-	struct text t = { 0 };
-	char err[512], *mtext = NULL, *sigtext = NULL, *mpath = NULL;
-	uint8_t *leaves = NULL;
-	imgfmt_image *disk = NULL;
-	int nbf = 0, rc = 0;
-	size_t mlen;
-
-	for (int i = 0; i < 4; i++)
-		bf[i].fd = -1;
-	if (asprintf(&mpath, "%s/manifest.toml", build_dir) < 0) {
-		mpath = NULL;
-		return pkg_err(ENOMEM, "out of memory");
-	}
-	{
-		int fd = open(mpath, O_RDONLY | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) < 0 ||
-		    st.st_size > PACKAGE_MAX_MANIFEST) {
-			rc = pkg_err(errno ? errno : EFBIG, "%s: %s", mpath,
-				     fd < 0 ? strerror(errno) : "too large");
-			if (fd >= 0)
-				close(fd);
-			goto out;
-		}
-		mlen = (size_t)st.st_size;
-		mtext = malloc(mlen + 1);
-		if (!mtext || read_at(fd, mtext, mlen, 0) < 0) {
-			close(fd);
-			rc = pkg_err(EIO, "%s: read error", mpath);
-			goto out;
-		}
-		close(fd);
-		mtext[mlen] = 0;
-	}
-	if (toml__parse(mtext, mlen, mpath, &root, err, sizeof(err)) < 0) {
-		rc = pkg_err(EINVAL, "%s", err);
-		goto out;
-	}
-	const struct toml_value *app = toml__get(root, "appliance");
-	const struct toml_value *vm = toml__get(root, "vm");
-	const struct toml_value *files = toml__get(root, "files");
-	int64_t build_time = 0;
-	const char *name, *version, *desc, *cmdline, *console;
-	if (!app || !vm || !files || files->type != TOML_ARRAY ||
-	    get_str(app, "name", "appliance", 1, &name) < 0 ||
-	    get_str(app, "version", "appliance", 1, &version) < 0 ||
-	    get_str(app, "description", "appliance", 0, &desc) < 0 ||
-	    get_int(app, "build_time", "appliance", 0, INT64_MAX,
-		    &build_time) < 0 ||
-	    get_str(vm, "cmdline", "vm", 1, &cmdline) < 0 ||
-	    get_str(vm, "console", "vm", 0, &console) < 0) {
-		rc = pkg_err(EINVAL, "%s: not a build manifest: %s", mpath,
-			     package_errbuf);
-		goto out;
-	}
-	int64_t memory, cpus;
-	if (get_int(vm, "memory", "vm", 16 << 20, 1ll << 40, &memory) < 0 ||
-	    get_int(vm, "cpus", "vm", 1, 256, &cpus) < 0) {
-		rc = pkg_err(EINVAL, "%s: %s", mpath, package_errbuf);
-		goto out;
-	}
-
-	/* The files that go into the package, in package order. */
-	static const char *const order[] = { "kernel", "initrd", "disk" };
-	for (int k = 0; k < 3; k++) {
-		for (size_t i = 0; i < toml__array_len(files); i++) {
-			const struct toml_value *f = toml__array_at(files, i);
-			const char *role, *fname, *fmt;
-			if (get_str(f, "role", "files", 1, &role) < 0 ||
-			    strcmp(role, order[k]) != 0)
-				continue;
-			if (get_str(f, "name", "files", 1, &fname) < 0 ||
-			    get_str(f, "format", "files", 0, &fmt) < 0 ||
-			    !valid_member_name(fname)) {
-				rc = pkg_err(EINVAL, "%s: bad [[files]] entry",
-					     mpath);
-				goto out;
-			}
-			struct build_file *b = &bf[nbf++];
-			b->role = order[k];
-			b->name = fname;
-			b->format = fmt;
-			if (asprintf(&b->path, "%s/%s", build_dir, fname) < 0) {
-				b->path = NULL;
-				rc = pkg_err(ENOMEM, "out of memory");
-				goto out;
-			}
-			struct stat st;
-			b->fd = open(b->path, O_RDONLY | O_CLOEXEC);
-			if (b->fd < 0 || fstat(b->fd, &st) < 0) {
-				rc = pkg_err(errno, "%s: %s", b->path,
-					     strerror(errno));
-				goto out;
-			}
-			b->size = (uint64_t)st.st_size;
-			rc = sha256_range(b->fd, 0, b->size, b->sha256, -1);
-			if (rc < 0)
-				goto out;
-			break;
-		}
-	}
-	struct build_file *kern = NULL, *dsk = NULL;
-	for (int i = 0; i < nbf; i++) {
-		if (strcmp(bf[i].role, "kernel") == 0)
-			kern = &bf[i];
-		if (strcmp(bf[i].role, "disk") == 0)
-			dsk = &bf[i];
-	}
-	if (!kern || !dsk) {
-		rc = pkg_err(EINVAL, "%s: the build has no kernel or no disk",
-			     mpath);
-		goto out;
-	}
-
-	/* Leaves: SHA-256 of every cluster of the disk's content. */
-	struct imgfmt_open_opts oo = { .format = dsk->format };
-	if (imgfmt__open(dsk->path, &oo, &disk) < 0) {
-		rc = pkg_err(EINVAL, "%s", imgfmt__error());
-		goto out;
-	}
-	struct imgfmt_info info;
-	imgfmt__info(disk, &info);
-	if (strcmp(info.format, "avd") != 0) {
-		rc = pkg_err(EINVAL, "%s: the disk must be AVD (it is %s)",
-			     dsk->path, info.format);
-		goto out;
-	}
-	uint64_t vsize = info.virtual_size;
-	uint64_t nleaves = (vsize + PACKAGE_HASH_CLUSTER - 1) /
-			   PACKAGE_HASH_CLUSTER;
-	leaves = malloc(nleaves * 32 + 1);
-	uint8_t *cbuf = malloc(PACKAGE_HASH_CLUSTER);
-	uint8_t zero_leaf[32];
-	{
-		uint8_t *z = calloc(1, PACKAGE_HASH_CLUSTER);
-		unsigned int hl = 32;
-		if (!z || !leaves || !cbuf) {
-			free(z);
-			free(cbuf);
-			rc = pkg_err(ENOMEM, "out of memory");
-			goto out;
-		}
-		EVP_Digest(z, PACKAGE_HASH_CLUSTER, zero_leaf, &hl,
-			   EVP_sha256(), NULL);
-		free(z);
-	}
-	for (uint64_t c = 0; c < nleaves; c++) {
-		uint64_t off = c * PACKAGE_HASH_CLUSTER;
-		size_t len = PACKAGE_HASH_CLUSTER;
-		struct imgfmt_extent ext;
-		unsigned int hl = 32;
-		if (vsize - off < len)
-			len = (size_t)(vsize - off);
-		/* Zero clusters (most of a fresh disk) need no read. */
-		if (len == PACKAGE_HASH_CLUSTER &&
-		    imgfmt__map(disk, off, len, &ext) == 0 &&
-		    ext.kind == IMGFMT_EXTENT_ZERO && ext.length == len) {
-			memcpy(leaves + c * 32, zero_leaf, 32);
-			continue;
-		}
-		if (imgfmt__pread(disk, cbuf, len, off) < 0) {
-			free(cbuf);
-			rc = pkg_err(EIO, "%s", imgfmt__error());
-			goto out;
-		}
-		EVP_Digest(cbuf, len, leaves + c * 32, &hl, EVP_sha256(), NULL);
-	}
-	free(cbuf);
-	uint8_t leaves_sha[32];
-	{
-		unsigned int hl = 32;
-		EVP_Digest(leaves, nleaves * 32, leaves_sha, &hl, EVP_sha256(),
-			   NULL);
-	}
-
-	/* The package manifest. */
-	char hex[65];
-	text_add(&t, "# An appliance package manifest (appliances/FORMAT.md).\n"
-		 "manifest_version = 1\n\n[appliance]\nname = ");
-	text_str(&t, name);
-	text_add(&t, "\nversion = ");
-	text_str(&t, version);
-	if (desc) {
-		text_add(&t, "\ndescription = ");
-		text_str(&t, desc);
-	}
-	text_add(&t, "\narchitecture = \"x86_64\"\nbuild_time = %" PRId64
-		 "\n\n[vm]\nmemory = %" PRId64 "\ncpus = %" PRId64
-		 "\ncmdline = ", build_time, memory, cpus);
-	text_str(&t, cmdline);
-	text_add(&t, "\nconsole = ");
-	text_str(&t, console ? console : "serial");
-	text_add(&t, "\n");
-	const struct toml_value *ports = toml__get(vm, "ports");
-	for (size_t i = 0; ports && i < toml__array_len(ports); i++) {
-		const struct toml_value *pt = toml__array_at(ports, i);
-		int64_t hp, gp;
-		const char *proto;
-		if (get_int(pt, "host", "vm.ports", 1, 65535, &hp) < 0 ||
-		    get_int(pt, "guest", "vm.ports", 1, 65535, &gp) < 0 ||
-		    get_str(pt, "proto", "vm.ports", 0, &proto) < 0) {
-			rc = pkg_err(EINVAL, "%s: %s", mpath, package_errbuf);
-			goto out;
-		}
-		text_add(&t, "\n[[vm.ports]]\nhost = %" PRId64 "\nguest = %"
-			 PRId64 "\nproto = ", hp, gp);
-		text_str(&t, proto ? proto : "tcp");
-		text_add(&t, "\n");
-	}
-	for (int i = 0; i < nbf; i++) {
-		hex_encode(bf[i].sha256, 32, hex);
-		text_add(&t, "\n[[files]]\nrole = \"%s\"\nname = ", bf[i].role);
-		text_str(&t, bf[i].name);
-		if (strcmp(bf[i].role, "disk") == 0)
-			text_add(&t, "\nformat = \"avd\"");
-		text_add(&t, "\nsize = %" PRIu64 "\nsha256 = \"%s\"\n",
-			 bf[i].size, hex);
-	}
-	hex_encode(leaves_sha, 32, hex);
-	text_add(&t, "\n[[files]]\nrole = \"disk-hashes\"\nname = "
-		 "\"disk.hashes\"\nsize = %" PRIu64 "\nsha256 = \"%s\"\n",
-		 nleaves * 32, hex);
-	text_add(&t, "\n[disk_verity]\ndisk = ");
-	text_str(&t, dsk->name);
-	text_add(&t, "\nhashes = \"disk.hashes\"\ncluster_size = %u\n"
-		 "virtual_size = %" PRIu64 "\nalgorithm = \"sha256\"\n",
-		 PACKAGE_HASH_CLUSTER, vsize);
-	if (t.failed) {
-		rc = pkg_err(ENOMEM, "out of memory");
-		goto out;
-	}
-
-	if (key) {
-		struct minisign_signature sig;
-		char tc[MINISIGN_TRUSTED_COMMENT_MAX + 1];
-		if (!trusted_comment) {
-			snprintf(tc, sizeof(tc), "appliance %s %s "
-				 "build_time:%" PRId64, name, version,
-				 build_time);
-			trusted_comment = tc;
-		}
-		if (minisign__sign_buffer(key, t.s, t.len, trusted_comment,
-					  &sig) < 0 ||
-		    minisign__sig_format(&sig, "signature of an appliance "
-					 "manifest", &sigtext) < 0) {
-			rc = pkg_err(EIO, "signing: %s", minisign__error());
-			goto out;
-		}
-	}
-
-	struct tar_source src[8];
-	int ns = 0;
-	src[ns++] = (struct tar_source){ .name = PACKAGE_MANIFEST,
-		.buf = t.s, .size = t.len, .fd = -1 };
-	if (sigtext)
-		src[ns++] = (struct tar_source){ .name = PACKAGE_SIGNATURE,
-			.buf = sigtext, .size = strlen(sigtext), .fd = -1 };
-	for (int i = 0; i < nbf; i++)
-		src[ns++] = (struct tar_source){ .name = bf[i].name,
-			.fd = bf[i].fd, .size = bf[i].size };
-	src[ns++] = (struct tar_source){ .name = "disk.hashes",
-		.buf = leaves, .size = nleaves * 32, .fd = -1 };
-	rc = write_tar(out_path, src, ns, build_time);
-out:
-	if (disk)
-		imgfmt__close(disk);
-	for (int i = 0; i < 4; i++) {
-		if (bf[i].fd >= 0)
-			close(bf[i].fd);
-		free(bf[i].path);
-	}
-	toml__free(root);
-	free(mpath);
-	free(mtext);
-	free(sigtext);
-	free(leaves);
-	free(t.s);
-	return rc;
-}
-
-int package__sign(const char *path, const struct minisign_seckey *key,
-		  const char *trusted_comment)
-{
-	struct package *p;
-	struct minisign_signature sig;
-	struct tar_source src[PACKAGE_MAX_MEMBERS + 2];
-	char tc[MINISIGN_TRUSTED_COMMENT_MAX + 1], *sigtext = NULL;
-	int rc = package__open(path, &p), ns = 0;
-
-	if (rc < 0)
-		return rc;
-	if (!trusted_comment) {
-		snprintf(tc, sizeof(tc), "appliance %s %s build_time:%" PRId64,
-			 p->name, p->version, p->build_time);
-		trusted_comment = tc;
-	}
-	if (minisign__sign_buffer(key, p->manifest_text, p->manifest_len,
-				  trusted_comment, &sig) < 0 ||
-	    minisign__sig_format(&sig, "signature of an appliance manifest",
-				 &sigtext) < 0) {
-		rc = pkg_err(EIO, "signing: %s", minisign__error());
-		goto out;
-	}
-	src[ns++] = (struct tar_source){ .name = PACKAGE_MANIFEST,
-		.buf = p->manifest_text, .size = p->manifest_len, .fd = -1 };
-	src[ns++] = (struct tar_source){ .name = PACKAGE_SIGNATURE,
-		.buf = sigtext, .size = strlen(sigtext), .fd = -1 };
-	for (int i = 0; i < p->nr_members; i++)
-		src[ns++] = (struct tar_source){ .name = p->members[i].name,
-			.fd = p->fd, .offset = p->members[i].offset,
-			.size = p->members[i].size };
-	rc = write_tar(path, src, ns, p->build_time);
-out:
-	free(sigtext);
-	package__close(p);
 	return rc;
 }
 
