@@ -18,12 +18,7 @@
 #include "runtime/boot-linux.h"
 #include "runtime/boot-pvh.h"
 #include "runtime/vm.h"
-
-static void w16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static void w32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void w64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t r32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t r64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+#include "fixture-vm.h"
 
 /* ---- a crafted vmlinux ----------------------------------------------- */
 
@@ -44,14 +39,14 @@ static void set_ph(uint8_t *e, int i, uint32_t type, uint64_t off,
 		   uint64_t paddr, uint64_t filesz, uint64_t memsz)
 {
 	uint8_t *p = ph(e, i);
-	w32(p, type);
-	w32(p + 4, 5);
-	w64(p + 8, off);
-	w64(p + 16, paddr | 0xffffffff80000000ull);   /* vaddr: unused */
-	w64(p + 24, paddr);
-	w64(p + 32, filesz);
-	w64(p + 40, memsz);
-	w64(p + 48, 0x1000);
+	fx_w32(p, type);
+	fx_w32(p + 4, 5);
+	fx_w64(p + 8, off);
+	fx_w64(p + 16, paddr | 0xffffffff80000000ull);   /* vaddr: unused */
+	fx_w64(p + 24, paddr);
+	fx_w64(p + 32, filesz);
+	fx_w64(p + 40, memsz);
+	fx_w64(p + 48, 0x1000);
 }
 
 /* A note at `at`: name "Xen", type, a desc of `descsz` bytes = v. */
@@ -59,9 +54,9 @@ static size_t put_note(uint8_t *e, size_t at, const char *name,
 		       uint32_t type, uint32_t descsz, uint64_t v)
 {
 	uint32_t namesz = (uint32_t)strlen(name) + 1;
-	w32(e + at, namesz);
-	w32(e + at + 4, descsz);
-	w32(e + at + 8, type);
+	fx_w32(e + at, namesz);
+	fx_w32(e + at + 4, descsz);
+	fx_w32(e + at + 8, type);
 	memcpy(e + at + 12, name, namesz);
 	size_t d = at + 12 + ((namesz + 3) & ~3u);
 	memcpy(e + d, &v, descsz > 8 ? 8 : descsz);
@@ -76,14 +71,14 @@ static uint8_t *make_elf(void)
 	e[4] = 2;      /* ELFCLASS64 */
 	e[5] = 1;      /* little endian */
 	e[6] = 1;      /* EV_CURRENT */
-	w16(e + 16, 2);        /* ET_EXEC */
-	w16(e + 18, 62);       /* EM_X86_64 */
-	w32(e + 20, 1);
-	w64(e + 24, 0xffffffff81000000ull);
-	w64(e + 32, PH_OFF);
-	w16(e + 52, 64);
-	w16(e + 54, 56);
-	w16(e + 56, 3);
+	fx_w16(e + 16, 2);        /* ET_EXEC */
+	fx_w16(e + 18, 62);       /* EM_X86_64 */
+	fx_w32(e + 20, 1);
+	fx_w64(e + 24, 0xffffffff81000000ull);
+	fx_w64(e + 32, PH_OFF);
+	fx_w16(e + 52, 64);
+	fx_w16(e + 54, 56);
+	fx_w16(e + 56, 3);
 	set_ph(e, 0, 1, TEXT_OFF, TEXT_ADDR, 0x1000, 0x1000);
 	set_ph(e, 1, 1, DATA_OFF, DATA_ADDR, 0x800, 0x4000);
 	/* Another note first (Linux has several), then the PVH one. */
@@ -94,35 +89,6 @@ static uint8_t *make_elf(void)
 	memset(e + TEXT_OFF, 0xC3, 0x1000);
 	memset(e + DATA_OFF, 0xDA, 0x800);
 	return e;
-}
-
-static struct vm *fake_vm(uint64_t ram)
-{
-	struct vm *vm = calloc(1, sizeof(*vm));
-	struct guest_mem_region lay[2];
-	int n = vm__ram_layout(ram, lay);
-
-	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
-	pthread_mutex_init(&vm->stop_lock, NULL);
-	bus__init(&vm->pio, "pio");
-	bus__init(&vm->mmio, "mmio");
-	vm->ram_size = ram;
-	for (int i = 0; i < n; i++) {
-		vm->mem.r[i] = lay[i];
-		vm->mem.r[i].host = calloc(1, lay[i].size);
-		ck_assert_ptr_nonnull(vm->mem.r[i].host);
-	}
-	vm->mem.nr = n;
-	return vm;
-}
-
-static void free_vm(struct vm *vm)
-{
-	for (int i = 0; i < vm->mem.nr; i++)
-		free(vm->mem.r[i].host);
-	vm->mem.nr = 0;
-	vm__destroy(vm);
-	free(vm);
 }
 
 static void expect_reject(const uint8_t *e, size_t size, const char *needle)
@@ -160,7 +126,7 @@ END_TEST
 
 START_TEST(load_builds_start_info)
 {
-	struct vm *vm = fake_vm(64ull << 20);
+	struct vm *vm = fx_vm_new(64ull << 20);
 	uint8_t *e = make_elf();
 	uint8_t initrd[5000];
 
@@ -186,16 +152,16 @@ START_TEST(load_builds_start_info)
 
 	const uint8_t *si = guest_mem__ptr(&vm->mem, PVH_START_INFO_ADDR,
 					   PVH_START_INFO_SIZE);
-	ck_assert_uint_eq(r32(si + PVH_SI_MAGIC), 0x336ec578);
-	ck_assert_uint_eq(r32(si + PVH_SI_VERSION), 1);
-	ck_assert_str_eq(guest_mem__ptr(&vm->mem, r64(si + PVH_SI_CMDLINE),
+	ck_assert_uint_eq(fx_r32(si + PVH_SI_MAGIC), 0x336ec578);
+	ck_assert_uint_eq(fx_r32(si + PVH_SI_VERSION), 1);
+	ck_assert_str_eq(guest_mem__ptr(&vm->mem, fx_r64(si + PVH_SI_CMDLINE),
 					1), "console=ttyS0 pvh");
 	/* The initramfs is module 0, page aligned, above the kernel, intact. */
-	ck_assert_uint_eq(r32(si + PVH_SI_NR_MODULES), 1);
-	const uint8_t *m = guest_mem__ptr(&vm->mem, r64(si + PVH_SI_MODLIST),
+	ck_assert_uint_eq(fx_r32(si + PVH_SI_NR_MODULES), 1);
+	const uint8_t *m = guest_mem__ptr(&vm->mem, fx_r64(si + PVH_SI_MODLIST),
 					  PVH_MODLIST_ENTRY);
-	uint64_t at = r64(m);
-	ck_assert_uint_eq(r64(m + 8), sizeof(initrd));
+	uint64_t at = fx_r64(m);
+	ck_assert_uint_eq(fx_r64(m + 8), sizeof(initrd));
 	ck_assert_uint_eq(at % 4096, 0);
 	ck_assert_uint_ge(at, DATA_ADDR + 0x4000);
 	ck_assert_uint_le(at + sizeof(initrd), 64u << 20);
@@ -204,21 +170,21 @@ START_TEST(load_builds_start_info)
 	/* The memory map is the e820 map, in 24-byte entries. */
 	struct e820_entry want[8];
 	int n = boot_linux__e820(64ull << 20, want, 8);
-	ck_assert_uint_eq(r32(si + PVH_SI_MEMMAP_NR), (uint32_t)n);
-	const uint8_t *mm = guest_mem__ptr(&vm->mem, r64(si + PVH_SI_MEMMAP),
+	ck_assert_uint_eq(fx_r32(si + PVH_SI_MEMMAP_NR), (uint32_t)n);
+	const uint8_t *mm = guest_mem__ptr(&vm->mem, fx_r64(si + PVH_SI_MEMMAP),
 					   (uint64_t)n * PVH_MEMMAP_ENTRY);
 	ck_assert_ptr_nonnull(mm);
 	for (int i = 0; i < n; i++) {
-		ck_assert_uint_eq(r64(mm + 24 * i), want[i].addr);
-		ck_assert_uint_eq(r64(mm + 24 * i + 8), want[i].size);
-		ck_assert_uint_eq(r32(mm + 24 * i + 16), want[i].type);
+		ck_assert_uint_eq(fx_r64(mm + 24 * i), want[i].addr);
+		ck_assert_uint_eq(fx_r64(mm + 24 * i + 8), want[i].size);
+		ck_assert_uint_eq(fx_r32(mm + 24 * i + 16), want[i].type);
 	}
 	/* Without an initrd: no modules. */
 	ck_assert_int_eq(boot_pvh__load_mem(vm, e, ESIZE, NULL, 0, NULL), 0);
-	ck_assert_uint_eq(r32(si + PVH_SI_NR_MODULES), 0);
-	ck_assert_uint_eq(r64(si + PVH_SI_MODLIST), 0);
+	ck_assert_uint_eq(fx_r32(si + PVH_SI_NR_MODULES), 0);
+	ck_assert_uint_eq(fx_r64(si + PVH_SI_MODLIST), 0);
 	free(e);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
@@ -232,15 +198,15 @@ START_TEST(hostile_headers_rejected)
 	expect_reject(e, 3, "too short");
 	e[4] = 1; expect_reject(e, ESIZE, "64-bit"); RESET();
 	e[5] = 2; expect_reject(e, ESIZE, "little-endian"); RESET();
-	w16(e + 18, 3); expect_reject(e, ESIZE, "x86-64"); RESET();
-	w16(e + 16, 3); expect_reject(e, ESIZE, "x86-64"); RESET();
-	w16(e + 56, 0); expect_reject(e, ESIZE, "program headers"); RESET();
-	w16(e + 56, 1000); expect_reject(e, ESIZE, "program headers"); RESET();
-	w16(e + 54, 32); expect_reject(e, ESIZE, "program headers"); RESET();
+	fx_w16(e + 18, 3); expect_reject(e, ESIZE, "x86-64"); RESET();
+	fx_w16(e + 16, 3); expect_reject(e, ESIZE, "x86-64"); RESET();
+	fx_w16(e + 56, 0); expect_reject(e, ESIZE, "program headers"); RESET();
+	fx_w16(e + 56, 1000); expect_reject(e, ESIZE, "program headers"); RESET();
+	fx_w16(e + 54, 32); expect_reject(e, ESIZE, "program headers"); RESET();
 	/* Program headers past the end of the file (truncated), or at an
 	 * offset that wraps. */
 	expect_reject(e, PH_OFF + 56 * 2, "run past the end");
-	w64(e + 32, ~0ull - 8); expect_reject(e, ESIZE, "run past the end");
+	fx_w64(e + 32, ~0ull - 8); expect_reject(e, ESIZE, "run past the end");
 	RESET();
 	/* Segment bytes past the end of the file; an offset+size wrap. */
 	set_ph(e, 0, 1, TEXT_OFF, TEXT_ADDR, 0x3000, 0x3000);
@@ -306,14 +272,14 @@ START_TEST(hostile_notes_rejected)
 	expect_reject(e, ESIZE, "no PVH entry note");
 	/* Name or desc sizes that run past the segment. */
 	RESET();
-	w32(e + NOTE_OFF, 0xfffffff0u);
+	fx_w32(e + NOTE_OFF, 0xfffffff0u);
 	expect_reject(e, ESIZE, "runs past its segment");
 	RESET();
-	w32(e + NOTE_OFF + 4, 0xffffffffu);
+	fx_w32(e + NOTE_OFF + 4, 0xffffffffu);
 	expect_reject(e, ESIZE, "runs past its segment");
 	/* The PVH note cut short by its segment's size. */
 	RESET();
-	w64(ph(e, 2) + 32, r64(ph(e, 2) + 32) - 4);
+	fx_w64(ph(e, 2) + 32, fx_r64(ph(e, 2) + 32) - 4);
 	expect_reject(e, ESIZE, "runs past its segment");
 	/* A note segment past the end of the file. */
 	RESET();
@@ -349,16 +315,16 @@ END_TEST
 START_TEST(load_refuses_what_does_not_fit)
 {
 	/* 16 MiB of RAM: the segments at 16 and 18 MiB are outside it. */
-	struct vm *vm = fake_vm(16ull << 20);
+	struct vm *vm = fx_vm_new(16ull << 20);
 	uint8_t *e = make_elf();
 	uint8_t *initrd = calloc(1, 32u << 20);
 
 	ck_assert_int_eq(boot_pvh__load_mem(vm, e, ESIZE, NULL, 0, ""),
 			 -ENOSPC);
 	ck_assert_ptr_nonnull(strstr(vm__error(), "low RAM ends"));
-	free_vm(vm);
+	fx_vm_free(vm);
 	/* Enough for the kernel, not for this initrd. */
-	vm = fake_vm(32ull << 20);
+	vm = fx_vm_new(32ull << 20);
 	ck_assert_int_eq(boot_pvh__load_mem(vm, e, ESIZE, initrd, 20u << 20,
 					    ""), -ENOSPC);
 	ck_assert_ptr_nonnull(strstr(vm__error(), "initrd"));
@@ -371,7 +337,7 @@ START_TEST(load_refuses_what_does_not_fit)
 	free(cmd);
 	free(initrd);
 	free(e);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
@@ -401,7 +367,7 @@ START_TEST(corrupted_headers_never_crash)
 {
 	uint8_t *g = make_elf();
 	uint8_t *e = malloc(ESIZE);
-	struct vm *vm = fake_vm(64ull << 20);
+	struct vm *vm = fx_vm_new(64ull << 20);
 	unsigned seed = 7;
 	int loaded = 0;
 
@@ -422,7 +388,7 @@ START_TEST(corrupted_headers_never_crash)
 	ck_assert_int_gt(loaded, 0);
 	free(e);
 	free(g);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
@@ -430,7 +396,7 @@ END_TEST
  * file in its messages. */
 START_TEST(file_loader_detects_elf)
 {
-	struct vm *vm = fake_vm(64ull << 20);
+	struct vm *vm = fx_vm_new(64ull << 20);
 	uint8_t *e = make_elf();
 	char path[] = "/tmp/test_boot_pvh.XXXXXX";
 	int fd = mkstemp(path);
@@ -448,7 +414,7 @@ START_TEST(file_loader_detects_elf)
 	close(fd);
 	unlink(path);
 	free(e);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 

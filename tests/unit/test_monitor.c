@@ -20,14 +20,12 @@
 #include "runtime/mptable.h"
 #include "runtime/serial.h"
 #include "runtime/vm.h"
+#include "fixture-vm.h"
 
 /* ---- a crafted bzImage ----------------------------------------------- */
 
 #define KSIZE 8192
 
-static void w16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static void w32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static uint32_t r32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
 /* A header that boot_linux__parse() accepts: 1 setup sector, protocol
  * 2.15, 64-bit, relocatable, 7 KiB of "kernel" filled with 0xC3. */
@@ -36,18 +34,18 @@ static uint8_t *make_kernel(void)
 	uint8_t *k = calloc(1, KSIZE);
 
 	k[SETUP_SECTS_OFF] = 1;
-	w16(k + BOOT_FLAG_OFF, 0xAA55);
+	fx_w16(k + BOOT_FLAG_OFF, 0xAA55);
 	k[HDR_JUMP_OFF] = 0xEB;
 	k[HDR_JUMP_OFF + 1] = 0x6a;
 	memcpy(k + HDR_MAGIC_OFF, "HdrS", 4);
-	w16(k + HDR_VERSION_OFF, 0x020f);
+	fx_w16(k + HDR_VERSION_OFF, 0x020f);
 	k[HDR_LOADFLAGS_OFF] = LOADED_HIGH;
-	w32(k + HDR_INITRD_MAX_OFF, 0x7fffffff);
-	w32(k + HDR_ALIGN_OFF, 0x200000);
+	fx_w32(k + HDR_INITRD_MAX_OFF, 0x7fffffff);
+	fx_w32(k + HDR_ALIGN_OFF, 0x200000);
 	k[HDR_RELOC_OFF] = 1;
-	w16(k + HDR_XLOADFLAGS_OFF, XLF_KERNEL_64);
-	w32(k + HDR_CMDLINE_SZ_OFF, 2047);
-	w32(k + HDR_INIT_SIZE_OFF, 0x10000);
+	fx_w16(k + HDR_XLOADFLAGS_OFF, XLF_KERNEL_64);
+	fx_w32(k + HDR_CMDLINE_SZ_OFF, 2047);
+	fx_w32(k + HDR_INIT_SIZE_OFF, 0x10000);
 	memset(k + 1024, 0xC3, KSIZE - 1024);
 	return k;
 }
@@ -92,13 +90,13 @@ START_TEST(bzimage_hostile_headers_rejected)
 	expect_reject(k, KSIZE, "HdrS");
 	memcpy(k + HDR_MAGIC_OFF, "HdrS", 4);
 
-	w16(k + BOOT_FLAG_OFF, 0x1234);
+	fx_w16(k + BOOT_FLAG_OFF, 0x1234);
 	expect_reject(k, KSIZE, "boot_flag");
-	w16(k + BOOT_FLAG_OFF, 0xAA55);
+	fx_w16(k + BOOT_FLAG_OFF, 0xAA55);
 
-	w16(k + HDR_VERSION_OFF, 0x020b);
+	fx_w16(k + HDR_VERSION_OFF, 0x020b);
 	expect_reject(k, KSIZE, "too old");
-	w16(k + HDR_VERSION_OFF, 0x020f);
+	fx_w16(k + HDR_VERSION_OFF, 0x020f);
 
 	k[SETUP_SECTS_OFF] = 200;         /* 100 KiB of setup in 8 KiB */
 	expect_reject(k, KSIZE, "setup_sects");
@@ -114,21 +112,21 @@ START_TEST(bzimage_hostile_headers_rejected)
 	expect_reject(k, KSIZE, "LOADED_HIGH");
 	k[HDR_LOADFLAGS_OFF] = LOADED_HIGH;
 
-	w16(k + HDR_XLOADFLAGS_OFF, 0);
+	fx_w16(k + HDR_XLOADFLAGS_OFF, 0);
 	expect_reject(k, KSIZE, "XLF_KERNEL_64");
-	w16(k + HDR_XLOADFLAGS_OFF, XLF_KERNEL_64);
+	fx_w16(k + HDR_XLOADFLAGS_OFF, XLF_KERNEL_64);
 
 	k[HDR_RELOC_OFF] = 0;
 	expect_reject(k, KSIZE, "relocatable");
 	k[HDR_RELOC_OFF] = 1;
 
-	w32(k + HDR_ALIGN_OFF, 0x3000);
+	fx_w32(k + HDR_ALIGN_OFF, 0x3000);
 	expect_reject(k, KSIZE, "kernel_alignment");
-	w32(k + HDR_ALIGN_OFF, 0x200000);
+	fx_w32(k + HDR_ALIGN_OFF, 0x200000);
 
-	w32(k + HDR_INIT_SIZE_OFF, 100);
+	fx_w32(k + HDR_INIT_SIZE_OFF, 100);
 	expect_reject(k, KSIZE, "init_size");
-	w32(k + HDR_INIT_SIZE_OFF, 0x10000);
+	fx_w32(k + HDR_INIT_SIZE_OFF, 0x10000);
 
 	/* Restored: accepted again, so each rejection was for its field. */
 	struct bzimage_info bi;
@@ -137,39 +135,9 @@ START_TEST(bzimage_hostile_headers_rejected)
 }
 END_TEST
 
-/* A struct vm with plain host memory as guest RAM (no KVM needed). */
-static struct vm *fake_vm(uint64_t ram)
-{
-	struct vm *vm = calloc(1, sizeof(*vm));
-	struct guest_mem_region lay[2];
-	int n = vm__ram_layout(ram, lay);
-
-	vm->kvm_fd = vm->vm_fd = vm->stop_efd = -1;
-	pthread_mutex_init(&vm->stop_lock, NULL);
-	bus__init(&vm->pio, "pio");
-	bus__init(&vm->mmio, "mmio");
-	vm->ram_size = ram;
-	for (int i = 0; i < n; i++) {
-		vm->mem.r[i] = lay[i];
-		vm->mem.r[i].host = calloc(1, lay[i].size);
-		ck_assert_ptr_nonnull(vm->mem.r[i].host);
-	}
-	vm->mem.nr = n;
-	return vm;
-}
-
-static void free_vm(struct vm *vm)
-{
-	for (int i = 0; i < vm->mem.nr; i++)
-		free(vm->mem.r[i].host);
-	vm->mem.nr = 0;
-	vm__destroy(vm);
-	free(vm);
-}
-
 START_TEST(load_fills_zero_page)
 {
-	struct vm *vm = fake_vm(64ull << 20);
+	struct vm *vm = fx_vm_new(64ull << 20);
 	uint8_t *k = make_kernel();
 	uint8_t initrd[10000];
 
@@ -181,16 +149,16 @@ START_TEST(load_fills_zero_page)
 	ck_assert_uint_eq(vm->entry_rsi, BOOT_ZERO_PAGE);
 	uint8_t *zp = guest_mem__ptr(&vm->mem, BOOT_ZERO_PAGE, 4096);
 	ck_assert_uint_eq(zp[HDR_LOADER_OFF], 0xff);
-	ck_assert_uint_eq(r32(zp + HDR_CMDLINE_OFF), BOOT_CMDLINE_ADDR);
+	ck_assert_uint_eq(fx_r32(zp + HDR_CMDLINE_OFF), BOOT_CMDLINE_ADDR);
 	ck_assert_str_eq(guest_mem__ptr(&vm->mem, BOOT_CMDLINE_ADDR, 1),
 			 "console=ttyS0 quiet");
 	/* The kernel body at 1 MiB. */
 	ck_assert_uint_eq(*(uint8_t *)guest_mem__ptr(&vm->mem, 0x100000, 1),
 			  0xC3);
 	/* initrd: page aligned, at the top of RAM, intact. */
-	uint32_t at = r32(zp + HDR_RAMDISK_OFF);
+	uint32_t at = fx_r32(zp + HDR_RAMDISK_OFF);
 	ck_assert_uint_eq(at % 4096, 0);
-	ck_assert_uint_eq(r32(zp + HDR_RAMDISK_SZ_OFF), sizeof(initrd));
+	ck_assert_uint_eq(fx_r32(zp + HDR_RAMDISK_SZ_OFF), sizeof(initrd));
 	ck_assert_uint_le(at + sizeof(initrd), 64u << 20);
 	ck_assert_uint_gt(at + sizeof(initrd), (64u << 20) - 4096);
 	ck_assert_mem_eq(guest_mem__ptr(&vm->mem, at, sizeof(initrd)), initrd,
@@ -201,13 +169,13 @@ START_TEST(load_fills_zero_page)
 	ck_assert_int_eq(zp[ZP_E820_ENTRIES], n);
 	ck_assert_mem_eq(zp + ZP_E820_TABLE, want, n * sizeof(want[0]));
 	free(k);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
 START_TEST(load_refuses_what_does_not_fit)
 {
-	struct vm *vm = fake_vm(8ull << 20);
+	struct vm *vm = fx_vm_new(8ull << 20);
 	uint8_t *k = make_kernel();
 	size_t big = 16u << 20;
 	uint8_t *initrd = calloc(1, big);
@@ -218,14 +186,14 @@ START_TEST(load_refuses_what_does_not_fit)
 	ck_assert_ptr_nonnull(strstr(vm__error(), "initrd"));
 	ck_assert_ptr_nonnull(strstr(vm__error(), "does not fit"));
 	/* An initrd that fits only below a kernel that claims all RAM. */
-	w32(k + HDR_INIT_SIZE_OFF, 7u << 20);
+	fx_w32(k + HDR_INIT_SIZE_OFF, 7u << 20);
 	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, initrd, 1u << 20,
 					      ""), -ENOSPC);
-	w32(k + HDR_INIT_SIZE_OFF, 64u << 20);  /* larger than RAM */
+	fx_w32(k + HDR_INIT_SIZE_OFF, 64u << 20);  /* larger than RAM */
 	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, NULL, 0, ""),
 			 -ENOSPC);
 	ck_assert_ptr_nonnull(strstr(vm__error(), "init_size"));
-	w32(k + HDR_INIT_SIZE_OFF, 0x10000);
+	fx_w32(k + HDR_INIT_SIZE_OFF, 0x10000);
 	memset(cmd, 'a', 3999);
 	cmd[3999] = 0;
 	ck_assert_int_eq(boot_linux__load_mem(vm, k, KSIZE, NULL, 0, cmd),
@@ -234,7 +202,7 @@ START_TEST(load_refuses_what_does_not_fit)
 	free(cmd);
 	free(initrd);
 	free(k);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
@@ -351,7 +319,7 @@ START_TEST(bus_dispatch_and_overlap)
 	/* Unclaimed: all ones, nobody called, counted. */
 	memset(d, 0, sizeof(d));
 	ck_assert(!bus__access(&b, 0x3f7, d, 4, false));
-	ck_assert_uint_eq(r32(d), 0xffffffff);
+	ck_assert_uint_eq(fx_r32(d), 0xffffffff);
 	ck_assert(!bus__access(&b, 0x400, d, 1, true));
 	ck_assert_uint_eq(b.unclaimed, 2);
 	ck_assert_int_eq(p1.calls, 1);
@@ -466,7 +434,7 @@ END_TEST
 
 START_TEST(i8042_probe_and_reset)
 {
-	struct vm *vm = fake_vm(4ull << 20);
+	struct vm *vm = fx_vm_new(4ull << 20);
 	void *k = i8042__new(vm);
 	uint8_t v;
 
@@ -492,7 +460,7 @@ START_TEST(i8042_probe_and_reset)
 	ck_assert_int_eq(vm__stopped(vm), VM_STOP_POWEROFF);
 	ck_assert_ptr_nonnull(strstr(vm->stop_msg, "reset"));
 	free(k);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
@@ -659,7 +627,7 @@ static void kvm_like_sregs(struct kvm_sregs *sr)
  * __BOOT_DS; interrupts off; %rsi = boot_params. */
 START_TEST(boot_regs_long64)
 {
-	struct vm *vm = fake_vm(64ull << 20);
+	struct vm *vm = fx_vm_new(64ull << 20);
 	struct kvm_sregs sr;
 	struct kvm_regs r;
 
@@ -703,7 +671,7 @@ START_TEST(boot_regs_long64)
 	ck_assert_uint_eq(r.rflags, 2);         /* bit 1 is always set */
 	ck_assert_uint_eq(r.rsp, BOOT_STACK_TOP);
 	ck_assert_uint_eq(r.rax | r.rcx | r.rdx | r.rbx | r.rdi, 0);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
@@ -715,7 +683,7 @@ END_TEST
  * and TF clear. */
 START_TEST(boot_regs_pvh32)
 {
-	struct vm *vm = fake_vm(64ull << 20);
+	struct vm *vm = fx_vm_new(64ull << 20);
 	struct kvm_sregs sr;
 	struct kvm_regs r;
 
@@ -751,7 +719,7 @@ START_TEST(boot_regs_pvh32)
 	ck_assert_uint_eq(r.rflags & (RFLAGS_VM | RFLAGS_IF | RFLAGS_TF), 0);
 	ck_assert_uint_eq(r.rflags, 2);
 	ck_assert_uint_eq(r.rsi | r.rsp | r.rax | r.rdi, 0);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 
@@ -766,7 +734,7 @@ START_TEST(mptable_layout)
 	const uint8_t *fp = buf + sizeof(buf) - 16;
 	ck_assert_mem_eq(fp, "_MP_", 4);
 	ck_assert_uint_eq(sum(fp, 16), 0);
-	ck_assert_uint_eq(r32(fp + 4), 0x9f000);         /* table pointer */
+	ck_assert_uint_eq(fx_r32(fp + 4), 0x9f000);         /* table pointer */
 	const uint8_t *t = buf;
 	ck_assert_mem_eq(t, "PCMP", 4);
 	uint16_t len = (uint16_t)(t[4] | t[5] << 8);
@@ -774,7 +742,7 @@ START_TEST(mptable_layout)
 	uint16_t count = (uint16_t)(t[34] | t[35] << 8);
 	/* 2 CPUs, 2 buses, 1 IOAPIC, 16 ISA + 1 PCI interrupts, 2 local. */
 	ck_assert_uint_eq(count, 2 + 2 + 1 + 16 + 1 + 2);
-	ck_assert_uint_eq(r32(t + 36), 0xfee00000);
+	ck_assert_uint_eq(fx_r32(t + 36), 0xfee00000);
 	/* First entry: CPU 0, enabled BSP; second CPU 1, not BSP. */
 	ck_assert_uint_eq(t[44], 0);
 	ck_assert_uint_eq(t[46 + 0], 0x14);
@@ -801,7 +769,6 @@ START_TEST(mptable_layout)
 }
 END_TEST
 
-static uint64_t r64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
 START_TEST(acpi_tables)
 {
@@ -817,22 +784,22 @@ START_TEST(acpi_tables)
 	ck_assert_uint_eq(sum(rsdp, 20), 0);
 	ck_assert_uint_eq(sum(rsdp, 36), 0);
 	ck_assert_uint_eq(rsdp[15], 2);
-	const uint8_t *xsdt = buf + (r64(rsdp + 24) - base);
+	const uint8_t *xsdt = buf + (fx_r64(rsdp + 24) - base);
 	ck_assert_mem_eq(xsdt, "XSDT", 4);
-	ck_assert_uint_eq(sum(xsdt, r32(xsdt + 4)), 0);
-	ck_assert_uint_eq(r32(xsdt + 4), 36 + 16);
-	const uint8_t *fadt = buf + (r64(xsdt + 36) - base);
-	const uint8_t *madt = buf + (r64(xsdt + 44) - base);
+	ck_assert_uint_eq(sum(xsdt, fx_r32(xsdt + 4)), 0);
+	ck_assert_uint_eq(fx_r32(xsdt + 4), 36 + 16);
+	const uint8_t *fadt = buf + (fx_r64(xsdt + 36) - base);
+	const uint8_t *madt = buf + (fx_r64(xsdt + 44) - base);
 	ck_assert_mem_eq(fadt, "FACP", 4);
-	ck_assert_uint_eq(sum(fadt, r32(fadt + 4)), 0);
-	ck_assert(r32(fadt + 112) & (1u << 20));          /* HW_REDUCED */
+	ck_assert_uint_eq(sum(fadt, fx_r32(fadt + 4)), 0);
+	ck_assert(fx_r32(fadt + 112) & (1u << 20));          /* HW_REDUCED */
 	ck_assert_uint_eq(fadt[128], 0xfe);               /* reset value */
-	ck_assert_uint_eq(r64(fadt + 116 + 4), 0x64);     /* reset port */
-	ck_assert_uint_eq(r64(fadt + 244 + 4), ACPI_SLEEP_CTL_PORT);
-	const uint8_t *dsdt = buf + (r64(fadt + 140) - base);
-	ck_assert_uint_eq(r32(fadt + 40), r64(fadt + 140));
+	ck_assert_uint_eq(fx_r64(fadt + 116 + 4), 0x64);     /* reset port */
+	ck_assert_uint_eq(fx_r64(fadt + 244 + 4), ACPI_SLEEP_CTL_PORT);
+	const uint8_t *dsdt = buf + (fx_r64(fadt + 140) - base);
+	ck_assert_uint_eq(fx_r32(fadt + 40), fx_r64(fadt + 140));
 	ck_assert_mem_eq(dsdt, "DSDT", 4);
-	uint32_t dlen = r32(dsdt + 4);
+	uint32_t dlen = fx_r32(dsdt + 4);
 	ck_assert_uint_eq(sum(dsdt, dlen), 0);
 	/* The DSDT names the PCI host bridge, its routing and \_S5. */
 	ck_assert_ptr_nonnull(memmem(dsdt, dlen, "PCI0", 4));
@@ -844,8 +811,8 @@ START_TEST(acpi_tables)
 		"\x12\x0b\x04\x0c\xff\xff\x02\x00\x00\x00\x0a\x11", 12));
 	/* MADT: 3 local APICs, then the IOAPIC after them. */
 	ck_assert_mem_eq(madt, "APIC", 4);
-	ck_assert_uint_eq(sum(madt, r32(madt + 4)), 0);
-	ck_assert_uint_eq(r32(madt + 36), 0xfee00000);
+	ck_assert_uint_eq(sum(madt, fx_r32(madt + 4)), 0);
+	ck_assert_uint_eq(fx_r32(madt + 36), 0xfee00000);
 	for (int i = 0; i < 3; i++) {
 		ck_assert_uint_eq(madt[44 + 8 * i], 0);
 		ck_assert_uint_eq(madt[44 + 8 * i + 3], i);
@@ -853,8 +820,8 @@ START_TEST(acpi_tables)
 	const uint8_t *io = madt + 44 + 24;
 	ck_assert_uint_eq(io[0], 1);
 	ck_assert_uint_eq(io[2], 3);
-	ck_assert_uint_eq(r32(io + 4), 0xfec00000);
-	ck_assert_uint_eq(r32(madt + 4), 44 + 24 + 12 + 6);
+	ck_assert_uint_eq(fx_r32(io + 4), 0xfec00000);
+	ck_assert_uint_eq(fx_r32(madt + 4), 44 + 24 + 12 + 6);
 
 	ck_assert_int_eq(acpi__build(&mc, buf, 200, base), -ENOSPC);
 	mc.nr_cpus = 0;
@@ -864,7 +831,7 @@ END_TEST
 
 START_TEST(acpi_sleep_register_powers_off)
 {
-	struct vm *vm = fake_vm(4ull << 20);
+	struct vm *vm = fx_vm_new(4ull << 20);
 	uint8_t v;
 
 	ck_assert_int_eq(acpi__attach_pm(vm), 0);
@@ -877,7 +844,7 @@ START_TEST(acpi_sleep_register_powers_off)
 	v = 0x20 | (5 << 2);
 	bus__access(&vm->pio, ACPI_SLEEP_CTL_PORT, &v, 1, true);
 	ck_assert_int_eq(vm__stopped(vm), VM_STOP_POWEROFF);
-	free_vm(vm);
+	fx_vm_free(vm);
 }
 END_TEST
 

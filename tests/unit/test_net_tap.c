@@ -24,8 +24,7 @@
 #include <unistd.h>
 
 #include "runtime/engine-qemu.h"
-#include "runtime/virtio/net.h"
-#include "test_virtio_driver.h"
+#include "fixture-net.h"
 
 /* An EtherType for local experiments (IEEE 802): nothing else on the
  * host sends it, so our frames are told apart from stray traffic. */
@@ -74,7 +73,6 @@ static void host_if_up(void)
 
 static void setup(void)
 {
-	struct virtio_net_opts o = { .queue_size = 16 };
 	struct net_backend *be;
 
 	skipped = !have_tun();
@@ -84,14 +82,8 @@ static void setup(void)
 	snprintf(ifname, sizeof(ifname), "aptest%d", (int)(getpid() % 100000));
 	ck_assert_msg(net_tap__open(ifname, &be) == 0, "%s", virtio__error());
 	ck_assert_str_eq(be->name, ifname);
-	ck_assert_msg(virtio_net__new(be, &o, &d.mem, &vdev) == 0, "%s",
-		      virtio__error());
-	td_rings(&d, 16);
-	rxq = d;
-	td_rings(&d, 16);
-	txq = d;
-	td_attach(&rxq, vdev, 0, 0);
-	td_attach(&txq, vdev, 1, 0);
+	vdev = fx_net_new(&d, be, NULL);
+	fx_net_driver_up(&d, &rxq, &txq, vdev);
 	host_if_up();
 	pkt = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
 	ck_assert_int_ge(pkt, 0);
@@ -170,17 +162,6 @@ START_TEST(guest_frame_reaches_host_side)
 }
 END_TEST
 
-/* Post a receive buffer, wait for a completion; 0 if none came. */
-static int wait_used(uint32_t *id, uint32_t *len)
-{
-	for (int i = 0; i < 20000; i++) {
-		if (td_used(&rxq, id, len))
-			return 1;
-		usleep(500);
-	}
-	return 0;
-}
-
 START_TEST(host_frame_reaches_guest_rx_queue)
 {
 	if (skipped)
@@ -201,7 +182,7 @@ START_TEST(host_frame_reaches_guest_rx_queue)
 		struct tbuf t = { b, 12 + 1514, 1 };
 		td_post(&rxq, &t, 1, 0);
 		virtio__kick(vdev, 0);
-		ck_assert_msg(wait_used(&id, &len), "no frame reached the "
+		ck_assert_msg(fx_wait_used(&rxq, &id, &len), "no frame reached the "
 			      "receive queue");
 		uint8_t *p = td_ptr(&d, b);
 		if (len < 12 || !is_ours(p + 12, len - 12))

@@ -15,8 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runtime/virtio/net.h"
-#include "test_virtio_driver.h"
+#include "fixture-net.h"
 
 static struct tdrv d, rxq, txq;
 static struct virtio_dev *vdev;
@@ -42,19 +41,13 @@ static void make_dev(const uint8_t *mac)
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	peer = sv[1];
 	ck_assert_int_eq(net_stream__new(sv[0], &be), 0);
-	ck_assert_msg(virtio_net__new(be, &o, &d.mem, &vdev) == 0, "%s",
-		      virtio__error());
+	vdev = fx_net_new(&d, be, &o);
 	vdev->signal = count_irq;
 }
 
 static void driver_up(void)
 {
-	td_rings(&d, 16);
-	rxq = d;
-	td_rings(&d, 16);
-	txq = d;
-	td_attach(&rxq, vdev, 0, 0);
-	td_attach(&txq, vdev, 1, 0);
+	fx_net_driver_up(&d, &rxq, &txq, vdev);
 }
 
 static void setup(void)
@@ -70,18 +63,6 @@ static void teardown(void)
 	virtio__dev_free(vdev);
 	close(peer);
 	td_fini(&d);
-}
-
-/* Wait for a completion written by the device's rx thread.  The bound
- * only turns a hang into a failure; it is not a performance threshold. */
-static int wait_used(struct tdrv *q, uint32_t *id, uint32_t *len)
-{
-	for (int i = 0; i < 20000; i++) {
-		if (td_used(q, id, len))
-			return 1;
-		usleep(500);
-	}
-	return 0;
 }
 
 static void peer_send(const void *frame, uint32_t len)
@@ -177,7 +158,7 @@ START_TEST(receive_frames)
 	uint64_t b = post_rx(12 + 1514);
 	virtio__kick(vdev, 0);
 	peer_send(f, sizeof(f));
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	ck_assert_uint_eq(len, 12 + 1514);
 	uint8_t *p = td_ptr(&d, b);
 	ck_assert_uint_eq(p[10], 1);          /* num_buffers */
@@ -202,9 +183,9 @@ START_TEST(frames_wait_for_buffers)
 	ck_assert_int_eq(td_used(&rxq, &id, &len), 0);
 	uint64_t b1 = post_rx(2048), b2 = post_rx(2048);
 	virtio__kick(vdev, 0);
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	ck_assert_uint_eq(len, 112);
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	ck_assert_uint_eq(len, 212);
 	ck_assert_mem_eq((uint8_t *)td_ptr(&d, b1) + 12, f1, sizeof(f1));
 	ck_assert_mem_eq((uint8_t *)td_ptr(&d, b2) + 12, f2, sizeof(f2));
@@ -232,7 +213,7 @@ START_TEST(byte_at_a_time_framing)
 		if (i % 16 == 0)
 			usleep(100);
 	}
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	ck_assert_uint_eq(len, 12 + sizeof(f));
 	ck_assert_mem_eq((uint8_t *)td_ptr(&d, b) + 12, f, sizeof(f));
 }
@@ -250,9 +231,9 @@ START_TEST(too_small_buffer_drops_the_frame)
 	virtio__kick(vdev, 0);
 	peer_send(f, sizeof(f));
 	peer_send(f, sizeof(f));
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	ck_assert_uint_eq(len, 0);
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	ck_assert_uint_eq(len, 512);
 	ck_assert_mem_eq((uint8_t *)td_ptr(&d, good) + 12, f, sizeof(f));
 	virtio_net__stats(vdev, &st);
@@ -383,7 +364,7 @@ START_TEST(passt_answers_arp)
 		      virtio__error());
 
 	virtio__dev_free(vdev);
-	ck_assert_int_eq(virtio_net__new(be, &o, &d.mem, &vdev), 0);
+	vdev = fx_net_new(&d, be, &o);
 	vdev->signal = count_irq;
 	driver_up();
 	uint64_t rx = post_rx(2048);
@@ -404,7 +385,7 @@ START_TEST(passt_answers_arp)
 	td_post(&txq, &t, 1, 0);
 	virtio__kick(vdev, 1);
 
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	uint8_t *r = (uint8_t *)td_ptr(&d, rx) + 12;
 	ck_assert_uint_ge(len, 12 + 42);
 	ck_assert_mem_eq(r, arp + 6, 6);            /* to us */
@@ -450,7 +431,7 @@ START_TEST(jumbo_frames_in_page_chains)
 	peer = sv[1];
 	ck_assert_int_eq(net_stream__new(sv[0], &be), 0);
 	o.mtu = 9000;
-	ck_assert_int_eq(virtio_net__new(be, &o, &d.mem, &vdev), 0);
+	vdev = fx_net_new(&d, be, &o);
 	vdev->signal = count_irq;
 	ck_assert_uint_eq(vdev->config[10] | vdev->config[11] << 8, 9000);
 	driver_up();
@@ -464,7 +445,7 @@ START_TEST(jumbo_frames_in_page_chains)
 	td_post(&rxq, t, 3, 0);
 	virtio__kick(vdev, 0);
 	peer_send(f, sizeof(f));
-	ck_assert(wait_used(&rxq, &id, &len));
+	ck_assert(fx_wait_used(&rxq, &id, &len));
 	ck_assert_uint_eq(len, 12 + sizeof(f));
 	uint8_t got[3 * 4096];
 	for (int i = 0; i < 3; i++)
