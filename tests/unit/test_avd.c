@@ -15,31 +15,18 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "fixture-dir.h"
 #include "imgfmt.h"
 #include "writer.h"
 
-static char dir[64];
-
 static void setup(void)
 {
-	strcpy(dir, "/tmp/test_avd.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	fx_dir_new("test_avd");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *P(const char *name)
-{
-	static char bufs[4][160];
-	static int i;
-	char *b = bufs[i++ & 3];
-	snprintf(b, 160, "%s/%s", dir, name);
-	return b;
+	fx_dir_remove();
 }
 
 static void fill(uint8_t *b, size_t n, uint64_t seed)
@@ -62,8 +49,8 @@ static imgfmt_image *mk(const char *name, uint64_t size, uint32_t cluster,
 	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
 	imgfmt_image *img;
 
-	OK(imgfmt__create(P(name), &c));
-	OK(imgfmt__open(P(name), &o, &img));
+	OK(imgfmt__create(fx_path(name), &c));
+	OK(imgfmt__open(fx_path(name), &o, &img));
 	return img;
 }
 
@@ -72,7 +59,7 @@ static imgfmt_image *op(const char *name, unsigned flags, size_t cache)
 	struct imgfmt_open_opts o = { .flags = flags, .cache_bytes = cache };
 	imgfmt_image *img;
 
-	OK(imgfmt__open(P(name), &o, &img));
+	OK(imgfmt__open(fx_path(name), &o, &img));
 	return img;
 }
 
@@ -127,9 +114,9 @@ START_TEST(create_info_probe)
 	char name[16];
 
 	memset(uuid, 0xab, 16);
-	OK(imgfmt__create(P("a.avd"), &c));
-	ck_assert_int_eq(imgfmt__create(P("a.avd"), &c), -EEXIST);
-	OK(imgfmt__probe(P("a.avd"), name, sizeof(name)));
+	OK(imgfmt__create(fx_path("a.avd"), &c));
+	ck_assert_int_eq(imgfmt__create(fx_path("a.avd"), &c), -EEXIST);
+	OK(imgfmt__probe(fx_path("a.avd"), name, sizeof(name)));
 	ck_assert_str_eq(name, "avd");
 	img = op("a.avd", 0, 0);
 	OK(imgfmt__info(img, &info));
@@ -145,10 +132,10 @@ START_TEST(create_info_probe)
 
 	struct imgfmt_create_opts bad = { .size = 1 << 20,
 					  .cluster_size = 3000 };
-	ck_assert_int_eq(imgfmt__create(P("b.avd"), &bad), -EINVAL);
+	ck_assert_int_eq(imgfmt__create(fx_path("b.avd"), &bad), -EINVAL);
 	bad.cluster_size = 4u << 20;
-	ck_assert_int_eq(imgfmt__create(P("b.avd"), &bad), -EINVAL);
-	ck_assert_int_ne(access(P("b.avd"), F_OK), 0);
+	ck_assert_int_eq(imgfmt__create(fx_path("b.avd"), &bad), -EINVAL);
+	ck_assert_int_ne(access(fx_path("b.avd"), F_OK), 0);
 }
 END_TEST
 
@@ -227,8 +214,8 @@ static uint8_t *make_base(uint64_t size)
 	imgfmt_image *b;
 
 	fill(pat, size, 99);
-	OK(imgfmt__create(P("base.raw"), &c));
-	OK(imgfmt__open(P("base.raw"), &o, &b));
+	OK(imgfmt__create(fx_path("base.raw"), &c));
+	OK(imgfmt__open(fx_path("base.raw"), &o, &b));
 	OK(imgfmt__pwrite(b, pat, size, 0));
 	OK(imgfmt__close(b));
 	return pat;
@@ -346,7 +333,7 @@ START_TEST(compressed_clusters)
 		if (c % 5 == 4)
 			memset(model + c * C, 0, C < size - c * C ? C
 							    : size - c * C);
-	OK(write_through_writer(P("c.avd"), model, size, C, 1));
+	OK(write_through_writer(fx_path("c.avd"), model, size, C, 1));
 	img = op("c.avd", IMGFMT_OPEN_RDWR, 0);
 	expect_content(img, model, size);
 	expect_kind(img, 0, C, IMGFMT_EXTENT_DATA, IMGFMT_EXTENT_COMPRESSED);
@@ -372,7 +359,7 @@ START_TEST(compressed_clusters)
 	OK(imgfmt__close(img));
 
 	/* Uncompressed writer output, 4 KiB clusters, reads the same. */
-	OK(write_through_writer(P("u.avd"), model, size, 4096, 0));
+	OK(write_through_writer(fx_path("u.avd"), model, size, 4096, 0));
 	img = op("u.avd", 0, 0);
 	expect_content(img, model, size);
 	expect_clean(img);
@@ -380,6 +367,57 @@ START_TEST(compressed_clusters)
 	free(model);
 }
 END_TEST
+
+/* An image being written and the bytes it should hold: the fixture of
+ * the allocation tests below. */
+struct model {
+	const char *name;
+	imgfmt_image *img;
+	uint8_t *want;
+	uint64_t size;
+};
+
+static void model_new(struct model *m, const char *name, uint64_t size,
+		      uint32_t cluster)
+{
+	m->name = name;
+	m->size = size;
+	m->img = mk(name, size, cluster, NULL, NULL);
+	m->want = calloc(1, size);
+	ck_assert_ptr_nonnull(m->want);
+}
+
+/* `len` bytes of pattern `seed` at `off`, into the image and the model. */
+static void model_write(struct model *m, uint64_t off, size_t len,
+			uint64_t seed)
+{
+	fill(m->want + off, len, seed);
+	OK(imgfmt__pwrite(m->img, m->want + off, len, off));
+}
+
+static void model_expect(struct model *m)
+{
+	expect_content(m->img, m->want, m->size);
+}
+
+/* Flush; the content and a clean check before and after a reopen with
+ * `flags`. */
+static void model_reopen(struct model *m, unsigned flags)
+{
+	OK(imgfmt__flush(m->img));
+	model_expect(m);
+	expect_clean(m->img);
+	OK(imgfmt__close(m->img));
+	m->img = op(m->name, flags, 0);
+	model_expect(m);
+	expect_clean(m->img);
+}
+
+static void model_free(struct model *m)
+{
+	OK(imgfmt__close(m->img));
+	free(m->want);
+}
 
 /* A partial write into a new cluster at the end of the file writes only
  * the 4 KiB blocks it touches; the rest stays a hole that reads as zeros
@@ -389,68 +427,44 @@ END_TEST
 START_TEST(sparse_new_clusters)
 {
 	const uint32_t C = 65536;
-	const uint64_t size = 64ull * C;
-	imgfmt_image *img = mk("s.avd", size, C, NULL, NULL);
-	uint8_t *model = calloc(1, size), *buf = malloc(C);
+	struct model m;
 	struct imgfmt_extent ext;
 	struct stat st0, st1;
 
-	ck_assert_int_eq(stat(P("s.avd"), &st0), 0);
-	for (uint64_t i = 0; i < 8; i++) {
-		fill(buf, 4096, i + 1);
-		OK(imgfmt__pwrite(img, buf, 4096, i * 2 * C));
-		memcpy(model + i * 2 * C, buf, 4096);
-	}
+	model_new(&m, "s.avd", 64ull * C, C);
+	ck_assert_int_eq(stat(fx_path("s.avd"), &st0), 0);
+	for (uint64_t i = 0; i < 8; i++)
+		model_write(&m, i * 2 * C, 4096, i + 1);
 	/* Unaligned pieces: one inside a cluster, one at its very end. */
-	fill(buf, 100, 99);
-	OK(imgfmt__pwrite(img, buf, 100, 20 * C + 5000));
-	memcpy(model + 20 * C + 5000, buf, 100);
-	fill(buf, 10, 98);
-	OK(imgfmt__pwrite(img, buf, 10, 22 * C - 10));
-	memcpy(model + 22 * C - 10, buf, 10);
+	model_write(&m, 20 * C + 5000, 100, 99);
+	model_write(&m, 22 * C - 10, 10, 98);
 	/* Before any flush the file ends inside the last new clusters. */
-	expect_content(img, model, size);
-	ck_assert_int_eq(stat(P("s.avd"), &st1), 0);
+	model_expect(&m);
+	ck_assert_int_eq(stat(fx_path("s.avd"), &st1), 0);
 	ck_assert_msg((st1.st_blocks - st0.st_blocks) * 512 < 4 * C,
 		      "10 small writes took %lld bytes of disk",
 		      (long long)(st1.st_blocks - st0.st_blocks) * 512);
 	/* Another block of a sparse fresh cluster, in its hole. */
-	fill(buf, 4096, 77);
-	OK(imgfmt__pwrite(img, buf, 4096, 2 * C + 3 * 4096));
-	memcpy(model + 2 * C + 3 * 4096, buf, 4096);
-	OK(imgfmt__flush(img));
-	expect_content(img, model, size);
-	expect_clean(img);
-	OK(imgfmt__close(img));
+	model_write(&m, 2 * C + 3 * 4096, 4096, 77);
+	model_reopen(&m, IMGFMT_OPEN_RDWR);
 
-	img = op("s.avd", IMGFMT_OPEN_RDWR, 0);
-	expect_content(img, model, size);
-	expect_clean(img);
 	/* Free a cluster full of data, then allocate again: the freed
 	 * cluster comes back and its old bytes must not show.  (A partial
 	 * write: whole clusters are placed apart, to keep alignment.) */
-	fill(buf, C - 4096, 55);
-	OK(imgfmt__pwrite(img, buf, C - 4096, 30 * C));
-	OK(imgfmt__flush(img));
-	OK(imgfmt__map(img, 30 * C, C, &ext));
+	model_write(&m, 30 * C, C - 4096, 55);
+	OK(imgfmt__flush(m.img));
+	OK(imgfmt__map(m.img, 30 * C, C, &ext));
 	int64_t old_off = ext.file_offset;
 	ck_assert_int_gt(old_off, 0);
-	OK(imgfmt__discard(img, 30 * C, C));
-	OK(imgfmt__flush(img));
-	fill(buf, 4096, 56);
-	OK(imgfmt__pwrite(img, buf, 4096, 40 * C + 8192));
-	memcpy(model + 40 * C + 8192, buf, 4096);
-	OK(imgfmt__map(img, 40 * C, C, &ext));
+	OK(imgfmt__discard(m.img, 30 * C, C));
+	memset(m.want + 30 * C, 0, C);
+	OK(imgfmt__flush(m.img));
+	model_write(&m, 40 * C + 8192, 4096, 56);
+	OK(imgfmt__map(m.img, 40 * C, C, &ext));
 	ck_assert_int_eq(ext.file_offset, old_off);
-	expect_content(img, model, size);
-	OK(imgfmt__flush(img));
-	expect_clean(img);
-	OK(imgfmt__close(img));
-	img = op("s.avd", 0, 0);
-	expect_content(img, model, size);
-	OK(imgfmt__close(img));
-	free(model);
-	free(buf);
+	model_expect(&m);
+	model_reopen(&m, 0);
+	model_free(&m);
 }
 END_TEST
 
@@ -460,20 +474,15 @@ END_TEST
  * single-cluster allocations use, and check calls none of them a leak. */
 START_TEST(whole_clusters_aligned)
 {
-	const uint32_t C = 65536;
-	const uint64_t size = 64ull << 20;
-	imgfmt_image *img = mk("w.avd", size, C, NULL, NULL);
-	uint8_t *model = calloc(1, size), *buf = malloc(1 << 20);
+	struct model m;
 	struct imgfmt_extent ext;
 	struct stat st;
 
-	for (uint64_t off = 0; off < (4u << 20); off += 1 << 20) {
-		fill(buf, 1 << 20, off + 1);
-		OK(imgfmt__pwrite(img, buf, 1 << 20, off));
-		memcpy(model + off, buf, 1 << 20);
-	}
+	model_new(&m, "w.avd", 64ull << 20, 65536);
+	for (uint64_t off = 0; off < (4u << 20); off += 1 << 20)
+		model_write(&m, off, 1 << 20, off + 1);
 	for (uint64_t off = 0; off < (4u << 20); off += ext.length) {
-		OK(imgfmt__map(img, off, (4u << 20) - off, &ext));
+		OK(imgfmt__map(m.img, off, (4u << 20) - off, &ext));
 		ck_assert_int_eq(ext.kind, IMGFMT_EXTENT_DATA);
 		ck_assert_msg((uint64_t)ext.file_offset % (1 << 20) ==
 			      off % (1 << 20),
@@ -481,25 +490,15 @@ START_TEST(whole_clusters_aligned)
 			      (unsigned long long)off,
 			      (long long)ext.file_offset);
 	}
-	OK(imgfmt__flush(img));
-	ck_assert_int_eq(stat(P("w.avd"), &st), 0);
+	OK(imgfmt__flush(m.img));
+	ck_assert_int_eq(stat(fx_path("w.avd"), &st), 0);
 	off_t len0 = st.st_size;
 	/* A partial write takes a gap below the end of the file. */
-	fill(buf, 4096, 9);
-	OK(imgfmt__pwrite(img, buf, 4096, 6u << 20));
-	memcpy(model + (6u << 20), buf, 4096);
-	OK(imgfmt__map(img, 6u << 20, 4096, &ext));
+	model_write(&m, 6u << 20, 4096, 9);
+	OK(imgfmt__map(m.img, 6u << 20, 4096, &ext));
 	ck_assert_int_lt(ext.file_offset, len0);
-	expect_content(img, model, size);
-	OK(imgfmt__flush(img));
-	expect_clean(img);
-	OK(imgfmt__close(img));
-	img = op("w.avd", IMGFMT_OPEN_RDWR, 0);
-	expect_content(img, model, size);
-	expect_clean(img);
-	OK(imgfmt__close(img));
-	free(model);
-	free(buf);
+	model_reopen(&m, IMGFMT_OPEN_RDWR);
+	model_free(&m);
 }
 END_TEST
 
@@ -648,14 +647,14 @@ START_TEST(commit_rebase_compact)
 	memset(model + 5 * C, 0, C);
 
 	/* compact keeps the content and the backing reference. */
-	OK(imgfmt__compact(img, P("small.avd"), 0));
+	OK(imgfmt__compact(img, fx_path("small.avd"), 0));
 	imgfmt_image *s = op("small.avd", 0, 0);
 	expect_content(s, model, size);
 	expect_kind(s, 0, C, IMGFMT_EXTENT_BACKING, 0);
 	expect_kind(s, 5 * C, C, IMGFMT_EXTENT_ZERO, 0);
 	expect_clean(s);
 	OK(imgfmt__close(s));
-	OK(imgfmt__compact(img, P("smallc.avd"), 5));
+	OK(imgfmt__compact(img, fx_path("smallc.avd"), 5));
 	s = op("smallc.avd", 0, 0);
 	expect_content(s, model, size);
 	OK(imgfmt__close(s));
@@ -671,7 +670,7 @@ START_TEST(commit_rebase_compact)
 
 	/* rebase onto a different base: content unchanged. */
 	struct imgfmt_create_opts c = { .size = size };
-	OK(imgfmt__create(P("other.avd"), &c));
+	OK(imgfmt__create(fx_path("other.avd"), &c));
 	img = op("top.avd", IMGFMT_OPEN_RDWR, 0);
 	fill(buf, sizeof(buf), 9);
 	OK(imgfmt__pwrite(img, buf, sizeof(buf), 7 * C));
@@ -714,7 +713,7 @@ START_TEST(dirty_after_unclean_exit)
 		struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
 		imgfmt_image *c;
 		memset(buf, 7, sizeof(buf));
-		if (imgfmt__open(P("d.avd"), &o, &c) < 0 ||
+		if (imgfmt__open(fx_path("d.avd"), &o, &c) < 0 ||
 		    imgfmt__pwrite(c, buf, sizeof(buf), 1000) < 0 ||
 		    imgfmt__flush(c) < 0 ||
 		    imgfmt__pwrite(c, buf, sizeof(buf), 300000) < 0)
@@ -753,7 +752,7 @@ START_TEST(dirty_after_unclean_exit)
 		struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR };
 		imgfmt_image *c;
 		memset(buf, 9, sizeof(buf));
-		if (imgfmt__open(P("d.avd"), &o, &c) < 0)
+		if (imgfmt__open(fx_path("d.avd"), &o, &c) < 0)
 			_exit(1);
 		for (int i = 0; i < 8; i++)
 			if (imgfmt__pwrite(c, buf, sizeof(buf),
@@ -844,7 +843,7 @@ START_TEST(backing_digest_is_verified)
 	};
 	imgfmt_image *img;
 
-	OK(imgfmt__create(P("g.avd"), &c));
+	OK(imgfmt__create(fx_path("g.avd"), &c));
 	img = op("g.avd", 0, 0);
 	expect_content(img, model, 1 << 20);
 	OK(imgfmt__close(img));
@@ -853,10 +852,10 @@ START_TEST(backing_digest_is_verified)
 	OK(imgfmt__pwrite(img, "x", 1, 12345));
 	OK(imgfmt__close(img));
 	struct imgfmt_open_opts o = { 0 };
-	ck_assert_int_eq(imgfmt__open(P("g.avd"), &o, &img), -EIO);
+	ck_assert_int_eq(imgfmt__open(fx_path("g.avd"), &o, &img), -EIO);
 	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "digest"));
 	o.flags = IMGFMT_OPEN_NO_BACKING;
-	OK(imgfmt__open(P("g.avd"), &o, &img));
+	OK(imgfmt__open(fx_path("g.avd"), &o, &img));
 	OK(imgfmt__close(img));
 	free(model);
 }
