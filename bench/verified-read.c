@@ -6,7 +6,10 @@
  *   verified-read PKG [BLOCK_BYTES]      (default 4096)
  *
  * Reads the whole virtual disk front to back in BLOCK_BYTES requests,
- * three times each way, and prints the median throughputs and their ratio.
+ * three times each way (interleaved, so both see the same load), and
+ * prints the median throughputs and their ratio.  bench/verified-read.sh
+ * makes the packages (a worst case of random bytes and a realistic ext4
+ * root filesystem, compressed) and runs this on both.
  */
 #include <stdio.h>
 #include <stdlib.h>

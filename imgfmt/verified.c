@@ -5,13 +5,35 @@
  * Signed appliance packages commit to their disk cluster by cluster (a
  * hash per cluster; see appliances/FORMAT.md).  This view reads whole
  * clusters from the inner image, hands each to the caller's verify
- * function, and only returns data that passed.  Guests read 4 KiB at a
- * time while clusters are larger, so a small cache keeps recently verified
- * clusters in memory: data is served only from verified memory, never
- * re-read from the file after its check.
+ * function, and only returns data that passed:
+ *
+ *   - clusters wholly inside a request are read into the caller's buffer
+ *     and verified there; a request of several clusters is split into
+ *     chunks that the caller and the view's worker thread read and verify
+ *     side by side;
+ *   - the partial clusters at the ends of a request go through a small
+ *     cache of verified clusters (guests read 4 KiB at a time while
+ *     clusters are larger); data is served only from verified memory,
+ *     never re-read from the file after its check;
+ *   - a reader going forward in small steps has the worker verify the
+ *     next clusters into that cache ahead of it (read-ahead
+ *     verification), so it mostly hits;
+ *   - clusters whose genuine content is zeros (the is_zero callback; for
+ *     a package, their leaf is the leaf of zeros) are served as zeros
+ *     without reading or hashing.
+ *
+ * On any failure the caller's whole buffer is zeroed before the error
+ * returns.
+ *
+ * Threads: pread may be called from several threads at once (the NBD
+ * server, the runtime).  One mutex guards the cache and the worker's
+ * work; a cache entry's data is written only by the one thread that
+ * loads it (state LOADING, which nobody else reads or evicts) and read
+ * only under the mutex once READY.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,85 +41,69 @@
 #include "driver.h"
 
 #define VERIFIED_CACHE_ENTRIES 32
+#define VERIFIED_READAHEAD 4      /* clusters verified ahead of a reader */
+#define VERIFIED_CHUNK 2          /* clusters per unit of a shared request */
+
+enum entry_state {
+	ENTRY_EMPTY,
+	ENTRY_QUEUED,   /* read-ahead asked for, nobody loading it yet */
+	ENTRY_LOADING,  /* one thread is reading and verifying into data */
+	ENTRY_READY,    /* verified: may be copied from (under the lock) */
+};
 
 struct verified_entry {
 	uint64_t cluster;
 	uint64_t last_use;
-	uint8_t *data;   /* NULL: slot empty */
+	uint8_t *data;   /* cluster_size bytes once first used */
 	size_t len;
+	enum entry_state state;
+};
+
+/* A request of several whole clusters shared between its caller and the
+ * worker: both take chunks until none are left. */
+struct shared_read {
+	uint8_t *out;          /* the caller's buffer, cluster `first` */
+	uint64_t first, end;   /* clusters [first, end) */
+	uint64_t next;         /* first cluster not yet taken */
+	int busy;              /* chunks being worked on */
+	int rc;                /* first error, and its message */
+	char msg[256];
 };
 
 struct verified {
+	imgfmt_image *img;
 	imgfmt_image *inner;
 	uint32_t cluster_size;
 	imgfmt_verify_fn verify;
 	imgfmt_verify_zero_fn is_zero;
 	void *opaque;
+
 	pthread_mutex_t lock;
+	pthread_cond_t work;   /* to the worker: something to do, or stop */
+	pthread_cond_t done;   /* to readers: an entry or a chunk finished */
 	uint64_t clock;
 	struct verified_entry cache[VERIFIED_CACHE_ENTRIES];
+	struct shared_read *shared;  /* a request the worker may help with */
+	uint64_t seq_next;           /* where the last small read ended */
+	uint64_t ra_last;            /* cluster read-ahead was last run for */
+	int stop;
+	int has_worker;
+	pthread_t worker;
 };
 
-/* Copy from a cached cluster if present; 1 on a hit. */
-static int cache_copy(struct verified *v, uint64_t cluster, void *dst,
-		      size_t off, size_t len)
-{
-	int hit = 0;
-
-	pthread_mutex_lock(&v->lock);
-	for (int i = 0; i < VERIFIED_CACHE_ENTRIES; i++) {
-		struct verified_entry *e = &v->cache[i];
-		if (e->data && e->cluster == cluster) {
-			memcpy(dst, e->data + off, len);
-			e->last_use = ++v->clock;
-			hit = 1;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&v->lock);
-	return hit;
-}
-
-/* Keep a verified cluster (takes ownership of data). */
-static void cache_insert(struct verified *v, uint64_t cluster, uint8_t *data,
-			 size_t len)
-{
-	struct verified_entry *victim = &v->cache[0];
-
-	pthread_mutex_lock(&v->lock);
-	for (int i = 0; i < VERIFIED_CACHE_ENTRIES; i++) {
-		struct verified_entry *e = &v->cache[i];
-		if (e->data && e->cluster == cluster) { /* raced: keep one */
-			victim = NULL;
-			break;
-		}
-		if (!e->data) {
-			victim = e;
-			break;
-		}
-		if (e->last_use < victim->last_use)
-			victim = e;
-	}
-	if (victim) {
-		free(victim->data);
-		victim->data = data;
-		victim->len = len;
-		victim->cluster = cluster;
-		victim->last_use = ++v->clock;
-		data = NULL;
-	}
-	pthread_mutex_unlock(&v->lock);
-	free(data);
-}
-
 /* Bytes in cluster `c` (the last one may be short). */
-static size_t cluster_len(imgfmt_image *img, struct verified *v, uint64_t c)
+static size_t cluster_len(struct verified *v, uint64_t c)
 {
 	uint64_t start = c * v->cluster_size;
 
-	if (img->virtual_size - start < v->cluster_size)
-		return (size_t)(img->virtual_size - start);
+	if (v->img->virtual_size - start < v->cluster_size)
+		return (size_t)(v->img->virtual_size - start);
 	return v->cluster_size;
+}
+
+static uint64_t nr_clusters(struct verified *v)
+{
+	return (v->img->virtual_size + v->cluster_size - 1) / v->cluster_size;
 }
 
 static int is_zero_cluster(struct verified *v, uint64_t c, size_t len)
@@ -105,13 +111,13 @@ static int is_zero_cluster(struct verified *v, uint64_t c, size_t len)
 	return v->is_zero && v->is_zero(v->opaque, c, len) == 1;
 }
 
-static int fail_cluster(imgfmt_image *img, uint64_t c, uint64_t start,
-			size_t len)
+static int fail_cluster(struct verified *v, uint64_t c)
 {
 	return imgfmt_err(EBADMSG, "%s: cluster %llu (bytes %llu+%zu) fails "
 			  "verification: the image was modified after it was "
-			  "signed", img->path, (unsigned long long)c,
-			  (unsigned long long)start, len);
+			  "signed", v->img->path, (unsigned long long)c,
+			  (unsigned long long)c * v->cluster_size,
+			  cluster_len(v, c));
 }
 
 /*
@@ -119,18 +125,17 @@ static int fail_cluster(imgfmt_image *img, uint64_t c, uint64_t start,
  * image, verifying them in place: runs of clusters that hold data are
  * read with one call each; clusters whose genuine content is zeros are
  * zeroed without reading.  On failure what was filled is zeroed again:
- * bytes that did not pass never stay in the caller's buffer.
+ * bytes that did not pass never stay in the buffer.  Any thread.
  */
-static int fill_clusters(imgfmt_image *img, struct verified *v, uint8_t *out,
-			 uint64_t c0, uint64_t n)
+static int fill_clusters(struct verified *v, uint8_t *out, uint64_t c0,
+			 uint64_t n)
 {
 	uint64_t run = c0;       /* first cluster of the pending data run */
 	size_t run_bytes = 0;
-	uint8_t *run_out = out;
 	int r = 0;
 
 	for (uint64_t c = c0; c <= c0 + n && r == 0; c++) {
-		size_t clen = c < c0 + n ? cluster_len(img, v, c) : 0;
+		size_t clen = c < c0 + n ? cluster_len(v, c) : 0;
 		int zero = c < c0 + n && is_zero_cluster(v, c, clen);
 
 		if (c < c0 + n && !zero) {
@@ -139,73 +144,301 @@ static int fill_clusters(imgfmt_image *img, struct verified *v, uint8_t *out,
 		}
 		/* The run ends here: read it, then check each cluster. */
 		if (run_bytes) {
-			r = imgfmt__pread(v->inner, run_out, run_bytes,
+			uint8_t *p = out + (run - c0) * v->cluster_size;
+			r = imgfmt__pread(v->inner, p, run_bytes,
 					  run * v->cluster_size);
 			for (uint64_t k = run; r == 0 && k < c; k++) {
-				uint8_t *p = out + (k - c0) * v->cluster_size;
-				size_t kl = cluster_len(img, v, k);
-				if (v->verify(v->opaque, k, p, kl) < 0)
-					r = fail_cluster(img, k,
-						k * v->cluster_size, kl);
+				p = out + (k - c0) * v->cluster_size;
+				if (v->verify(v->opaque, k, p,
+					      cluster_len(v, k)) < 0)
+					r = fail_cluster(v, k);
 			}
 		}
 		if (zero)
 			memset(out + (c - c0) * v->cluster_size, 0, clen);
 		run = c + 1;
-		run_out = out + (run - c0) * v->cluster_size;
 		run_bytes = 0;
 	}
 	if (r < 0)
 		memset(out, 0, (size_t)(n - 1) * v->cluster_size +
-		       cluster_len(img, v, c0 + n - 1));
+		       cluster_len(v, c0 + n - 1));
 	return r;
 }
 
-/* Part of one cluster, through the cache of verified clusters. */
-static int read_partial(imgfmt_image *img, struct verified *v, uint8_t *out,
-			uint64_t cluster, size_t in, size_t n)
-{
-	uint64_t start = cluster * v->cluster_size;
-	size_t clen = cluster_len(img, v, cluster);
+/* ---- the cache of verified clusters (callers hold v->lock) ---------- */
 
-	if (cache_copy(v, cluster, out, in, n))
-		return 0;
-	if (is_zero_cluster(v, cluster, clen)) {
-		memset(out, 0, n);
-		return 0;
+static struct verified_entry *cache_find(struct verified *v, uint64_t c)
+{
+	for (int i = 0; i < VERIFIED_CACHE_ENTRIES; i++) {
+		struct verified_entry *e = &v->cache[i];
+		if (e->state != ENTRY_EMPTY && e->cluster == c)
+			return e;
 	}
-	uint8_t *data = malloc(clen);
-	if (!data)
-		return imgfmt_err(ENOMEM, "out of memory");
-	int r = imgfmt__pread(v->inner, data, clen, start);
-	if (r == 0 && v->verify(v->opaque, cluster, data, clen) < 0)
-		r = fail_cluster(img, cluster, start, clen);
-	if (r < 0) {
-		free(data);
-		return r;
+	return NULL;
+}
+
+/* An entry to reuse: empty, else the least recently used verified one;
+ * NULL if every entry is being loaded or queued.  Allocates its buffer
+ * on first use (NULL if that fails). */
+static struct verified_entry *cache_victim(struct verified *v)
+{
+	struct verified_entry *victim = NULL;
+
+	for (int i = 0; i < VERIFIED_CACHE_ENTRIES; i++) {
+		struct verified_entry *e = &v->cache[i];
+		if (e->state == ENTRY_EMPTY) {
+			victim = e;
+			break;
+		}
+		if (e->state == ENTRY_READY &&
+		    (!victim || e->last_use < victim->last_use))
+			victim = e;
 	}
-	memcpy(out, data + in, n);
-	cache_insert(v, cluster, data, clen);
+	if (victim && !victim->data) {
+		victim->data = malloc(v->cluster_size);
+		if (!victim->data)
+			return NULL;
+	}
+	if (victim)
+		victim->state = ENTRY_EMPTY;
+	return victim;
+}
+
+/* Read and verify entry e's cluster into e->data (state LOADING, owned by
+ * the caller, lock not held), then publish it or drop it. */
+static int cache_load(struct verified *v, struct verified_entry *e)
+{
+	uint64_t c = e->cluster;
+	size_t clen = cluster_len(v, c);
+	int r = imgfmt__pread(v->inner, e->data, clen, c * v->cluster_size);
+
+	if (r == 0 && v->verify(v->opaque, c, e->data, clen) < 0)
+		r = fail_cluster(v, c);
+	pthread_mutex_lock(&v->lock);
+	if (r == 0) {
+		e->len = clen;
+		e->last_use = ++v->clock;
+		e->state = ENTRY_READY;
+	} else {
+		e->state = ENTRY_EMPTY;
+	}
+	pthread_cond_broadcast(&v->done);
+	return r;   /* with the lock held */
+}
+
+/* ---- the worker --------------------------------------------------------- */
+
+/* Take a chunk of a shared request and do it (lock held on entry and on
+ * return); 0 if there was none left. */
+static int shared_step(struct verified *v, struct shared_read *s)
+{
+	if (s->next >= s->end)
+		return 0;
+	uint64_t c = s->next;
+	uint64_t n = VERIFIED_CHUNK - c % VERIFIED_CHUNK;  /* aligned chunks */
+	if (n > s->end - c)
+		n = s->end - c;
+	s->next = c + n;
+	s->busy++;
+	pthread_mutex_unlock(&v->lock);
+	int r = fill_clusters(v, s->out + (c - s->first) * v->cluster_size,
+			      c, n);
+	pthread_mutex_lock(&v->lock);
+	if (r < 0 && s->rc == 0) {
+		s->rc = r;
+		snprintf(s->msg, sizeof(s->msg), "%s", imgfmt__error());
+	}
+	s->busy--;
+	pthread_cond_broadcast(&v->done);
+	return 1;
+}
+
+/* The queued read-ahead entry nearest the reader (lowest cluster), or
+ * the farthest (`last`: what a waiting reader takes, so that it does not
+ * race the worker for the same next cluster). */
+static struct verified_entry *queued_entry(struct verified *v, int last)
+{
+	struct verified_entry *best = NULL;
+
+	for (int i = 0; i < VERIFIED_CACHE_ENTRIES; i++) {
+		struct verified_entry *e = &v->cache[i];
+		if (e->state == ENTRY_QUEUED &&
+		    (!best || (last ? e->cluster > best->cluster
+				    : e->cluster < best->cluster)))
+			best = e;
+	}
+	return best;
+}
+
+static void *worker_main(void *arg)
+{
+	struct verified *v = arg;
+	struct verified_entry *e;
+
+	pthread_mutex_lock(&v->lock);
+	while (!v->stop) {
+		/* A waiting caller first, then read-ahead. */
+		if (v->shared && shared_step(v, v->shared))
+			continue;
+		if ((e = queued_entry(v, 0))) {
+			e->state = ENTRY_LOADING;
+			pthread_mutex_unlock(&v->lock);
+			cache_load(v, e);   /* a failure: the reader sees it */
+			continue;
+		}
+		pthread_cond_wait(&v->work, &v->lock);
+	}
+	pthread_mutex_unlock(&v->lock);
+	return NULL;
+}
+
+/* ---- reads ---------------------------------------------------------- */
+
+/* Whole clusters [c0, c0 + n) into out: shared with the worker when there
+ * are several and it is not helping another request already. */
+static int read_whole(struct verified *v, uint8_t *out, uint64_t c0,
+		      uint64_t n)
+{
+	struct shared_read s = { .out = out, .first = c0, .end = c0 + n,
+				 .next = c0 };
+
+	if (n < 2 || !v->has_worker)
+		return fill_clusters(v, out, c0, n);
+	pthread_mutex_lock(&v->lock);
+	if (v->shared) {
+		pthread_mutex_unlock(&v->lock);
+		return fill_clusters(v, out, c0, n);
+	}
+	v->shared = &s;
+	pthread_cond_signal(&v->work);
+	while (shared_step(v, &s))
+		;
+	while (s.busy)
+		pthread_cond_wait(&v->done, &v->lock);
+	v->shared = NULL;
+	pthread_mutex_unlock(&v->lock);
+	if (s.rc < 0)
+		return imgfmt_err(-s.rc, "%s", s.msg);
 	return 0;
 }
 
 /*
- * Whole clusters inside the request are read into the caller's buffer and
- * verified there; only the partial clusters at either end go through the
- * cache (a guest reading 4 KiB at a time reads the rest soon).
+ * Bytes [in, in + n) of cluster c into out.  `whole`: that is the whole
+ * cluster, which is then read straight into out on a miss.  Otherwise
+ * through the cache: a hit copies; a cluster queued for read-ahead is
+ * taken over; one that another thread is loading is waited for, doing a
+ * queued read-ahead meanwhile; a miss loads it into a cache entry.
  */
+static int read_cluster(struct verified *v, uint8_t *out, uint64_t c,
+			size_t in, size_t n, int whole)
+{
+	size_t clen = cluster_len(v, c);
+	struct verified_entry *e;
+	int r;
+
+	if (is_zero_cluster(v, c, clen)) {
+		memset(out, 0, n);
+		return 0;
+	}
+	pthread_mutex_lock(&v->lock);
+	for (;;) {
+		e = cache_find(v, c);
+		if (e && e->state == ENTRY_READY) {
+			memcpy(out, e->data + in, n);
+			e->last_use = ++v->clock;
+			pthread_mutex_unlock(&v->lock);
+			return 0;
+		}
+		if (e && e->state == ENTRY_LOADING) {
+			struct verified_entry *q = queued_entry(v, 1);
+			if (q) {
+				q->state = ENTRY_LOADING;
+				pthread_mutex_unlock(&v->lock);
+				cache_load(v, q);
+			} else {
+				pthread_cond_wait(&v->done, &v->lock);
+			}
+			continue;
+		}
+		break;
+	}
+	/* Not there, or queued and not started: ours to load. */
+	if (whole) {
+		if (e)
+			e->state = ENTRY_EMPTY;
+		pthread_mutex_unlock(&v->lock);
+		return fill_clusters(v, out, c, 1);
+	}
+	if (!e)
+		e = cache_victim(v);
+	if (!e) {       /* every entry busy: read it just for this call */
+		pthread_mutex_unlock(&v->lock);
+		uint8_t *data = malloc(clen);
+		if (!data)
+			return imgfmt_err(ENOMEM, "out of memory");
+		r = fill_clusters(v, data, c, 1);
+		if (r == 0)
+			memcpy(out, data + in, n);
+		free(data);
+		return r;
+	}
+	e->cluster = c;
+	e->state = ENTRY_LOADING;
+	pthread_mutex_unlock(&v->lock);
+	r = cache_load(v, e);
+	if (r == 0) {
+		memcpy(out, e->data + in, n);
+		e->last_use = ++v->clock;
+	}
+	pthread_mutex_unlock(&v->lock);
+	return r;
+}
+
+/* After a small read that continues the previous one, queue the next
+ * clusters for the worker to verify into the cache. */
+static void read_ahead(struct verified *v, uint64_t off, size_t len)
+{
+	uint64_t last = (off + len - 1) / v->cluster_size;
+	uint64_t nr = nr_clusters(v);
+	int queued = 0;
+
+	pthread_mutex_lock(&v->lock);
+	int sequential = off == v->seq_next;
+	v->seq_next = off + len;
+	if (sequential && last != v->ra_last) {
+		v->ra_last = last;
+		for (uint64_t c = last + 1;
+		     c <= last + VERIFIED_READAHEAD && c < nr; c++) {
+			struct verified_entry *e;
+			if (cache_find(v, c) ||
+			    is_zero_cluster(v, c, cluster_len(v, c)))
+				continue;
+			if (!(e = cache_victim(v)))
+				break;
+			e->cluster = c;
+			e->state = ENTRY_QUEUED;
+			queued = 1;
+		}
+	}
+	if (queued)
+		pthread_cond_signal(&v->work);
+	pthread_mutex_unlock(&v->lock);
+}
+
 static int verified__pread(imgfmt_image *img, void *buf, size_t len,
 			   uint64_t off)
 {
 	struct verified *v = img->priv;
 	uint8_t *out = buf;
 	size_t total = len;
+	uint64_t start = off;
+	int many = 0;   /* several whole clusters: no read-ahead */
 	int r = 0;
 
 	while (len > 0 && r == 0) {
 		uint64_t cluster = off / v->cluster_size;
 		size_t in = (size_t)(off % v->cluster_size);
-		size_t clen = cluster_len(img, v, cluster);
+		size_t clen = cluster_len(v, cluster);
 		size_t n = clen - in;
 
 		if (in == 0 && len >= clen) {
@@ -213,26 +446,34 @@ static int verified__pread(imgfmt_image *img, void *buf, size_t len,
 			uint64_t nc = 1;
 			size_t bytes = clen;
 			while (bytes < len) {
-				size_t l = cluster_len(img, v, cluster + nc);
+				size_t l = cluster_len(v, cluster + nc);
 				if (bytes + l > len)
 					break;
 				bytes += l;
 				nc++;
 			}
-			r = fill_clusters(img, v, out, cluster, nc);
+			if (nc == 1)
+				r = read_cluster(v, out, cluster, 0, clen, 1);
+			else
+				r = read_whole(v, out, cluster, nc);
+			many |= nc > 1;
 			n = bytes;
 		} else {
 			if (n > len)
 				n = len;
-			r = read_partial(img, v, out, cluster, in, n);
+			r = read_cluster(v, out, cluster, in, n, 0);
 		}
 		out += n;
 		off += n;
 		len -= n;
 	}
-	if (r < 0)
+	if (r < 0) {
 		memset(buf, 0, total);
-	return r;
+		return r;
+	}
+	if (v->has_worker && !many)
+		read_ahead(v, start, total);
+	return 0;
 }
 
 static int verified__map(imgfmt_image *img, uint64_t off, uint64_t len,
@@ -269,9 +510,18 @@ static void verified__close(imgfmt_image *img)
 
 	if (!v)
 		return;
+	if (v->has_worker) {
+		pthread_mutex_lock(&v->lock);
+		v->stop = 1;
+		pthread_cond_signal(&v->work);
+		pthread_mutex_unlock(&v->lock);
+		pthread_join(v->worker, NULL);
+	}
 	for (int i = 0; i < VERIFIED_CACHE_ENTRIES; i++)
 		free(v->cache[i].data);
 	imgfmt__close(v->inner);
+	pthread_cond_destroy(&v->work);
+	pthread_cond_destroy(&v->done);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
@@ -283,6 +533,18 @@ static const struct imgfmt_driver verified_driver = {
 	.info = verified__info,
 	.close = verified__close,
 };
+
+/* The worker takes no signals: they stay with the threads that expect
+ * them (the runtime waits for some). */
+static void start_worker(struct verified *v)
+{
+	sigset_t all, old;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	v->has_worker = pthread_create(&v->worker, NULL, worker_main, v) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
 
 int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,
 			  imgfmt_verify_fn verify, imgfmt_verify_zero_fn is_zero,
@@ -304,11 +566,15 @@ int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,
 		return imgfmt_err(ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->work, NULL);
+	pthread_cond_init(&v->done, NULL);
+	v->img = img;
 	v->inner = inner;
 	v->cluster_size = cluster_size;
 	v->verify = verify;
 	v->is_zero = is_zero;
 	v->opaque = opaque;
+	v->ra_last = UINT64_MAX;
 	img->drv = &verified_driver;
 	img->fd = -1;
 	img->read_only = 1;
@@ -317,6 +583,7 @@ int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,
 	img->file_length = inner->file_length;
 	img->cache_bytes = inner->cache_bytes;
 	img->priv = v;
+	start_worker(v);
 	*out = img;
 	return 0;
 }

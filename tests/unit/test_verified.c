@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -255,6 +256,120 @@ START_TEST(short_last_cluster)
 }
 END_TEST
 
+/* A reader going forward 4 KiB at a time has the next clusters verified
+ * ahead of it; a tampered one among them is never served, the clusters
+ * before it are, and so are those after it. */
+START_TEST(read_ahead_does_not_serve_a_tampered_cluster)
+{
+	uint8_t buf[4096];
+	imgfmt_image *v;
+
+	tamper(3 * CL + 5000, (uint8_t)~genuine[3 * CL + 5000]);
+	v = open_view_zero(zero_sha);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint64_t off = 0; off + sizeof(buf) <= SIZE;
+		     off += sizeof(buf)) {
+			int bad = off / CL == 3;
+			memset(buf, 0xaa, sizeof(buf));
+			ck_assert_int_eq(imgfmt__pread(v, buf, sizeof(buf), off),
+					 bad ? -EBADMSG : 0);
+			if (bad)
+				ck_assert(all_zero(buf, sizeof(buf)));
+			else
+				ck_assert_int_eq(memcmp(buf, genuine + off,
+							sizeof(buf)), 0);
+		}
+	}
+	/* Each intact data cluster was verified once: hits afterwards. */
+	for (int c = 0; c < NCL; c++)
+		if (c != 3 && c != ZCL)
+			ck_assert_int_eq(__atomic_load_n(&calls_for[c],
+						__ATOMIC_RELAXED), 1);
+	imgfmt__close(v);
+}
+END_TEST
+
+struct reader {
+	imgfmt_image *v;
+	unsigned seed;
+	int bad_ok, bad_fail, good_ok, good_fail, mismatch, not_zeroed;
+};
+
+/* Random reads of random sizes (small ones going forward, some of
+ * several clusters), checked against the genuine bytes: a read touching
+ * cluster 5 must fail with a zeroed buffer, any other must succeed. */
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	static const size_t sizes[] = { 512, 4096, 4096, 4096, 65536,
+					3 * 65536, 100000 };
+	uint8_t *buf = malloc(3 * CL + 100000);
+	uint64_t off = 0;
+
+	for (int i = 0; i < 400; i++) {
+		size_t len = sizes[rand_r(&r->seed) % 7];
+		if (rand_r(&r->seed) % 4 == 0)
+			off = (uint64_t)rand_r(&r->seed) % SIZE;
+		if (rand_r(&r->seed) % 2)
+			off -= off % 4096;
+		if (off >= SIZE)
+			off = 0;
+		if (len > SIZE - off)
+			len = SIZE - off;
+		int bad = off < 6 * (uint64_t)CL && off + len > 5 * (uint64_t)CL;
+		memset(buf, 0xaa, len);
+		int rc = imgfmt__pread(r->v, buf, len, off);
+		if (bad) {
+			rc == -EBADMSG ? r->bad_fail++ : r->bad_ok++;
+			if (!all_zero(buf, len))
+				r->not_zeroed++;
+		} else {
+			rc == 0 ? r->good_ok++ : r->good_fail++;
+			if (rc == 0 && memcmp(buf, genuine + off, len))
+				r->mismatch++;
+		}
+		off += len;
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Several threads reading at once (as the NBD server does) over intact
+ * clusters and a tampered one, with read-ahead and shared requests
+ * racing: every read gets exactly the genuine bytes or fails. */
+START_TEST(concurrent_readers_over_tampered_and_intact_clusters)
+{
+	enum { N = 4 };
+	struct reader r[N];
+	pthread_t t[N];
+	imgfmt_image *v;
+
+	tamper(5 * CL + 1, (uint8_t)~genuine[5 * CL + 1]);
+	v = open_view_zero(zero_sha);
+	for (int i = 0; i < N; i++) {
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].v = v;
+		r[i].seed = 1234 + i;
+		ck_assert_int_eq(pthread_create(&t[i], NULL, reader_main,
+						&r[i]), 0);
+	}
+	int good = 0, bad = 0;
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(r[i].bad_ok, 0);
+		ck_assert_int_eq(r[i].good_fail, 0);
+		ck_assert_int_eq(r[i].mismatch, 0);
+		ck_assert_int_eq(r[i].not_zeroed, 0);
+		good += r[i].good_ok;
+		bad += r[i].bad_fail;
+	}
+	/* Both kinds of read happened. */
+	ck_assert_int_gt(good, 0);
+	ck_assert_int_gt(bad, 0);
+	imgfmt__close(v);
+}
+END_TEST
+
 START_TEST(bad_cluster_size_is_refused)
 {
 	imgfmt_image *inner, *v;
@@ -295,6 +410,8 @@ int main(void)
 	tcase_add_test(tc, zero_leaf_clusters_are_served_without_hashing);
 	tcase_add_test(tc, data_cluster_made_zero_fails_verification);
 	tcase_add_test(tc, short_last_cluster);
+	tcase_add_test(tc, read_ahead_does_not_serve_a_tampered_cluster);
+	tcase_add_test(tc, concurrent_readers_over_tampered_and_intact_clusters);
 	tcase_add_test(tc, bad_cluster_size_is_refused);
 	tcase_add_test(tc, attach_backing_refuses_a_second_one);
 	suite_add_tcase(s, tc);
