@@ -91,6 +91,16 @@ $(MOUNT_HELPER): $(MOUNT_HELPER_OBJS) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(MOUNT_HELPER_OBJS) $(LINK_LIBS) $(LDLIBS)
 all: $(MOUNT_HELPER)
 
+# The runner, exec'd by `appliance run` once any pull is done
+# (cli/cmd-run.c): only what booting a VM needs, so the process that
+# lives as long as the VM maps neither libcurl nor libarchive.
+RUN_HELPER := $(BUILD)/appliance-run
+RUN_HELPER_OBJS := $(BUILD)/cli/run-helper/run.o $(BUILD)/cli/run-args.o \
+	$(BUILD)/cli/util.o
+$(RUN_HELPER): $(RUN_HELPER_OBJS) $(LIBS)
+	$(CC) $(LDFLAGS) -Wl,--as-needed -o $@ $(RUN_HELPER_OBJS) $(LINK_LIBS) $(LDLIBS)
+all: $(RUN_HELPER)
+
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HELPER_OBJS) $(LINK_LIBS) $(CHECK_LIBS) $(LDLIBS)
@@ -132,10 +142,12 @@ demo: deps
 	$(MAKE) all
 	APPLIANCE=$(abspath $(PROGRAM)) sh scripts/demo.sh
 
-install: $(PROGRAM) $(MOUNT_HELPER)
+install: $(PROGRAM) $(MOUNT_HELPER) $(RUN_HELPER)
 	install -D -m 0755 $(PROGRAM) $(DESTDIR)$(PREFIX)/bin/appliance
 	install -D -m 0755 $(MOUNT_HELPER) \
 		$(DESTDIR)$(PREFIX)/libexec/appliance/appliance-mount
+	install -D -m 0755 $(RUN_HELPER) \
+		$(DESTDIR)$(PREFIX)/libexec/appliance/appliance-run
 
 clean:
 	rm -rf build build-san

@@ -42,6 +42,15 @@ int cli__remove_tree(const char *path);
 /* Print a string as a JSON string literal (with quotes). */
 void cli__json_string(FILE *f, const char *s);
 
+/* Replace this process with the helper program HELPER (appliance-mount,
+ * appliance-run), found next to the running binary or in
+ * ../libexec/appliance/, as `appliance [PREFIX] ARGV...`.  Helpers hold
+ * the code that needs heavy libraries (or must not map them), so that
+ * each process maps only what its job needs.  Returns only on failure,
+ * having printed why. */
+int cli__exec_helper(const char *helper, const char *prefix, int argc,
+		     char **argv);
+
 int cmd_img(int argc, char **argv);
 int cmd_img_convert(int argc, char **argv);
 int cmd_img_compare(int argc, char **argv);

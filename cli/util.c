@@ -4,10 +4,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -127,4 +129,64 @@ int cli__remove_tree(const char *path)
 {
 	/* FTW_PHYS: never follow a symlink out of the tree. */
 	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Where a helper program is: next to /proc/self/exe (the build tree), or
+ * in ../libexec/appliance/ relative to it (`make install`'s layout).
+ * Returns 0 with the path in buf, -1 if neither exists. */
+static int find_helper(const char *helper, char *buf, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n <= 0)
+		return -1;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return -1;
+	*slash = '\0';
+	static const char *const where[] = {
+		"%s/%s",
+		"%s/../libexec/appliance/%s",
+	};
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		if ((size_t)snprintf(buf, len, where[i], self, helper) >= len)
+			continue;
+		if (access(buf, X_OK) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+int cli__exec_helper(const char *helper, const char *prefix, int argc,
+		     char **argv)
+{
+	char path[PATH_MAX + 64];
+	char **av = calloc((size_t)argc + 3, sizeof(*av));
+	int n = 0;
+
+	if (!av) {
+		cli__error("out of memory");
+		return EXIT_FAIL;
+	}
+	if (find_helper(helper, path, sizeof(path)) < 0) {
+		cli__error("%s%s%s: the helper program %s is not installed "
+			   "next to appliance (or in ../libexec/appliance/)",
+			   prefix ? prefix : "", prefix ? " " : "", argv[0],
+			   helper);
+		free(av);
+		return EXIT_FAIL;
+	}
+	av[n++] = (char *)"appliance";
+	if (prefix)
+		av[n++] = (char *)prefix;
+	for (int i = 0; i < argc; i++)
+		av[n++] = argv[i];
+	fflush(NULL);
+	execv(path, av);
+	cli__error("%s%s%s: cannot run %s: %s", prefix ? prefix : "",
+		   prefix ? " " : "", argv[0], path, strerror(errno));
+	free(av);
+	return EXIT_FAIL;
 }

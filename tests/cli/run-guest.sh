@@ -28,6 +28,14 @@ cp "$A" inst/bin/appliance
 cp "$BUILD_ABS/appliance-mount" inst/libexec/appliance/
 t_check "the installed layout finds the helper in libexec" sh -c "inst/bin/appliance img unmount --help | grep -q unmount"
 t_check "  ... which names the tap network" sh -c "$A help run | grep -q 'tap:IFNAME'"
+# The VM lives in appliance-run, which `run` execs once any pull is done:
+# it maps neither libcurl nor libarchive (docs/PERFORMANCE.md, run's RSS).
+R=$BUILD_ABS/appliance-run
+t_check "appliance-run links neither libcurl nor libarchive" sh -c "! ldd '$R' | grep -qE 'libcurl|libarchive'"
+t_fail "appliance-run by hand is a usage error" 2 "$R"
+t_fail "run without appliance-run fails" 1 alone/bin/appliance run --engine qemu --kernel "$G"
+t_check "  ... and says what is missing" sh -c "alone/bin/appliance run --engine qemu --kernel '$G' 2>&1 | grep -q 'appliance-run is not installed'"
+t_fail "  ... but usage errors still come first" 2 alone/bin/appliance run --cpus 0 --kernel "$G"
 
 # The PVH build of the guest is a correct PVH kernel by an independent
 # loader's judgement: QEMU's (TCG, well under a second), so a failure
