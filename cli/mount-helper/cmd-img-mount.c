@@ -105,41 +105,143 @@ static int go_background(void)
 	return EXIT_FAIL;
 }
 
+/* ---- options ------------------------------------------------------------ */
+
+/* What each sub-command accepts, and the operands it wants after the
+ * options.  attach (the FUSE raw view) knows --rw, --format, --background
+ * and --log; the libguestfs commands also --partition, --inspect and
+ * --verbose.  Of those, only mount takes --rw, --background and --log:
+ * cp-in and edit write anyway, ls, cat and cp-out only read, and the
+ * one-shot commands have nothing to serve in the background. */
+#define CMD_RW    1u    /* --rw */
+#define CMD_BG    2u    /* --background, --log */
+#define CMD_GUEST 4u    /* --partition, --inspect, --verbose, -v */
+
+enum { ATTACH, MOUNT, LS, CAT, CP_IN, CP_OUT, EDIT };
+
+static const struct img_cmd {
+	unsigned flags;
+	int min_args, max_args;     /* operands, IMAGE included */
+	const char *usage;          /* "expected ..." */
+} cmds[] = {
+	[ATTACH] = { CMD_RW | CMD_BG, 2, 2, "IMAGE FILE" },
+	[MOUNT] = { CMD_RW | CMD_BG | CMD_GUEST, 2, 2, "IMAGE DIR" },
+	[LS] = { CMD_GUEST, 1, 2, "IMAGE [DIR]" },
+	[CAT] = { CMD_GUEST, 2, INT_MAX, "IMAGE PATH..." },
+	[CP_IN] = { CMD_GUEST, 3, INT_MAX, "IMAGE LOCAL... GUESTDIR" },
+	[CP_OUT] = { CMD_GUEST, 3, INT_MAX, "IMAGE PATH... LOCALDIR" },
+	[EDIT] = { CMD_GUEST, 2, 2, "IMAGE PATH" },
+};
+
+enum { OPT_RW = 1000, OPT_PART, OPT_INSPECT, OPT_BG, OPT_LOG };
+
+/* Every option, and the flag a command needs for getopt to know it at
+ * all (0: every command knows it).  A known option the command does not
+ * take (--rw, --background, --log on a libguestfs command) is refused
+ * with a reason rather than as unknown. */
+static const struct {
+	struct option opt;
+	unsigned known_with;
+} options[] = {
+	{ { "rw", no_argument, NULL, OPT_RW }, 0 },
+	{ { "format", required_argument, NULL, 'f' }, 0 },
+	{ { "partition", required_argument, NULL, OPT_PART }, CMD_GUEST },
+	{ { "inspect", no_argument, NULL, OPT_INSPECT }, CMD_GUEST },
+	{ { "background", no_argument, NULL, OPT_BG }, 0 },
+	{ { "log", required_argument, NULL, OPT_LOG }, 0 },
+	{ { "verbose", no_argument, NULL, 'v' }, CMD_GUEST },
+	{ { "help", no_argument, NULL, 'h' }, 0 },
+};
+#define NR_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+struct img_args {
+	struct guest_opts go;       /* format, rw, partition, ... */
+	int background;
+	int first;                  /* argv[first] is IMAGE */
+};
+
+/* Parse the options and count the operands of sub-command argv[0]
+ * (cmds[which]).  Returns -1 to go on, or an exit status. */
+static int parse_args(int argc, char **argv, int which, struct img_args *a)
+{
+	const struct img_cmd *cmd = &cmds[which];
+	struct option opts[NR_OPTIONS + 1];
+	size_t n = 0;
+	uint64_t v;
+	int c;
+
+	for (size_t i = 0; i < NR_OPTIONS; i++)
+		if ((options[i].known_with & cmd->flags) ==
+		    options[i].known_with)
+			opts[n++] = options[i].opt;
+	memset(&opts[n], 0, sizeof(opts[n]));
+	memset(a, 0, sizeof(*a));
+	a->go.partition = -1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, cmd->flags & CMD_GUEST ? "f:vh"
+				: "f:h", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_RW:
+			if (!(cmd->flags & CMD_RW))
+				return cli__usage("img", "img %s: no --rw "
+						  "(it writes anyway or only "
+						  "reads)", argv[0]);
+			a->go.rw = 1;
+			break;
+		case 'f': a->go.format = optarg; break;
+		case OPT_PART:
+			if (cli__parse_u64(optarg, &v) < 0 || v > 4096)
+				return cli__usage("img", "img %s: bad "
+						  "--partition '%s'", argv[0],
+						  optarg);
+			a->go.partition = (int)v;
+			break;
+		case OPT_INSPECT: a->go.inspect = 1; break;
+		case OPT_BG:
+			if (!(cmd->flags & CMD_BG))
+				return cli__usage("img", "img %s: no "
+						  "--background", argv[0]);
+			a->background = 1;
+			break;
+		case OPT_LOG:
+			if (!(cmd->flags & CMD_BG))
+				return cli__usage("img", "img %s: no --log",
+						  argv[0]);
+			log_path = optarg;
+			break;
+		case 'v': a->go.verbose = 1; break;
+		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;
+		default:
+			return cli__usage("img", "img %s: bad option", argv[0]);
+		}
+	}
+	if (a->go.inspect && a->go.partition >= 0)
+		return cli__usage("img", "img %s: --partition and --inspect "
+				  "exclude each other", argv[0]);
+	if (argc - optind < cmd->min_args || argc - optind > cmd->max_args)
+		return cli__usage("img", "img %s: expected %s", argv[0],
+				  cmd->usage);
+	a->first = optind;
+	return -1;
+}
+
 /* ---- attach / unmount --------------------------------------------------- */
 
 int img_attach(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "rw", no_argument, NULL, 'w' },
-		{ "format", required_argument, NULL, 'f' },
-		{ "background", no_argument, NULL, 'B' },
-		{ "log", required_argument, NULL, 'L' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct attach_opts ao = { 0 };
-	int c, background = 0;
+	struct img_args a;
+	int rc = parse_args(argc, argv, ATTACH, &a);
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'w': ao.rw = 1; break;
-		case 'f': ao.format = optarg; break;
-		case 'B': background = 1; break;
-		case 'L': log_path = optarg; break;
-		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;
-		default: return cli__usage("img", "img attach: bad option");
-		}
-	}
-	if (argc - optind != 2)
-		return cli__usage("img", "img attach: expected IMAGE FILE");
-	ao.image = argv[optind];
-	ao.file = argv[optind + 1];
-	ao.ready = notify_ready;
+	if (rc >= 0)
+		return rc;
+	struct attach_opts ao = {
+		.image = argv[a.first], .file = argv[a.first + 1],
+		.format = a.go.format, .rw = a.go.rw, .ready = notify_ready,
+	};
 	ready_what = ao.rw ? "attached read-write" : "attached read-only";
 	ready_where = ao.file;
-	if (background) {
-		int rc = go_background();
+	if (a.background) {
+		rc = go_background();
 		if (rc >= 0)
 			return rc;
 	}
@@ -169,78 +271,7 @@ int img_unmount(int argc, char **argv)
 
 /* ---- libguestfs commands ------------------------------------------------ */
 
-/* Options shared by mount, ls, cat, cp-in, cp-out and edit. */
-struct guest_args {
-	struct guest_opts go;
-	int background;
-};
-
-enum { OPT_RW = 1000, OPT_PART, OPT_INSPECT, OPT_BG, OPT_LOG };
-
-/* Returns -1 to go on, or an exit status. */
-static int parse_guest_args(int argc, char **argv, struct guest_args *a,
-			    int allow_rw, int allow_bg)
-{
-	static const struct option opts[] = {
-		{ "rw", no_argument, NULL, OPT_RW },
-		{ "format", required_argument, NULL, 'f' },
-		{ "partition", required_argument, NULL, OPT_PART },
-		{ "inspect", no_argument, NULL, OPT_INSPECT },
-		{ "background", no_argument, NULL, OPT_BG },
-		{ "log", required_argument, NULL, OPT_LOG },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	uint64_t n;
-	int c;
-
-	memset(a, 0, sizeof(*a));
-	a->go.partition = -1;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:vh", opts, NULL)) != -1) {
-		switch (c) {
-		case OPT_RW:
-			if (!allow_rw)
-				return cli__usage("img", "img %s: no --rw "
-						  "(it writes anyway or only "
-						  "reads)", argv[0]);
-			a->go.rw = 1;
-			break;
-		case 'f': a->go.format = optarg; break;
-		case OPT_PART:
-			if (cli__parse_u64(optarg, &n) < 0 || n > 4096)
-				return cli__usage("img", "img %s: bad "
-						  "--partition '%s'", argv[0],
-						  optarg);
-			a->go.partition = (int)n;
-			break;
-		case OPT_INSPECT: a->go.inspect = 1; break;
-		case OPT_BG:
-			if (!allow_bg)
-				return cli__usage("img", "img %s: no "
-						  "--background", argv[0]);
-			a->background = 1;
-			break;
-		case OPT_LOG:
-			if (!allow_bg)
-				return cli__usage("img", "img %s: no --log",
-						  argv[0]);
-			log_path = optarg;
-			break;
-		case 'v': a->go.verbose = 1; break;
-		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;
-		default:
-			return cli__usage("img", "img %s: bad option", argv[0]);
-		}
-	}
-	if (a->go.inspect && a->go.partition >= 0)
-		return cli__usage("img", "img %s: --partition and --inspect "
-				  "exclude each other", argv[0]);
-	return -1;
-}
-
-static int open_guest(struct guest_args *a, const char *image,
+static int open_guest(struct img_args *a, const char *image,
 		      struct guest **g)
 {
 	a->go.image = image;
@@ -265,15 +296,13 @@ static int close_guest(struct guest *g, int status)
 
 int img_mount(int argc, char **argv)
 {
-	struct guest_args a;
+	struct img_args a;
 	struct guest *g;
-	int rc = parse_guest_args(argc, argv, &a, 1, 1);
+	int rc = parse_args(argc, argv, MOUNT, &a);
 
 	if (rc >= 0)
 		return rc;
-	if (argc - optind != 2)
-		return cli__usage("img", "img mount: expected IMAGE DIR");
-	const char *image = argv[optind], *dir = argv[optind + 1];
+	const char *image = argv[a.first], *dir = argv[a.first + 1];
 	struct stat st;
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		cli__error("%s: not a directory", dir);
@@ -298,17 +327,15 @@ int img_mount(int argc, char **argv)
 
 int img_ls(int argc, char **argv)
 {
-	struct guest_args a;
+	struct img_args a;
 	struct guest *g;
 	char **names;
-	int rc = parse_guest_args(argc, argv, &a, 0, 0);
+	int rc = parse_args(argc, argv, LS, &a);
 
 	if (rc >= 0)
 		return rc;
-	if (argc - optind < 1 || argc - optind > 2)
-		return cli__usage("img", "img ls: expected IMAGE [DIR]");
-	const char *dir = argc - optind == 2 ? argv[optind + 1] : "/";
-	if (open_guest(&a, argv[optind], &g) < 0)
+	const char *dir = a.first + 1 < argc ? argv[a.first + 1] : "/";
+	if (open_guest(&a, argv[a.first], &g) < 0)
 		return EXIT_FAIL;
 	rc = EXIT_OK;
 	if (guest__ls(g, dir, &names) < 0) {
@@ -324,71 +351,52 @@ int img_ls(int argc, char **argv)
 	return close_guest(g, rc);
 }
 
-int img_cat(int argc, char **argv)
+/* cat, cp-in and cp-out: open IMAGE, then op(g, path, last) for each
+ * operand after IMAGE (the last one excluded when `to_last`), stopping at
+ * the first failure. */
+static int each_path(int argc, char **argv, int which, int rw,
+		     int to_last, int (*op)(struct guest *, const char *,
+					    const char *))
 {
-	struct guest_args a;
+	struct img_args a;
 	struct guest *g;
-	int rc = parse_guest_args(argc, argv, &a, 0, 0);
+	int rc = parse_args(argc, argv, which, &a);
 
 	if (rc >= 0)
 		return rc;
-	if (argc - optind < 2)
-		return cli__usage("img", "img cat: expected IMAGE PATH...");
-	if (open_guest(&a, argv[optind], &g) < 0)
+	if (rw)
+		a.go.rw = 1;
+	if (open_guest(&a, argv[a.first], &g) < 0)
 		return EXIT_FAIL;
 	rc = EXIT_OK;
 	fflush(stdout);
-	for (int i = optind + 1; i < argc && rc == EXIT_OK; i++)
-		if (guest__cat(g, argv[i], STDOUT_FILENO) < 0) {
+	for (int i = a.first + 1; i < argc - to_last && rc == EXIT_OK; i++)
+		if (op(g, argv[i], argv[argc - 1]) < 0) {
 			cli__error("%s", mount__error());
 			rc = EXIT_FAIL;
 		}
 	return close_guest(g, rc);
+}
+
+static int cat_one(struct guest *g, const char *path, const char *unused)
+{
+	(void)unused;
+	return guest__cat(g, path, STDOUT_FILENO);
+}
+
+int img_cat(int argc, char **argv)
+{
+	return each_path(argc, argv, CAT, 0, 0, cat_one);
 }
 
 int img_cp_in(int argc, char **argv)
 {
-	struct guest_args a;
-	struct guest *g;
-	int rc = parse_guest_args(argc, argv, &a, 0, 0);
-
-	if (rc >= 0)
-		return rc;
-	if (argc - optind < 3)
-		return cli__usage("img", "img cp-in: expected IMAGE LOCAL... "
-				  "GUESTDIR");
-	a.go.rw = 1;
-	if (open_guest(&a, argv[optind], &g) < 0)
-		return EXIT_FAIL;
-	rc = EXIT_OK;
-	for (int i = optind + 1; i < argc - 1 && rc == EXIT_OK; i++)
-		if (guest__copy_in(g, argv[i], argv[argc - 1]) < 0) {
-			cli__error("%s", mount__error());
-			rc = EXIT_FAIL;
-		}
-	return close_guest(g, rc);
+	return each_path(argc, argv, CP_IN, 1, 1, guest__copy_in);
 }
 
 int img_cp_out(int argc, char **argv)
 {
-	struct guest_args a;
-	struct guest *g;
-	int rc = parse_guest_args(argc, argv, &a, 0, 0);
-
-	if (rc >= 0)
-		return rc;
-	if (argc - optind < 3)
-		return cli__usage("img", "img cp-out: expected IMAGE PATH... "
-				  "LOCALDIR");
-	if (open_guest(&a, argv[optind], &g) < 0)
-		return EXIT_FAIL;
-	rc = EXIT_OK;
-	for (int i = optind + 1; i < argc - 1 && rc == EXIT_OK; i++)
-		if (guest__copy_out(g, argv[i], argv[argc - 1]) < 0) {
-			cli__error("%s", mount__error());
-			rc = EXIT_FAIL;
-		}
-	return close_guest(g, rc);
+	return each_path(argc, argv, CP_OUT, 0, 1, guest__copy_out);
 }
 
 /* Whole-file equality, to skip the upload when the editor changed
@@ -459,17 +467,15 @@ static int run_editor(const char *file)
 
 int img_edit(int argc, char **argv)
 {
-	struct guest_args a;
+	struct img_args a;
 	struct guest *g;
 	char dir[] = "/tmp/appliance-edit.XXXXXX", work[PATH_MAX],
 	     orig[PATH_MAX];
-	int rc = parse_guest_args(argc, argv, &a, 0, 0);
+	int rc = parse_args(argc, argv, EDIT, &a);
 
 	if (rc >= 0)
 		return rc;
-	if (argc - optind != 2)
-		return cli__usage("img", "img edit: expected IMAGE PATH");
-	const char *path = argv[optind + 1];
+	const char *path = argv[a.first + 1];
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
 	if (!*base)
@@ -483,7 +489,7 @@ int img_edit(int argc, char **argv)
 	snprintf(work, sizeof(work), "%s/%s", dir, base);
 	snprintf(orig, sizeof(orig), "%s/.orig", dir);
 	a.go.rw = 1;
-	if (open_guest(&a, argv[optind], &g) < 0) {
+	if (open_guest(&a, argv[a.first], &g) < 0) {
 		rmdir(dir);
 		return EXIT_FAIL;
 	}
