@@ -3,9 +3,11 @@
  * `convert -O avd` and of `compact`.
  *
  * Layout it produces: header cluster, then data in ascending virtual
- * order (uncompressed clusters cluster-aligned, compressed payloads packed
- * byte to byte), each L2 table appended as soon as the chunks it covers
- * are past, and the L1 table last.  Only one L2 table is in memory at a
+ * order (compressed payloads packed byte to byte; raw clusters cluster
+ * aligned and, in uncompressed output, placed by the driver's alignment
+ * rule, avd.h's avd_align_cluster(): FORMAT.md §8), each L2 table written
+ * as soon as the chunks it covers are past, into a cluster skipped for
+ * alignment if there is one, else at the end, and the L1 table last.  Only one L2 table is in memory at a
  * time, so memory does not grow with the disk.  Payloads go through the
  * writer's append queue (writer.c: one pwritev per ~1 MiB, buffers
  * recycled to encode, writeback started early).  The file is written under
@@ -37,7 +39,15 @@ struct avd_writer {
 	int64_t cur;        /* its L1 index, -1: none */
 	uint64_t *l1;
 	int level;
+	uint32_t span;      /* clusters per alignment period, 1: no aligning */
+	/* Runs of clusters skipped to align raw clusters (ascending, from
+	 * gap0 on): holes that L2 tables fill.  Bounded: past MAX_GAPS runs
+	 * a skipped run just stays a hole. */
+	struct wr_gap { uint64_t c, n; } *gaps;
+	size_t gap0, ngaps;
 };
+
+#define MAX_GAPS 4096
 
 static uint64_t wr_align(struct avd_writer *aw, uint64_t v)
 {
@@ -66,9 +76,13 @@ int avd__writer_open(struct imgfmt_writer *w)
 	aw->cur = -1;
 	aw->pos = C;
 	aw->level = w->opts.compress_level ? w->opts.compress_level : 3;
+	/* Compressed output stays packed (FORMAT.md §8). */
+	aw->span = w->opts.compress ? 1
+		 : avd_align_span(aw->h.size, aw->h.cluster_bits);
 	aw->l2 = calloc(1, C);
 	aw->l1 = calloc(aw->h.l1_entries, 8);
-	if (!aw->l2 || !aw->l1)
+	aw->gaps = aw->span > 1 ? calloc(MAX_GAPS, sizeof(*aw->gaps)) : NULL;
+	if (!aw->l2 || !aw->l1 || (aw->span > 1 && !aw->gaps))
 		return imgfmt_err(ENOMEM, "out of memory");
 	w->chunk_size = C;
 	w->buf_size = (size_t)C + 4u * aw->nsub;
@@ -140,7 +154,40 @@ int avd__writer_encode(struct imgfmt_writer *w, const void *data,
 	return 0;
 }
 
-/* Append the current L2 table and point its L1 entry at it. */
+/* The file offset of the raw cluster for virtual cluster vc: the first
+ * cluster past the end that the alignment rule allows; the ones skipped
+ * are remembered for L2 tables. */
+static uint64_t wr_place_data(struct avd_writer *aw, uint64_t vc)
+{
+	uint64_t c = wr_align(aw, aw->pos) / aw->C;
+	uint64_t at = avd_align_cluster(c, vc, aw->span);
+
+	if (at > c) {
+		if (aw->gap0 == aw->ngaps)
+			aw->gap0 = aw->ngaps = 0;
+		if (aw->ngaps < MAX_GAPS)
+			aw->gaps[aw->ngaps++] = (struct wr_gap){ c, at - c };
+	}
+	aw->pos = (at + 1) * aw->C;
+	return at * aw->C;
+}
+
+/* The file offset for an L2 table: the lowest skipped cluster, else the
+ * end of the file. */
+static uint64_t wr_place_table(struct avd_writer *aw)
+{
+	if (aw->gap0 < aw->ngaps) {
+		struct wr_gap *g = &aw->gaps[aw->gap0];
+		uint64_t c = g->c++;
+		if (--g->n == 0)
+			aw->gap0++;
+		return c * aw->C;
+	}
+	aw->pos = wr_align(aw, aw->pos) + aw->C;
+	return aw->pos - aw->C;
+}
+
+/* Write the current L2 table and point its L1 entry at it. */
 static int wr_flush_table(struct imgfmt_writer *w)
 {
 	struct avd_writer *aw = w->priv;
@@ -148,12 +195,11 @@ static int wr_flush_table(struct imgfmt_writer *w)
 
 	if (aw->cur < 0)
 		return 0;
-	aw->pos = wr_align(aw, aw->pos);
-	r = imgfmt_writer_write(w, aw->l2, aw->C, aw->pos);
+	uint64_t at = wr_place_table(aw);
+	r = imgfmt_writer_write(w, aw->l2, aw->C, at);
 	if (r < 0)
 		return r;
-	aw->l1[aw->cur] = aw->pos;
-	aw->pos += aw->C;
+	aw->l1[aw->cur] = at;
 	aw->cur = -1;
 	memset(aw->l2, 0, aw->C);
 	return 0;
@@ -195,12 +241,10 @@ int avd__writer_put(struct imgfmt_writer *w, struct imgfmt_chunk *chunk)
 		aw->pos += chunk->data_len;
 		return r;
 	}
-	aw->pos = wr_align(aw, aw->pos);
-	avd_put64(e, AVD_DESC(AVD_T_DATA, aw->pos));
+	uint64_t at = wr_place_data(aw, vc);
+	avd_put64(e, AVD_DESC(AVD_T_DATA, at));
 	memcpy(e + 12, (uint8_t *)data + aw->C, 4u * aw->nsub);
-	r = imgfmt_writer_append(w, data, aw->C, aw->pos);
-	aw->pos += aw->C;
-	return r;
+	return imgfmt_writer_append(w, data, aw->C, at);
 }
 
 static void wr_free(struct imgfmt_writer *w)
@@ -211,6 +255,7 @@ static void wr_free(struct imgfmt_writer *w)
 		return;
 	free(aw->l2);
 	free(aw->l1);
+	free(aw->gaps);
 	free(aw);
 	w->priv = NULL;
 }

@@ -45,11 +45,6 @@
 #define CF_GAP 4u    /* a hole skipped to align whole clusters: free, kept
 			for single-cluster allocations (avd_alloc_whole) */
 
-/* Whole-cluster writes are placed so that file offset and virtual offset
- * agree modulo AVD_ALIGN (FORMAT.md §4, "Aligned whole clusters"). */
-#define AVD_ALIGN (1u << 20)
-#define AVD_ALIGN_MIN_DISK (64ull << 20) /* smaller disks: no gaps */
-
 #define AVD_MAX_ESIZE ((12u + 4u * (IMGFMT_MAX_CLUSTER / AVD_SUB) + 7u) & ~7u)
 
 struct avd_slot {
@@ -636,8 +631,7 @@ static int avd_alloc_whole(imgfmt_image *img, uint64_t vc, uint64_t *out)
 		if (a->rc[c] == 0 && !(a->cf[c] & CF_GAP))
 			break;
 	if (c >= end_c) {
-		uint64_t res = vc % a->span;
-		c = end_c + (res + a->span - end_c % a->span) % a->span;
+		c = avd_align_cluster(end_c, vc, a->span);
 		r = avd_rc_grow(a, c + 1);
 		if (r < 0)
 			return r;
@@ -2126,9 +2120,7 @@ static int avd_build_alloc(imgfmt_image *img)
 	a->npending = a->nfresh = 0;
 	a->alloc_hint = 1;
 	a->whole_hint = 1;
-	a->span = AVD_ALIGN >> a->cbits;
-	if (a->span < 1 || a->h.size < AVD_ALIGN_MIN_DISK)
-		a->span = 1;
+	a->span = avd_align_span(a->h.size, a->cbits);
 	a->file_end = (img->file_length + a->C - 1) & ~(uint64_t)(a->C - 1);
 	a->phys_end = img->file_length;
 	r = avd_rc_grow(a, a->file_end >> a->cbits);

@@ -114,6 +114,31 @@ static inline uint64_t avd_l1_needed(uint64_t size, uint32_t cluster_size)
 	return (clusters + epl - 1) / epl;
 }
 
+/* Whole data clusters are placed so that file offset and virtual offset
+ * agree modulo AVD_ALIGN (FORMAT.md §4, "Aligned whole clusters"; the
+ * driver's avd_alloc_whole() and the streaming writer): the page cache
+ * builds large folios only at offsets aligned to their size.  Not for
+ * clusters of AVD_ALIGN or more, nor on disks under AVD_ALIGN_MIN_DISK,
+ * where a gap of up to 1 MiB would be a large share of the file. */
+#define AVD_ALIGN (1u << 20)
+#define AVD_ALIGN_MIN_DISK (64ull << 20)
+
+/* Clusters per AVD_ALIGN bytes for a disk of `size` bytes with clusters
+ * of 2^cbits bytes; 1: no aligning. */
+static inline uint32_t avd_align_span(uint64_t size, uint32_t cbits)
+{
+	uint32_t span = AVD_ALIGN >> cbits;
+	return span < 1 || size < AVD_ALIGN_MIN_DISK ? 1 : span;
+}
+
+/* The first cluster index at or after `c` congruent to virtual cluster
+ * `vc` modulo `span`; the ones before it are the gaps. */
+static inline uint64_t avd_align_cluster(uint64_t c, uint64_t vc,
+					 uint32_t span)
+{
+	return c + (vc % span + span - c % span) % span;
+}
+
 void avd_header_encode(const struct avd_header *h, uint8_t *buf);
 /* Parse and validate the fields that need nothing but the header. */
 int avd_header_decode(const char *path, const uint8_t *buf, size_t len,

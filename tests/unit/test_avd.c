@@ -5,6 +5,7 @@
  * concurrent readers, commit / rebase / compact, and reopening.
  */
 #include <check.h>
+#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -502,6 +503,82 @@ START_TEST(whole_clusters_aligned)
 }
 END_TEST
 
+/* The L1 table's first entry (the L2 table of the first 51 MiB). */
+static uint64_t first_l2_offset(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t b[8];
+	uint64_t l1, l2;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fseek(f, 72, SEEK_SET), 0);     /* l1_offset */
+	ck_assert_uint_eq(fread(b, 1, 8, f), 8);
+	memcpy(&l1, b, 8);
+	ck_assert_int_eq(fseek(f, (long)le64toh(l1), SEEK_SET), 0);
+	ck_assert_uint_eq(fread(b, 1, 8, f), 8);
+	memcpy(&l2, b, 8);
+	fclose(f);
+	return le64toh(l2);
+}
+
+/* The streaming writer (convert) places raw clusters by the driver's
+ * alignment rule (FORMAT.md §4, §8): file offset = virtual offset modulo
+ * 1 MiB on a disk of 64 MiB and more, the first data cluster included,
+ * with the L2 table in a skipped cluster; under 64 MiB no gaps at all;
+ * compressed output stays packed. */
+START_TEST(writer_aligns_whole_clusters)
+{
+	const uint32_t C = 65536;
+	const uint64_t size = 64ull << 20;
+	uint8_t *model = calloc(1, size);
+	struct imgfmt_extent ext;
+	imgfmt_image *img;
+
+	fill(model, 3 * C, 1);                  /* from virtual 0 */
+	fill(model + (5u << 20) + 3 * C, 2 * C, 2);   /* mid-MiB run */
+	fill(model + (40u << 20), 1 << 20, 3);  /* a whole MiB */
+	OK(write_through_writer(fx_path("a.avd"), model, size, C, 0));
+	img = op("a.avd", 0, 0);
+	OK(imgfmt__map(img, 0, C, &ext));
+	ck_assert_int_eq(ext.kind, IMGFMT_EXTENT_DATA);
+	ck_assert_int_eq(ext.file_offset, 1 << 20);     /* not C: aligned */
+	for (uint64_t off = 0; off < size; off += ext.length) {
+		OK(imgfmt__map(img, off, size - off, &ext));
+		if (ext.kind != IMGFMT_EXTENT_DATA)
+			continue;
+		ck_assert_msg((uint64_t)ext.file_offset % (1 << 20) ==
+			      off % (1 << 20), "virtual %llu at file offset "
+			      "%lld", (unsigned long long)off,
+			      (long long)ext.file_offset);
+	}
+	/* The first L2 table took the first cluster skipped. */
+	ck_assert_uint_eq(first_l2_offset(fx_path("a.avd")), C);
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+
+	/* 63 MiB: no gaps, the first data cluster right after the header. */
+	OK(write_through_writer(fx_path("s.avd"), model, size - (1 << 20),
+				C, 0));
+	img = op("s.avd", 0, 0);
+	OK(imgfmt__map(img, 0, C, &ext));
+	ck_assert_int_eq(ext.file_offset, C);
+	expect_content(img, model, size - (1 << 20));
+	expect_clean(img);
+	OK(imgfmt__close(img));
+
+	/* Compressed: packed, the incompressible first cluster at C. */
+	OK(write_through_writer(fx_path("c.avd"), model, size, C, 1));
+	img = op("c.avd", 0, 0);
+	OK(imgfmt__map(img, 0, C, &ext));
+	ck_assert_int_eq(ext.file_offset, C);
+	expect_content(img, model, size);
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
 START_TEST(resize_grows_l1)
 {
 	const uint32_t C = 4096; /* 256 entries per L2: 1 MiB per table */
@@ -877,6 +954,7 @@ int main(void)
 	tcase_add_test(tc, compressed_clusters);
 	tcase_add_test(tc, sparse_new_clusters);
 	tcase_add_test(tc, whole_clusters_aligned);
+	tcase_add_test(tc, writer_aligns_whole_clusters);
 	tcase_add_test(tc, resize_grows_l1);
 	tcase_add_test(tc, tiny_cache_evicts);
 	tcase_add_test(tc, concurrent_readers);
