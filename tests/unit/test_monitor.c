@@ -603,12 +603,25 @@ static void assert_flat(const struct kvm_segment *s, int code)
 		ck_assert_uint_eq(s->type & 0xa, 0x2);  /* data, writable */
 }
 
-/* sregs as KVM might hand them over: noise everywhere, and an APIC base
- * the boot state must leave alone. */
-static void kvm_like_sregs(struct kvm_sregs *sr)
+/* A VM with its boot tables and the given entry, and cpu__boot_regs()'s
+ * answer, starting from sregs as KVM might hand them over: noise
+ * everywhere, and an APIC base the boot state must leave alone. */
+static struct vm *boot_regs(int mode, uint64_t rip, uint64_t rsi,
+			    uint64_t rbx, struct kvm_sregs *sr,
+			    struct kvm_regs *r)
 {
+	struct vm *vm = fx_vm_new(64ull << 20);
+
+	ck_assert_int_eq(cpu__setup_boot_tables(vm), 0);
+	vm->entry_mode = mode;
+	vm->entry_rip = rip;
+	vm->entry_rsi = rsi;
+	vm->entry_rbx = rbx;
 	memset(sr, 0xa5, sizeof(*sr));
 	sr->apic_base = 0xfee00900;
+	memset(r, 0xa5, sizeof(*r));
+	cpu__boot_regs(vm, sr, r);
+	return vm;
 }
 
 #define CR0_PE (1ull << 0)
@@ -627,18 +640,10 @@ static void kvm_like_sregs(struct kvm_sregs *sr)
  * __BOOT_DS; interrupts off; %rsi = boot_params. */
 START_TEST(boot_regs_long64)
 {
-	struct vm *vm = fx_vm_new(64ull << 20);
 	struct kvm_sregs sr;
 	struct kvm_regs r;
-
-	ck_assert_int_eq(cpu__setup_boot_tables(vm), 0);
-	vm->entry_mode = VM_ENTRY_LONG64;
-	vm->entry_rip = 0x100200;
-	vm->entry_rsi = BOOT_ZERO_PAGE;
-	vm->entry_rbx = 0x1234;
-	kvm_like_sregs(&sr);
-	memset(&r, 0xa5, sizeof(r));
-	cpu__boot_regs(vm, &sr, &r);
+	struct vm *vm = boot_regs(VM_ENTRY_LONG64, 0x100200, BOOT_ZERO_PAGE,
+				  0x1234, &sr, &r);
 
 	ck_assert_uint_eq(sr.cs.selector, 0x10);
 	assert_flat(&sr.cs, 1);
@@ -683,18 +688,10 @@ END_TEST
  * and TF clear. */
 START_TEST(boot_regs_pvh32)
 {
-	struct vm *vm = fx_vm_new(64ull << 20);
 	struct kvm_sregs sr;
 	struct kvm_regs r;
-
-	ck_assert_int_eq(cpu__setup_boot_tables(vm), 0);
-	vm->entry_mode = VM_ENTRY_PVH32;
-	vm->entry_rip = 0x1000040;
-	vm->entry_rbx = 0x7000;
-	vm->entry_rsi = 0;
-	kvm_like_sregs(&sr);
-	memset(&r, 0xa5, sizeof(r));
-	cpu__boot_regs(vm, &sr, &r);
+	struct vm *vm = boot_regs(VM_ENTRY_PVH32, 0x1000040, 0, 0x7000, &sr,
+				  &r);
 
 	assert_flat(&sr.cs, 1);
 	ck_assert_uint_eq(sr.cs.l, 0);          /* 32-bit code: L=0, D=1 */
