@@ -136,6 +136,11 @@ int imgfmt_backing_read(imgfmt_image *img, void *buf, size_t len,
 int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
 			uint64_t off);
 
+/* A driver's create for a format with a streaming writer: the writer
+ * given no data, which writes an empty image. */
+int imgfmt_writer_create_empty(const char *path,
+			       const struct imgfmt_writer_opts *wo);
+
 /* Queue `len` bytes of `buf` for file offset `off`, taking ownership of
  * buf (a malloc'ed block, normally from imgfmt_writer_buf_get): appends
  * that follow one another in the file are written together with one

@@ -479,16 +479,6 @@ int qcow2__create(const char *path, const struct imgfmt_create_opts *o)
 		.backing_file = o->backing_file,
 		.backing_format = o->backing_format,
 	};
-	imgfmt_writer *w;
-	int r = imgfmt__writer_open(path, &wo, &w);
 
-	if (r < 0) {
-		if (r != -EEXIST)
-			unlink(path);
-		return r;
-	}
-	r = imgfmt__writer_finish(w);
-	if (r < 0)
-		unlink(path);
-	return r;
+	return imgfmt_writer_create_empty(path, &wo);
 }

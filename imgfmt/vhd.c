@@ -854,7 +854,6 @@ static void vhd__writer_abort(imgfmt_writer *w)
 	w->priv = NULL;
 }
 
-/* An empty image is a writer that is given no data. */
 static int vhd__create(const char *path, const struct imgfmt_create_opts *o)
 {
 	struct imgfmt_writer_opts wo = {
@@ -864,15 +863,8 @@ static int vhd__create(const char *path, const struct imgfmt_create_opts *o)
 		.uuid = o->uuid,
 		.cluster_size = VHD_DEFAULT_BLOCK,
 	};
-	imgfmt_writer *w;
-	int r = imgfmt__writer_open(path, &wo, &w);
 
-	if (r < 0)
-		return r;
-	r = imgfmt__writer_finish(w);
-	if (r < 0)
-		unlink(path);
-	return r;
+	return imgfmt_writer_create_empty(path, &wo);
 }
 
 const struct imgfmt_driver imgfmt_vhd_driver = {

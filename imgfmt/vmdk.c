@@ -2124,7 +2124,6 @@ static void vmdk__writer_abort(imgfmt_writer *w)
 	w->priv = NULL;
 }
 
-/* An empty monolithicSparse image is a writer given no data. */
 static int vmdk__create(const char *path, const struct imgfmt_create_opts *o)
 {
 	struct imgfmt_writer_opts wo = {
@@ -2133,15 +2132,8 @@ static int vmdk__create(const char *path, const struct imgfmt_create_opts *o)
 		.backing_file = o->backing_file,
 		.cluster_size = VMDK_DEFAULT_GRAIN,
 	};
-	imgfmt_writer *w;
-	int r = imgfmt__writer_open(path, &wo, &w);
 
-	if (r < 0)
-		return r;
-	r = imgfmt__writer_finish(w);
-	if (r < 0)
-		unlink(path);
-	return r;
+	return imgfmt_writer_create_empty(path, &wo);
 }
 
 const struct imgfmt_driver imgfmt_vmdk_driver = {

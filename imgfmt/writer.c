@@ -14,6 +14,7 @@
  *     a 2.5 s compressed convert, 0.6 s of a raw one, were that fsync).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -199,6 +200,7 @@ int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 	const char *fmt = o->format ? o->format : "avd";
 	const struct imgfmt_driver *d = imgfmt_driver_find(fmt);
 	imgfmt_writer *w;
+	bool created = false;   /* the file is ours to remove on failure */
 	int r;
 
 	*out = NULL;
@@ -235,6 +237,7 @@ int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 			r = imgfmt_err(errno, "%s: %s", path, strerror(errno));
 			goto fail;
 		}
+		created = true;
 		r = d->writer_open(w);
 		if (r < 0)
 			goto fail;
@@ -257,6 +260,7 @@ int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 		r = imgfmt__create(path, &c);
 		if (r < 0)
 			goto fail;
+		created = true;
 		r = imgfmt__open(path, &oo, &w->img);
 		if (r < 0)
 			goto fail;
@@ -273,6 +277,25 @@ not_compressible:
 	r = imgfmt_err(ENOTSUP, "%s images cannot be written compressed", fmt);
 fail:
 	imgfmt__writer_abort(w);
+	/* A failed open leaves nothing behind (an image whose options the
+	 * driver refused after the file was made: a VHD size that is not a
+	 * multiple of 512, a VMDK with a backing file, ...). */
+	if (created)
+		unlink(path);
+	return r;
+}
+
+int imgfmt_writer_create_empty(const char *path,
+			       const struct imgfmt_writer_opts *wo)
+{
+	imgfmt_writer *w;
+	int r = imgfmt__writer_open(path, wo, &w);
+
+	if (r < 0)
+		return r;
+	r = imgfmt__writer_finish(w);
+	if (r < 0)
+		unlink(path);
 	return r;
 }
 

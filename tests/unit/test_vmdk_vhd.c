@@ -300,23 +300,36 @@ START_TEST(writer_refuses_bad_options)
 
 	ck_assert_int_eq(imgfmt__writer_open(path, &o, &w), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "multiple of 512"));
-	unlink(path);
+	ck_assert_msg(access(path, F_OK) != 0, "a refused image was left");
 	o.size = 1 << 20;
 	o.subformat = "twoGbMaxExtentSparse";
 	ck_assert_int_eq(imgfmt__writer_open(path, &o, &w), -EINVAL);
-	unlink(path);
+	ck_assert_msg(access(path, F_OK) != 0, "a refused image was left");
 	o.subformat = NULL;
 	o.backing_file = "base.vmdk";
 	ck_assert_int_eq(imgfmt__writer_open(path, &o, &w), -ENOTSUP);
-	unlink(path);
+	ck_assert_msg(access(path, F_OK) != 0, "a refused image was left");
 	o.backing_file = NULL;
 	o.format = "vhd";
 	o.subformat = "differencing";
 	ck_assert_int_eq(imgfmt__writer_open(path, &o, &w), -EINVAL);
-	unlink(path);
+	ck_assert_msg(access(path, F_OK) != 0, "a refused image was left");
 	o.subformat = NULL;
 	o.size = 3ull << 40;
 	ck_assert_int_eq(imgfmt__writer_open(path, &o, &w), -EFBIG);
+	ck_assert_msg(access(path, F_OK) != 0, "a refused image was left");
+	/* Nor does a refused create; and an existing file stays as it was. */
+	struct imgfmt_create_opts c = { .format = "vhd", .size = 1000 };
+	ck_assert_int_eq(imgfmt__create(path, &c), -EINVAL);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("keep", f);
+	fclose(f);
+	ck_assert_int_eq(imgfmt__create(path, &c), -EEXIST);
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, 4);
 	unlink(path);
 }
 END_TEST
