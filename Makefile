@@ -38,7 +38,7 @@ CFLAGS := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wshadow \
 LDFLAGS := -pthread $(SANFLAGS) $(EXTRA_LDFLAGS)
 LDLIBS := $(PKG_LIBS) -lm
 
-LIBDIRS := imgfmt nbd mount builder appliances runtime
+LIBDIRS := common imgfmt nbd mount builder appliances runtime
 define lib_rules
 $(1)_SRCS := $$(wildcard $(1)/*.c $(1)/*/*.c)
 $(1)_OBJS := $$(patsubst %.c,$(BUILD)/%.o,$$($(1)_SRCS))

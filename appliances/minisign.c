@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/durable.h"
 #include "minisign.h"
 
 #define COMMENT_PREFIX "untrusted comment: "
@@ -922,87 +923,17 @@ out:
 
 /* ---- atomic file writes ------------------------------------------------ */
 
-static int fsync_parent(const char *path)
-{
-	char *dir = strdup(path);
-	char *slash;
-	int fd, rc = 0;
-
-	if (!dir)
-		return ms_err(ENOMEM, "out of memory");
-	slash = strrchr(dir, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		rc = ms_err(errno, "%s: syncing directory: %s", dir,
-			    strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	free(dir);
-	return rc;
-}
-
 int minisign__write_file(const char *path, const void *buf, size_t len,
 			 unsigned mode, unsigned flags)
 {
-	char *tmp;
-	const char *p = buf;
-	int fd, e;
+	int r = durable__write_file(path, buf, len, mode,
+				    flags & MINISIGN_SAVE_NO_OVERWRITE);
 
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-		return ms_err(ENOMEM, "out of memory");
-	/* mkstemp creates the file 0600, so a secret key is never
-	 * readable by others, not even for an instant. */
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		e = errno;
-		free(tmp);
-		return ms_err(e, "%s: creating a temporary file: %s", path,
-			      strerror(e));
-	}
-	if (fchmod(fd, mode) < 0)
-		goto fail;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) < 0)
-		goto fail;
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (flags & MINISIGN_SAVE_NO_OVERWRITE) {
-		/* link() fails if the name exists: no window in which a
-		 * concurrent writer's file could be replaced. */
-		if (link(tmp, path) < 0)
-			goto fail;
-		unlink(tmp);
-	} else if (rename(tmp, path) < 0) {
-		goto fail;
-	}
-	free(tmp);
-	return fsync_parent(path);
-fail:
-	e = errno;
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	free(tmp);
-	if (e == EEXIST)
+	if (r == -EEXIST)
 		return ms_err(EEXIST, "%s: already exists", path);
-	return ms_err(e, "%s: %s", path, strerror(e));
+	if (r < 0)
+		return ms_err(-r, "%s: %s", path, strerror(-r));
+	return 0;
 }
 
 int minisign__pubkey_save(const char *path, const struct minisign_pubkey *pk,

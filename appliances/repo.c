@@ -26,6 +26,7 @@
 #include "appliances/repo.h"
 #include "appliances/trust.h"
 #include "builder/toml.h"
+#include "common/durable.h"
 
 static __thread char repo_errbuf[1024];
 
@@ -90,55 +91,12 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-static void fsync_dir_of(const char *path)
-{
-	char buf[4096];
-	snprintf(buf, sizeof(buf), "%s", path);
-	char *slash = strrchr(buf, '/');
-	if (slash)
-		*slash = 0;
-	else
-		strcpy(buf, ".");
-	int fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 /* Write a whole file atomically: temp name, fsync, rename. */
 static int write_atomic(const char *path, const void *buf, size_t len)
 {
-	char tmp[4200];
-	int fd;
+	int r = durable__write_file(path, buf, len, 0644, 0);
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return repo_err(errno, "%s: %s", tmp, strerror(errno));
-	fchmod(fd, 0644);
-	const uint8_t *p = buf;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			return repo_err(e, "%s: %s", tmp, strerror(e));
-		}
-		p += n;
-		left -= (size_t)n;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		return repo_err(e, "%s: %s", path, strerror(e));
-	}
-	fsync_dir_of(path);
-	return 0;
+	return r < 0 ? repo_err(-r, "%s: %s", path, strerror(-r)) : 0;
 }
 
 static int sha256_file(const char *path, uint8_t out[32], uint64_t *size)
@@ -846,7 +804,11 @@ static int admit(const char *part, const char *cache, const char *want_name,
 		rc = repo_err(errno, "%s: %s", dst, strerror(errno));
 		goto out;
 	}
-	fsync_dir_of(dst);
+	if ((rc = durable__fsync_dir_of(dst)) < 0) {
+		rc = repo_err(-rc, "%s: syncing its directory: %s", dst,
+			      strerror(-rc));
+		goto out;
+	}
 	*path = strdup(dst);
 out:
 	package__close(p);
@@ -988,13 +950,15 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		goto out;
 	}
 	/* Remember the version before downloading: a later rollback is
-	 * refused even if this download fails. */
+	 * refused even if this download fails.  Not recording it would
+	 * silently drop that protection, so it is an error. */
 	{
 		char d[4200], num[32];
 		snprintf(d, sizeof(d), "%s/state", cache);
-		mkdir_p(d);
 		snprintf(num, sizeof(num), "%" PRIu64 "\n", idx.version);
-		write_atomic(sp, num, strlen(num));
+		if ((rc = mkdir_p(d)) < 0 ||
+		    (rc = write_atomic(sp, num, strlen(num))) < 0)
+			goto out;
 	}
 	/* Already cached with exactly these bytes: nothing to download. */
 	{

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "appliances/trust.h"
+#include "common/durable.h"
 
 /* A store is a handful of keys; refuse to walk a directory that has
  * become something else entirely. */
@@ -273,16 +274,9 @@ int trust__find(const uint8_t keyid[MINISIGN_KEYID_BYTES],
 
 static int fsync_dir(const char *dir)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = durable__fsync_dir(dir);
 
-	if (fd < 0 || fsync(fd) < 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return trust_err(e, "%s: syncing: %s", dir, strerror(e));
-	}
-	close(fd);
-	return 0;
+	return r < 0 ? trust_err(-r, "%s: syncing: %s", dir, strerror(-r)) : 0;
 }
 
 int trust__add(enum trust_scope scope, const char *pubkey_path,

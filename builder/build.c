@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "builder/steps.h"
+#include "common/durable.h"
 
 struct step {
 	const char *name;
@@ -133,38 +134,6 @@ static char *default_cache(void)
 	return strdup("/var/tmp/appliance-build-cache");
 }
 
-static void fsync_dir(const char *d)
-{
-	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
-static void fsync_dir_of(const char *path)
-{
-	char *d = strdup(path), *slash;
-	int fd;
-
-	if (!d)
-		return;
-	slash = strrchr(d, '/');
-	if (slash == d)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		strcpy(d, ".");
-	fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	free(d);
-}
-
 /* Put outtmp at `out`: a previous build there is replaced. */
 static int publish(struct build_ctx *c, const char *out)
 {
@@ -172,7 +141,11 @@ static int publish(struct build_ctx *c, const char *out)
 	char *old = NULL;
 	int rc = 0;
 
-	fsync_dir(c->outtmp);
+	/* The build's files are synced as they are written; their names in
+	 * outtmp and the renames below are directory metadata. */
+	if ((rc = durable__fsync_dir(c->outtmp)) < 0)
+		return build__err(-rc, "%s: syncing: %s", c->outtmp,
+				  strerror(-rc));
 	if (lstat(out, &st) == 0) {
 		if (!S_ISDIR(st.st_mode))
 			return build__err(EEXIST, "%s exists and is not an "
@@ -194,7 +167,9 @@ static int publish(struct build_ctx *c, const char *out)
 			/* The old build stays at OUTPUT.old-PID. */
 		}
 	}
-	fsync_dir_of(out);
+	if (rc == 0 && (rc = durable__fsync_dir_of(out)) < 0)
+		rc = build__err(-rc, "%s: syncing its directory: %s", out,
+				strerror(-rc));
 	if (old) {
 		if (rc == 0)
 			build__rm_rf(old);

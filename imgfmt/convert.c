@@ -30,6 +30,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "common/durable.h"
 #include "convert.h"
 #include "driver.h"
 
@@ -256,30 +257,13 @@ static void temp_name(char *out, size_t outlen, const char *dst)
 	snprintf(out, outlen, "%s.tmp-%s", dst, sfx);
 }
 
+/* The rename is directory metadata: sync it, or a crash can lose it. */
 static int sync_dir_of(const char *path)
 {
-	char *dir = strdup(path);
-	char *slash;
-	int fd, r = 0;
+	int r = durable__fsync_dir_of(path);
 
-	if (!dir)
-		return imgfmt_err(ENOMEM, "out of memory");
-	slash = strrchr(dir, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (fsync(fd) < 0 && errno != EINVAL)
-			r = imgfmt_err(errno, "%s: fsync: %s", dir,
-				       strerror(errno));
-		close(fd);
-	}
-	free(dir);
-	return r;
+	return r < 0 ? imgfmt_err(-r, "%s: syncing its directory: %s", path,
+				  strerror(-r)) : 0;
 }
 
 static void free_slots(struct pipeline *p)

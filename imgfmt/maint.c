@@ -9,13 +9,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "avd.h"
+#include "common/durable.h"
 
 #define MAINT_BUF (1u << 20)
 
@@ -243,22 +243,6 @@ fail:
 	return r;
 }
 
-static int maint_sync_dir(const char *path)
-{
-	char *copy = strdup(path);
-	int fd;
-
-	if (!copy)
-		return imgfmt_err(ENOMEM, "out of memory");
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return 0; /* best effort: the rename itself succeeded */
-	fsync(fd);
-	close(fd);
-	return 0;
-}
-
 /* Does the chunk at [off, off+len) hold anything of `src`'s own?  Chunks
  * that are entirely backing (or holes) are left unallocated. */
 static int maint_chunk_needed(imgfmt_image *src, uint64_t off, uint64_t len,
@@ -351,7 +335,11 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 			       strerror(errno));
 		goto fail;
 	}
-	maint_sync_dir(dst_path);
+	if ((r = durable__fsync_dir_of(dst_path)) < 0) {
+		r = imgfmt_err(-r, "%s: syncing its directory: %s", dst_path,
+			       strerror(-r));
+		goto fail;
+	}
 	free(buf);
 	free(tmp);
 	return 0;

@@ -1,0 +1,142 @@
+/*
+ * test_durable.c - common/durable.c: whole-file replacement and directory
+ * syncs, including what is left behind when they fail (nothing).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/durable.h"
+
+static char dir[64], path[128];
+
+static void setup(void)
+{
+	strcpy(dir, "/tmp/test_durable.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/file", dir);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static void assert_content(const char *want)
+{
+	char buf[64] = { 0 };
+	FILE *f = fopen(path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fread(buf, 1, sizeof(buf) - 1, f), strlen(want));
+	fclose(f);
+	ck_assert_str_eq(buf, want);
+}
+
+/* Entries in dir: a temporary file left behind would show here. */
+static int entries(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+START_TEST(write_creates_and_replaces)
+{
+	struct stat st;
+
+	ck_assert_int_eq(durable__write_file(path, "one", 3, 0640, 0), 0);
+	assert_content("one");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0640);
+	ck_assert_int_eq(durable__write_file(path, "second", 6, 0600, 0), 0);
+	assert_content("second");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(entries(), 1);
+	ck_assert_int_eq(durable__write_file(path, "", 0, 0644, 0), 0);
+	assert_content("");
+}
+END_TEST
+
+START_TEST(no_overwrite_keeps_the_old_file)
+{
+	ck_assert_int_eq(durable__write_file(path, "old", 3, 0644, 1), 0);
+	ck_assert_int_eq(durable__write_file(path, "new", 3, 0644, 1),
+			 -EEXIST);
+	assert_content("old");
+	ck_assert_int_eq(entries(), 1);
+}
+END_TEST
+
+START_TEST(failures_leave_nothing)
+{
+	char missing[160], ondir[160];
+
+	/* No such directory: nothing can be made, nothing is. */
+	snprintf(missing, sizeof(missing), "%s/no/such", dir);
+	ck_assert_int_eq(durable__write_file(missing, "x", 1, 0644, 0),
+			 -ENOENT);
+	/* The target is a directory: the rename fails, the temporary file
+	 * is removed and the directory is as it was. */
+	snprintf(ondir, sizeof(ondir), "%s/sub", dir);
+	ck_assert_int_eq(mkdir(ondir, 0755), 0);
+	ck_assert_int_eq(durable__write_file(ondir, "x", 1, 0644, 0),
+			 -EISDIR);
+	ck_assert_int_eq(entries(), 1);
+}
+END_TEST
+
+START_TEST(fsync_dir_forms)
+{
+	char cwd[4096];
+
+	ck_assert_int_eq(durable__fsync_dir(dir), 0);
+	ck_assert_int_eq(durable__fsync_dir_of(path), 0);  /* path need not exist */
+	ck_assert_int_eq(durable__fsync_dir_of("/etc"), 0);     /* in "/" */
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	ck_assert_int_eq(chdir(dir), 0);
+	ck_assert_int_eq(durable__fsync_dir_of("bare-name"), 0); /* "." */
+	ck_assert_int_eq(chdir(cwd), 0);
+	ck_assert_int_eq(durable__fsync_dir_of("/tmp/test_durable-none/x"),
+			 -ENOENT);
+	/* A file is not a directory. */
+	ck_assert_int_eq(durable__write_file(path, "f", 1, 0644, 0), 0);
+	ck_assert_int_eq(durable__fsync_dir(path), -ENOTDIR);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("durable");
+	TCase *tc = tcase_create("durable");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, write_creates_and_replaces);
+	tcase_add_test(tc, no_overwrite_keeps_the_old_file);
+	tcase_add_test(tc, failures_leave_nothing);
+	tcase_add_test(tc, fsync_dir_forms);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
