@@ -933,39 +933,53 @@ static int vm_post(struct ctx *c, const struct toml_value *t, void *obj)
 	return 0;
 }
 
+/* The `key` strings of the n elements of array `name` (in the recipe
+ * table t; parsed into base[0..n) with this stride, the string at offset
+ * off) must differ.  `noun` names one ("user '%s'"), `verb` says what
+ * the first one did. */
+static int check_unique(struct ctx *c, const struct toml_value *t,
+			const char *name, const char *key, const void *base,
+			size_t n, size_t stride, size_t off, const char *noun,
+			const char *verb)
+{
+	const struct toml_value *a = toml__get(t, name);
+	const char *p = base;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++) {
+			const char *si = *(char *const *)(p + i * stride + off);
+			const char *sj = *(char *const *)(p + j * stride + off);
+			if (strcmp(si, sj) != 0)
+				continue;
+			char what[512];
+			snprintf(what, sizeof(what), noun, si);
+			return rfail(c, toml__get(toml__array_at(a, i), key),
+				     "%s[%zu].%s: %s is already %s by %s[%zu]",
+				     name, i + 1, key, what, verb, name,
+				     j + 1);
+		}
+	return 0;
+}
+
 /* Names of users/groups and paths of files must be unique. */
 static int root_post(struct ctx *c, const struct toml_value *t, void *obj)
 {
 	struct recipe *r = obj;
-	const struct toml_value *a;
+	int rc;
 
-	a = toml__get(t, "users");
-	for (size_t i = 0; i < r->n_users; i++)
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(r->users[i].name, r->users[j].name) == 0)
-				return rfail(c, toml__get(toml__array_at(a, i),
-							  "name"),
-					     "users[%zu].name: user '%s' is "
-					     "already defined by users[%zu]",
-					     i + 1, r->users[i].name, j + 1);
-	a = toml__get(t, "groups");
-	for (size_t i = 0; i < r->n_groups; i++)
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(r->groups[i].name, r->groups[j].name) == 0)
-				return rfail(c, toml__get(toml__array_at(a, i),
-							  "name"),
-					     "groups[%zu].name: group '%s' is "
-					     "already defined by groups[%zu]",
-					     i + 1, r->groups[i].name, j + 1);
-	a = toml__get(t, "files");
-	for (size_t i = 0; i < r->n_files; i++)
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(r->files[i].path, r->files[j].path) == 0)
-				return rfail(c, toml__get(toml__array_at(a, i),
-							  "path"),
-					     "files[%zu].path: %s is already "
-					     "written by files[%zu]", i + 1,
-					     r->files[i].path, j + 1);
+	if ((rc = check_unique(c, t, "users", "name", r->users, r->n_users,
+			       sizeof(*r->users),
+			       offsetof(struct recipe_user, name),
+			       "user '%s'", "defined")) < 0 ||
+	    (rc = check_unique(c, t, "groups", "name", r->groups,
+			       r->n_groups, sizeof(*r->groups),
+			       offsetof(struct recipe_group, name),
+			       "group '%s'", "defined")) < 0 ||
+	    (rc = check_unique(c, t, "files", "path", r->files, r->n_files,
+			       sizeof(*r->files),
+			       offsetof(struct recipe_file, path), "%s",
+			       "written")) < 0)
+		return rc;
 	return 0;
 }
 

@@ -330,7 +330,12 @@ START_TEST(bad_values)
 	load_bad(HEAD "[[users]]\nname = \"bob\"\n[[users]]\nname = \"bob\"\n",
 		 7, 8, "user 'bob' is already defined by users[1]");
 	load_bad(HEAD "[[files]]\npath = \"/a\"\ncontent = \"\"\n[[files]]\n"
-		 "path = \"/a\"\ncontent = \"\"\n", 8, 8, "files[2].path");
+		 "path = \"/a\"\ncontent = \"\"\n", 8, 8,
+		 "files[2].path: /a is already written by files[1]");
+	load_bad(HEAD "[[groups]]\nname = \"ops\"\n[[groups]]\n"
+		 "name = \"ops\"\n", 7, 8,
+		 "groups[2].name: group 'ops' is already defined by "
+		 "groups[1]");
 	load_bad(HEAD "[system]\nhostname = \"-bad\"\n", 5, 12,
 		 "label starting with '-'");
 	load_bad(HEAD "[system]\ntimezone = \"../../etc/passwd\"\n", 5, 12,
