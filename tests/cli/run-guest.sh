@@ -36,6 +36,8 @@ t_fail "appliance-run by hand is a usage error" 2 "$R"
 t_fail "run without appliance-run fails" 1 alone/bin/appliance run --engine qemu --kernel "$G"
 t_check "  ... and says what is missing" sh -c "alone/bin/appliance run --engine qemu --kernel '$G' 2>&1 | grep -q 'appliance-run is not installed'"
 t_fail "  ... but usage errors still come first" 2 alone/bin/appliance run --cpus 0 --kernel "$G"
+cp "$R" inst/libexec/appliance/
+t_check "the installed layout finds appliance-run in libexec" sh -c "inst/bin/appliance run --engine qemu --console none --kernel /nonexistent 2>&1 | grep -q 'could not open kernel file'"
 
 # The PVH build of the guest is a correct PVH kernel by an independent
 # loader's judgement: QEMU's (TCG, well under a second), so a failure
