@@ -12,22 +12,20 @@
 #include <unistd.h>
 
 #include "common/durable.h"
+#include "fixture-dir.h"
 
-static char dir[64], path[128];
+static char dir[160], path[160];
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/test_durable.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/file", dir);
+	fx_dir_new("test_durable");
+	snprintf(dir, sizeof(dir), "%s", fx_path(""));   /* "DIR/" */
+	snprintf(path, sizeof(path), "%s", fx_path("file"));
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	fx_dir_remove();
 }
 
 static void assert_content(const char *want)
