@@ -84,7 +84,7 @@ END_TEST
 
 START_TEST(failures_leave_nothing)
 {
-	char missing[160], ondir[160];
+	char missing[200], ondir[200];
 
 	/* No such directory: nothing can be made, nothing is. */
 	snprintf(missing, sizeof(missing), "%s/no/such", dir);
