@@ -37,6 +37,7 @@
 
 #include "avd.h"
 #include "crc32c.h"
+#include "zcache.h"
 
 #define RC_PENDING 0xffffu /* freed, reusable after the next flush */
 #define RC_MAX 0xfffeu     /* saturated: never freed again */
@@ -94,6 +95,9 @@ struct avd {
 	size_t npending, cap_pending;
 	uint64_t *fresh;
 	size_t nfresh, cap_fresh;
+
+	/* Recently decompressed clusters (zcache.h; NULL: none). */
+	struct imgfmt_zcache *zc;
 };
 
 static inline struct avd *AVD(imgfmt_image *img)
@@ -1109,41 +1113,54 @@ static int avd_read_subs(imgfmt_image *img, uint64_t vc, const uint8_t *e,
 	return 0;
 }
 
-/* Decompress a compressed cluster into out (C bytes). */
+/* Decompress a compressed cluster into out (C bytes), its payload's
+ * checksum verified first.  The compressed bytes go to this thread's
+ * scratch buffer and through this thread's zstd context (zcache.h):
+ * neither is allocated per cluster. */
 static int avd_read_comp(imgfmt_image *img, uint64_t vc, const uint8_t *e,
 			 uint8_t *out)
 {
 	struct avd *a = AVD(img);
 	uint64_t foff = AVD_DESC_OFF(avd_get64(e));
 	uint32_t len = avd_get32(e + 8);
-	uint8_t *src = malloc(len);
+	uint8_t *src = imgfmt_zscratch(0, len);
+	ZSTD_DCtx *dctx = imgfmt_zstd_dctx();
 	int r;
 
-	if (!src)
+	if (!src || !dctx)
 		return imgfmt_err(ENOMEM, "out of memory");
 	r = imgfmt_file_read(img, src, len, foff, "compressed cluster");
 	if (r < 0)
-		goto out;
-	if (crc32c(0, src, len) != avd_get32(e + 12)) {
-		r = imgfmt_err(EIO, "%s: checksum mismatch in compressed "
-			       "cluster at virtual offset %llu (file offset "
-			       "%llu)", img->path,
-			       (unsigned long long)(vc << a->cbits),
-			       (unsigned long long)foff);
-		goto out;
-	}
-	size_t n = ZSTD_decompress(out, a->C, src, len);
+		return r;
+	if (crc32c(0, src, len) != avd_get32(e + 12))
+		return imgfmt_err(EIO, "%s: checksum mismatch in compressed "
+				  "cluster at virtual offset %llu (file offset "
+				  "%llu)", img->path,
+				  (unsigned long long)(vc << a->cbits),
+				  (unsigned long long)foff);
+	size_t n = ZSTD_decompressDCtx(dctx, out, a->C, src, len);
 	if (ZSTD_isError(n) || n != a->C)
-		r = imgfmt_err(EIO, "%s: compressed cluster at virtual offset "
-			       "%llu (file offset %llu) does not decompress to "
-			       "%u bytes: %s", img->path,
-			       (unsigned long long)(vc << a->cbits),
-			       (unsigned long long)foff, a->C,
-			       ZSTD_isError(n) ? ZSTD_getErrorName(n)
-					       : "wrong length");
-out:
-	free(src);
-	return r;
+		return imgfmt_err(EIO, "%s: compressed cluster at virtual "
+				  "offset %llu (file offset %llu) does not "
+				  "decompress to %u bytes: %s", img->path,
+				  (unsigned long long)(vc << a->cbits),
+				  (unsigned long long)foff, a->C,
+				  ZSTD_isError(n) ? ZSTD_getErrorName(n)
+						  : "wrong length");
+	return 0;
+}
+
+struct avd_zfill {
+	imgfmt_image *img;
+	uint64_t vc;
+	const uint8_t *e;
+};
+
+static int avd_zfill(void *arg, uint8_t *out)
+{
+	struct avd_zfill *f = arg;
+
+	return avd_read_comp(f->img, f->vc, f->e, out);
 }
 
 /* Read part of one cluster, given its entry. */
@@ -1177,14 +1194,16 @@ static int avd_read_piece(imgfmt_image *img, uint64_t vc, const uint8_t *e,
 		return r;
 	}
 	default: {
-		uint8_t *b = malloc(a->C);
-		if (!b)
-			return imgfmt_err(ENOMEM, "out of memory");
-		r = avd_read_comp(img, vc, e, b);
-		if (r == 0)
-			memcpy(dst, b + o, len);
-		free(b);
-		return r;
+		/* Through the cache, keyed on the whole descriptor: offset,
+		 * length and CRC-32C of the payload (why that is enough:
+		 * imgfmt_zcache_read).  A cached cluster had its CRC checked
+		 * and decompressed to exactly C bytes when it was filled; a
+		 * cluster that fails either is never cached. */
+		struct avd_zfill f = { img, vc, e };
+		struct imgfmt_zkey k = { AVD_DESC_OFF(d), avd_get32(e + 8),
+					 avd_get32(e + 12) };
+		return imgfmt_zcache_read(a->zc, a->C, &k, o, len, dst,
+					  avd_zfill, &f);
 	}
 	}
 }
@@ -2152,6 +2171,7 @@ static void avd_free(struct avd *a)
 	free(a->cf);
 	free(a->pending);
 	free(a->fresh);
+	imgfmt_zcache_free(a->zc);
 	pthread_rwlock_destroy(&a->lock);
 	pthread_mutex_destroy(&a->cache_lock);
 	free(a);
@@ -2319,6 +2339,13 @@ static int avd__open(imgfmt_image *img)
 			goto fail;
 		}
 	}
+
+	/* Decompressed clusters: on top of the L2 tables' budget above, a
+	 * quarter of cache_bytes more, 2 to 16 clusters (1 MiB at 64 KiB
+	 * clusters and the default budget), allocated only when compressed
+	 * clusters are read.  Without it (no memory) reads go uncached. */
+	a->zc = imgfmt_zcache_new(imgfmt_zcache_entries(img->cache_bytes, a->C),
+				  a->C);
 
 	a->was_dirty = (a->h.flags & AVD_FLAG_DIRTY) != 0;
 	a->hdr_dirty_on_disk = a->was_dirty;

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "avd.h"
 #include "crc32c.h"
 #include "fixture-dir.h"
 #include "imgfmt.h"
@@ -710,6 +712,219 @@ START_TEST(concurrent_readers)
 }
 END_TEST
 
+/* ---- compressed clusters read piecemeal (the decompressed cache) ---- */
+
+/* A compressed image of `n` 64 KiB clusters (and a 5000-byte tail): text
+ * that differs in every 4 KiB block and every cluster, so that a block
+ * served from the wrong cluster or an old version shows, with one
+ * incompressible cluster (3) and one of zeros (6) among them. */
+#define ZC 65536u
+static uint8_t *make_compressed(const char *name, unsigned n, uint64_t *size)
+{
+	uint64_t sz = (uint64_t)n * ZC + 5000;
+	uint8_t *m = malloc(sz);
+
+	for (uint64_t i = 0; i < sz; i++)
+		m[i] = (uint8_t)('a' + (i % 13 + (i >> 12) * 5 + (i >> 16) * 3) %
+					       26);
+	fill(m + 3 * ZC, ZC, 9);
+	memset(m + 6 * ZC, 0, ZC);
+	OK(write_through_writer(fx_path(name), m, sz, ZC, 1));
+	*size = sz;
+	return m;
+}
+
+static void expect_range(imgfmt_image *img, const uint8_t *model,
+			 uint64_t off, size_t len)
+{
+	uint8_t *got = malloc(len);
+
+	OK(imgfmt__pread(img, got, len, off));
+	for (size_t i = 0; i < len; i++)
+		if (got[i] != model[off + i])
+			ck_abort_msg("byte %llu is %02x, want %02x",
+				     (unsigned long long)(off + i), got[i],
+				     model[off + i]);
+	free(got);
+}
+
+START_TEST(compressed_random_4k)
+{
+	uint64_t size;
+	uint8_t *model = make_compressed("z.avd", 24, &size);
+	uint64_t nblk = (size + 4095) / 4096, s = 77;
+	uint64_t *perm = malloc(nblk * sizeof(*perm));
+
+	/* The default budget (16 cached clusters) and a tiny one (2). */
+	for (int pass = 0; pass < 2; pass++) {
+		imgfmt_image *img = op("z.avd", 0, pass ? 4 * ZC : 0);
+		expect_kind(img, 0, ZC, IMGFMT_EXTENT_DATA,
+			    IMGFMT_EXTENT_COMPRESSED);
+		for (uint64_t i = 0; i < nblk; i++)
+			perm[i] = i;
+		for (uint64_t i = nblk - 1; i > 0; i--) {
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			uint64_t j = (s >> 33) % (i + 1), t = perm[i];
+			perm[i] = perm[j];
+			perm[j] = t;
+		}
+		for (uint64_t i = 0; i < nblk; i++) {
+			uint64_t off = perm[i] * 4096;
+			expect_range(img, model, off,
+				     size - off < 4096 ? size - off : 4096);
+		}
+		/* Unaligned pieces, some spanning clusters. */
+		for (int i = 0; i < 300; i++) {
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			uint64_t off = (s >> 20) % size;
+			size_t len = 1 + (size_t)((s >> 44) % (3 * ZC));
+			if (len > size - off)
+				len = size - off;
+			expect_range(img, model, off, len);
+		}
+		OK(imgfmt__close(img));
+	}
+	free(perm);
+	free(model);
+}
+END_TEST
+
+/* A cluster read (so cached), then written, discarded or zeroed, must
+ * read back what was written, never the bytes decompressed before. */
+START_TEST(compressed_write_after_cached_read)
+{
+	uint64_t size;
+	uint8_t *model = make_compressed("w.avd", 16, &size), buf[3000];
+	imgfmt_image *img = op("w.avd", IMGFMT_OPEN_RDWR, 0);
+
+	for (unsigned c = 0; c < 5; c++) {
+		uint64_t base = (uint64_t)c * ZC;
+		expect_range(img, model, base + 4096, 4096);
+		fill(buf, sizeof(buf), 100 + c);
+		OK(imgfmt__pwrite(img, buf, sizeof(buf), base + 5000 + c));
+		memcpy(model + base + 5000 + c, buf, sizeof(buf));
+		for (uint64_t o = 0; o < ZC; o += 4096)
+			expect_range(img, model, base + o, 4096);
+	}
+	/* Discard (no backing file: reads as zeros) and write-zeroes. */
+	expect_range(img, model, 8 * ZC + 8192, 100);
+	OK(imgfmt__discard(img, 8 * ZC, ZC));
+	memset(model + 8 * ZC, 0, ZC);
+	expect_range(img, model, 8 * ZC + 8192, 100);
+	expect_range(img, model, 9 * ZC + 12288, 4096);
+	OK(imgfmt__write_zeroes(img, 9 * ZC, ZC, 0));
+	memset(model + 9 * ZC, 0, ZC);
+	for (uint64_t o = 0; o < ZC; o += 4096)
+		expect_range(img, model, 9 * ZC + o, 4096);
+	expect_content(img, model, size);
+	OK(imgfmt__flush(img));
+	expect_clean(img);
+	OK(imgfmt__close(img));
+	img = op("w.avd", 0, 0);
+	expect_content(img, model, size);
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
+/* Readers on compressed clusters from several threads, with a cache of
+ * two clusters so that they evict each other's and wait on each other's
+ * decompression of the same cluster. */
+START_TEST(compressed_concurrent_readers)
+{
+	uint64_t size;
+	uint8_t *model = make_compressed("t.avd", 20, &size);
+	pthread_t t[4];
+	struct reader_arg a[4];
+
+	for (int pass = 0; pass < 2; pass++) {
+		imgfmt_image *img = op("t.avd", 0, pass ? 0 : 4 * ZC);
+		for (int i = 0; i < 4; i++) {
+			a[i] = (struct reader_arg){ img, model, size,
+						    10 * pass + i + 1, 0 };
+			ck_assert_int_eq(pthread_create(&t[i], NULL, reader,
+							&a[i]), 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(t[i], NULL);
+			ck_assert_int_eq(a[i].bad, 0);
+		}
+		OK(imgfmt__close(img));
+	}
+	free(model);
+}
+END_TEST
+
+static void *corrupt_reader(void *p)
+{
+	struct reader_arg *a = p;
+	uint8_t buf[4096];
+
+	/* Every 4 KiB block of cluster 1, twice: each must fail. */
+	for (int i = 0; i < 32; i++)
+		if (imgfmt__pread(a->img, buf, sizeof(buf),
+				  ZC + (uint64_t)((i + a->seed) % 16) * 4096) !=
+		    -EIO)
+			a->bad++;
+	return NULL;
+}
+
+/* A compressed cluster whose payload fails its checksum fails every
+ * read, from one thread or several, and is never served from the cache;
+ * its neighbours still read. */
+START_TEST(compressed_corrupt_never_cached)
+{
+	uint64_t size;
+	uint8_t *model = make_compressed("k.avd", 8, &size), h[AVD_HEADER_SIZE];
+	uint8_t ent[16], x;
+	int fd = open(fx_path("k.avd"), O_RDWR);
+	pthread_t t[3];
+	struct reader_arg a[3];
+
+	/* Cluster 1's entry in the first L2 table; flip a payload byte. */
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+	uint64_t l1 = avd_get64(h + AVD_H_L1_OFFSET), l2;
+	ck_assert_int_eq(pread(fd, ent, 8, (off_t)l1), 8);
+	l2 = avd_get64(ent);
+	ck_assert_int_eq(pread(fd, ent, 16,
+			       (off_t)(l2 + avd_entry_size(ZC))), 16);
+	uint64_t d = avd_get64(ent);
+	ck_assert_uint_eq(AVD_DESC_TYPE(d), AVD_T_COMP);
+	uint64_t poff = AVD_DESC_OFF(d) + avd_get32(ent + 8) / 2;
+	ck_assert_int_eq(pread(fd, &x, 1, (off_t)poff), 1);
+	x ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &x, 1, (off_t)poff), 1);
+	close(fd);
+
+	imgfmt_image *img = op("k.avd", 0, 4 * ZC);
+	uint8_t buf[4096];
+	for (int round = 0; round < 3; round++)
+		for (uint64_t o = 0; o < ZC; o += 4096) {
+			expect_range(img, model, o, 4096);
+			for (int again = 0; again < 2; again++) {
+				ck_assert_int_eq(imgfmt__pread(img, buf, 4096,
+							       ZC + o),
+						 -EIO);
+				ck_assert_ptr_nonnull(strstr(imgfmt__error(),
+							     "checksum"));
+			}
+			expect_range(img, model, 2 * ZC + o, 4096);
+		}
+	for (int i = 0; i < 3; i++) {
+		a[i] = (struct reader_arg){ img, model, size, i * 5, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, corrupt_reader,
+						&a[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(a[i].bad, 0);
+	}
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
 START_TEST(commit_rebase_compact)
 {
 	const uint32_t C = 65536;
@@ -958,6 +1173,10 @@ int main(void)
 	tcase_add_test(tc, resize_grows_l1);
 	tcase_add_test(tc, tiny_cache_evicts);
 	tcase_add_test(tc, concurrent_readers);
+	tcase_add_test(tc, compressed_random_4k);
+	tcase_add_test(tc, compressed_write_after_cached_read);
+	tcase_add_test(tc, compressed_concurrent_readers);
+	tcase_add_test(tc, compressed_corrupt_never_cached);
 	tcase_add_test(tc, commit_rebase_compact);
 	tcase_add_test(tc, dirty_after_unclean_exit);
 	tcase_add_test(tc, concurrent_writers_and_readers);
