@@ -27,6 +27,7 @@
 
 #include "driver.h"
 #include "qcow2.h"
+#include "zcache.h"
 
 
 /* What a run of the virtual disk is, as one lookup sees it. */
@@ -427,6 +428,12 @@ static int qcow2__open(imgfmt_image *img)
 			goto fail;
 		}
 	}
+	/* Decompressed clusters: a quarter of cache_bytes, 2 to 16
+	 * clusters, allocated only if compressed clusters are read; NULL
+	 * (no memory) reads uncached. */
+	q->zc = imgfmt_zcache_new(imgfmt_zcache_entries(img->cache_bytes,
+							q->cluster_size),
+				  q->cluster_size);
 	return 0;
 
 fail:
@@ -446,6 +453,7 @@ static void qcow2__close(imgfmt_image *img)
 
 	if (q) {
 		qcow2__rw_close(img);
+		imgfmt_zcache_free(q->zc);
 		free(q->l1);
 		free(q);
 		img->priv = NULL;
@@ -588,13 +596,16 @@ static int q2_lookup(imgfmt_image *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
-/* Decompress one compressed cluster into out (cluster_size bytes). */
+/* Decompress one compressed cluster into out (cluster_size bytes).  The
+ * compressed bytes go to this thread's scratch buffer, through this
+ * thread's inflate stream or zstd context (zcache.h): nothing is
+ * allocated per cluster. */
 static int q2_decompress(imgfmt_image *img, struct qcow2 *q,
 			 const struct q2_run *run, uint8_t *out)
 {
 	uint64_t avail = img->file_length - run->host;
 	size_t clen = (size_t)(run->csize < avail ? run->csize : avail);
-	uint8_t *in = malloc(clen);
+	uint8_t *in = imgfmt_zscratch(0, clen);
 	int r, ok = 0;
 
 	/* The last sector of the last compressed cluster may stop short of
@@ -604,33 +615,25 @@ static int q2_decompress(imgfmt_image *img, struct qcow2 *q,
 		return imgfmt_err(ENOMEM, "out of memory");
 	r = imgfmt_file_read(img, in, clen, run->host,
 			     "qcow2 compressed cluster");
-	if (r < 0) {
-		free(in);
+	if (r < 0)
 		return r;
-	}
 	if (q->compression_type == QCOMP_ZLIB) {
-		z_stream s;
-		memset(&s, 0, sizeof(s));
-		if (inflateInit2(&s, -12) != Z_OK) {
-			free(in);
+		z_stream *s = imgfmt_zlib_inflater(-12);
+		if (!s)
 			return imgfmt_err(ENOMEM, "zlib: out of memory");
-		}
-		s.next_in = in;
-		s.avail_in = (uInt)clen;
-		s.next_out = out;
-		s.avail_out = q->cluster_size;
-		int zr = inflate(&s, Z_FINISH);
+		s->next_in = in;
+		s->avail_in = (uInt)clen;
+		s->next_out = out;
+		s->avail_out = q->cluster_size;
+		int zr = inflate(s, Z_FINISH);
 		ok = (zr == Z_STREAM_END || zr == Z_BUF_ERROR) &&
-		     s.avail_out == 0;
-		inflateEnd(&s);
+		     s->avail_out == 0;
 	} else {
-		ZSTD_DCtx *d = ZSTD_createDCtx();
+		ZSTD_DCtx *d = imgfmt_zstd_dctx();
 		ZSTD_inBuffer ib = { in, clen, 0 };
 		ZSTD_outBuffer ob = { out, q->cluster_size, 0 };
-		if (!d) {
-			free(in);
+		if (!d)
 			return imgfmt_err(ENOMEM, "zstd: out of memory");
-		}
 		/* Stop as soon as the cluster is full: what follows in the
 		 * last sector is padding, not another frame. */
 		while (ob.pos < ob.size) {
@@ -644,9 +647,7 @@ static int q2_decompress(imgfmt_image *img, struct qcow2 *q,
 				break; /* input exhausted mid-frame */
 		}
 		ok = ob.pos == ob.size;
-		ZSTD_freeDCtx(d);
 	}
-	free(in);
 	if (!ok)
 		return imgfmt_err(EIO, "%s: qcow2 compressed cluster at virtual "
 				  "offset %llu (host %llu, %zu bytes) does not "
@@ -656,11 +657,23 @@ static int q2_decompress(imgfmt_image *img, struct qcow2 *q,
 	return 0;
 }
 
+struct q2_zfill {
+	imgfmt_image *img;
+	struct qcow2 *q;
+	const struct q2_run *run;
+};
+
+static int q2_zfill(void *arg, uint8_t *out)
+{
+	struct q2_zfill *f = arg;
+
+	return q2_decompress(f->img, f->q, f->run, out);
+}
+
 int qcow2__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
 {
 	struct qcow2 *q = img->priv;
-	uint8_t *p = buf, *cbuf = NULL;
-	uint64_t cbuf_cluster = UINT64_MAX;
+	uint8_t *p = buf;
 	int r = 0;
 
 	while (len > 0) {
@@ -680,22 +693,20 @@ int qcow2__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
 			r = imgfmt_file_read(img, p, n, run.host,
 					     "qcow2 data cluster");
 			break;
-		case Q2_COMPRESSED:
-			if (!cbuf) {
-				cbuf = malloc(q->cluster_size);
-				if (!cbuf) {
-					r = imgfmt_err(ENOMEM, "out of memory");
-					break;
-				}
-			}
-			if (cbuf_cluster != run.cluster_start) {
-				r = q2_decompress(img, q, &run, cbuf);
-				if (r < 0)
-					break;
-				cbuf_cluster = run.cluster_start;
-			}
-			memcpy(p, cbuf + (off - run.cluster_start), n);
+		case Q2_COMPRESSED: {
+			/* Through the cache, keyed on the L2 entry's host
+			 * offset and compressed length (qcow2 has no
+			 * checksum); why that cannot go stale:
+			 * imgfmt_zcache_read (qcow2-rw.c writes compressed
+			 * clusters out uncompressed, never in). */
+			struct q2_zfill f = { img, q, &run };
+			struct imgfmt_zkey k = { run.host, run.csize, 0 };
+			r = imgfmt_zcache_read(q->zc, q->cluster_size, &k,
+					       (uint32_t)(off -
+							  run.cluster_start),
+					       (uint32_t)n, p, q2_zfill, &f);
 			break;
+		}
 		}
 		if (r < 0)
 			break;
@@ -703,7 +714,6 @@ int qcow2__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
 		off += n;
 		len -= n;
 	}
-	free(cbuf);
 	return r;
 }
 

@@ -130,6 +130,7 @@ struct qcow2 {
 	unsigned csize_shift;      /* compressed entries: size field start */
 	uint64_t coffset_mask;
 	struct qcow2_rw *rw;       /* read-write state (qcow2-rw.c), or NULL */
+	struct imgfmt_zcache *zc;  /* decompressed clusters (zcache.h), or NULL */
 };
 
 /* Writer entry points (qcow2-write.c), wired into the driver in qcow2.c. */

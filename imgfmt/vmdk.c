@@ -35,6 +35,7 @@
 #include <zlib.h>
 
 #include "driver.h"
+#include "zcache.h"
 
 #define SECTOR 512ull
 #define VMDK_MAGIC 0x564d444bu /* "KDMV" read little-endian */
@@ -776,29 +777,24 @@ static int vmdk__read_compressed(imgfmt_image *img, struct vmdk_extent *e,
 		if (size > cap)
 			size = cap;
 	}
-	uint8_t *in = malloc(size);
+	/* This thread's scratch buffer and inflate stream (zcache.h):
+	 * nothing allocated per grain. */
+	uint8_t *in = imgfmt_zscratch(0, size);
 	if (!in)
 		return imgfmt_err(ENOMEM, "out of memory");
 	r = vmdk__ext_read(img, e, in, size, at, "compressed grain");
-	if (r < 0) {
-		free(in);
+	if (r < 0)
 		return r;
-	}
-	z_stream zs;
-	memset(&zs, 0, sizeof(zs));
-	if (inflateInit(&zs) != Z_OK) {
-		free(in);
+	z_stream *zs = imgfmt_zlib_inflater(MAX_WBITS);
+	if (!zs)
 		return imgfmt_err(ENOMEM, "inflateInit failed");
-	}
-	zs.next_in = in;
-	zs.avail_in = (uInt)size;
-	zs.next_out = out;
-	zs.avail_out = (uInt)e->grain;
-	int zr = inflate(&zs, Z_FINISH);
-	*out_len = e->grain - zs.avail_out;
-	inflateEnd(&zs);
-	free(in);
-	if (zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && zs.avail_out == 0))
+	zs->next_in = in;
+	zs->avail_in = (uInt)size;
+	zs->next_out = out;
+	zs->avail_out = (uInt)e->grain;
+	int zr = inflate(zs, Z_FINISH);
+	*out_len = e->grain - zs->avail_out;
+	if (zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && zs->avail_out == 0))
 		return imgfmt_err(EIO, "%s: %s: compressed grain %llu at "
 				  "sector %u does not inflate (zlib error %d)",
 				  img->path, e->name, (unsigned long long)gi,
@@ -810,7 +806,6 @@ static int vmdk__read_sparse(imgfmt_image *img, struct vmdk *v,
 			     struct vmdk_extent *e, uint8_t *p, size_t len,
 			     uint64_t off)
 {
-	uint8_t *tmp = NULL;
 	int r = 0;
 
 	while (len > 0) {
@@ -829,7 +824,8 @@ static int vmdk__read_sparse(imgfmt_image *img, struct vmdk *v,
 			memset(p, 0, n);
 		} else if (e->compressed) {
 			size_t got = 0;
-			if (!tmp && !(tmp = malloc(e->grain))) {
+			uint8_t *tmp = imgfmt_zscratch(1, e->grain);
+			if (!tmp) {
 				r = imgfmt_err(ENOMEM, "out of memory");
 				break;
 			}
@@ -860,7 +856,6 @@ static int vmdk__read_sparse(imgfmt_image *img, struct vmdk *v,
 		off += n;
 		len -= n;
 	}
-	free(tmp);
 	return r;
 }
 
