@@ -43,6 +43,7 @@
 #define VERIFIED_CACHE_ENTRIES 32
 #define VERIFIED_READAHEAD 4      /* clusters verified ahead of a reader */
 #define VERIFIED_CHUNK 2          /* clusters per unit of a shared request */
+#define VERIFIED_STREAMS 8        /* sequential readers told apart */
 
 enum entry_state {
 	ENTRY_EMPTY,
@@ -57,6 +58,17 @@ struct verified_entry {
 	uint8_t *data;   /* cluster_size bytes once first used */
 	size_t len;
 	enum entry_state state;
+};
+
+/* A reader going forward in small steps.  The NBD server hands one
+ * client's requests to several worker threads, and a guest may read two
+ * files at once, so reads of several streams arrive interleaved and a
+ * little out of order: a read continues a stream if it starts within a
+ * cluster of where the stream has got to. */
+struct read_stream {
+	uint64_t next;      /* the furthest end of the stream's reads */
+	uint64_t ra_last;   /* cluster read-ahead was last run for */
+	int used;
 };
 
 /* A request of several whole clusters shared between its caller and the
@@ -84,8 +96,8 @@ struct verified {
 	uint64_t clock;
 	struct verified_entry cache[VERIFIED_CACHE_ENTRIES];
 	struct shared_read *shared;  /* a request the worker may help with */
-	uint64_t seq_next;           /* where the last small read ended */
-	uint64_t ra_last;            /* cluster read-ahead was last run for */
+	struct read_stream streams[VERIFIED_STREAMS];
+	unsigned next_stream;        /* the slot a new stream takes */
 	int stop;
 	int has_worker;
 	pthread_t worker;
@@ -394,8 +406,30 @@ static int read_cluster(struct verified *v, uint8_t *out, uint64_t c,
 	return r;
 }
 
-/* After a small read that continues the previous one, queue the next
- * clusters for the worker to verify into the cache. */
+/* The stream a small read continues, or NULL: then it starts a new one
+ * (in the next slot, round robin).  Under v->lock. */
+static struct read_stream *continued_stream(struct verified *v, uint64_t off,
+					    size_t len)
+{
+	for (int i = 0; i < VERIFIED_STREAMS; i++) {
+		struct read_stream *st = &v->streams[i];
+		if (st->used && off + v->cluster_size >= st->next &&
+		    off <= st->next + v->cluster_size) {
+			if (off + len > st->next)
+				st->next = off + len;
+			return st;
+		}
+	}
+	struct read_stream *st = &v->streams[v->next_stream++ %
+					     VERIFIED_STREAMS];
+	st->used = 1;
+	st->next = off + len;
+	st->ra_last = UINT64_MAX;
+	return NULL;
+}
+
+/* After a small read that continues a stream, queue the clusters after
+ * it for the worker to verify into the cache. */
 static void read_ahead(struct verified *v, uint64_t off, size_t len)
 {
 	uint64_t last = (off + len - 1) / v->cluster_size;
@@ -403,10 +437,9 @@ static void read_ahead(struct verified *v, uint64_t off, size_t len)
 	int queued = 0;
 
 	pthread_mutex_lock(&v->lock);
-	int sequential = off == v->seq_next;
-	v->seq_next = off + len;
-	if (sequential && last != v->ra_last) {
-		v->ra_last = last;
+	struct read_stream *st = continued_stream(v, off, len);
+	if (st && last != st->ra_last) {
+		st->ra_last = last;
 		for (uint64_t c = last + 1;
 		     c <= last + VERIFIED_READAHEAD && c < nr; c++) {
 			struct verified_entry *e;
@@ -574,7 +607,6 @@ int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,
 	v->verify = verify;
 	v->is_zero = is_zero;
 	v->opaque = opaque;
-	v->ra_last = UINT64_MAX;
 	img->drv = &verified_driver;
 	img->fd = -1;
 	img->read_only = 1;
