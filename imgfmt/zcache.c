@@ -140,7 +140,7 @@ struct imgfmt_zcache {
 	pthread_cond_t filled;
 	size_t C;
 	unsigned n;
-	uint64_t tick, fills, hits;
+	uint64_t tick;
 	struct zent e[];
 };
 
@@ -211,8 +211,11 @@ static int zcache_uncached(size_t C, uint32_t o, uint32_t len, uint8_t *dst,
  * it a zero or unallocated descriptor; neither looks the cache up with
  * the old key again.  A freed compressed range that is reused holds data
  * clusters or tables, never a compressed cluster under the old key.
- * Fills happen under the driver's shared lock, writes under its
- * exclusive one, so no fill races a descriptor change.
+ * AVD fills under its shared lock and writes under its exclusive one, so
+ * no fill races a descriptor change.  qcow2 does not order its reads
+ * against its writes at all (as before this cache): a fill that raced a
+ * rewrite and read reused bytes fails to decompress and is not cached,
+ * and even if it did not fail, no descriptor names its key any more.
  */
 int imgfmt_zcache_read(struct imgfmt_zcache *zc, size_t cluster_size,
 		       const struct imgfmt_zkey *key, uint32_t o, uint32_t len,
@@ -241,7 +244,6 @@ int imgfmt_zcache_read(struct imgfmt_zcache *zc, size_t cluster_size,
 	}
 	if (hit) {
 		hit->tick = ++zc->tick;
-		zc->hits++;
 		memcpy(dst, hit->buf + o, len);
 		pthread_mutex_unlock(&zc->lock);
 		return 0;
@@ -268,7 +270,6 @@ int imgfmt_zcache_read(struct imgfmt_zcache *zc, size_t cluster_size,
 	}
 	victim->key = *key;
 	victim->state = ZE_FILLING;
-	zc->fills++;
 	pthread_mutex_unlock(&zc->lock);
 
 	r = fill(arg, victim->buf);
