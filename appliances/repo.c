@@ -509,11 +509,14 @@ struct dl {
 	struct hasher *hasher;    /* hashes the file as it grows */
 	uint64_t written, limit;   /* limit 0: none */
 	uint64_t synced;           /* bytes handed to writeback so far */
+	uint64_t fed;              /* file bytes handed to the hasher */
 	int too_large;
 	int write_error;
 	const struct repo_pull_opts *o;
 	uint64_t base, total;      /* resumed bytes, expected total */
 };
+
+#define DL_HASH_BATCH (1u << 20)
 
 static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 {
@@ -536,8 +539,14 @@ static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 			}
 			done += (size_t)w;
 		}
-		if (d->hasher)
-			hasher_feed(d->hasher, d->base + d->written + n);
+		/* Wake the hasher per MiB, not per chunk: curl's chunks
+		 * are 16-512 KiB, and a wake-up and a pread for each cost
+		 * more than the hashing. */
+		uint64_t avail = d->base + d->written + n;
+		if (d->hasher && avail - d->fed >= DL_HASH_BATCH) {
+			hasher_feed(d->hasher, avail);
+			d->fed = avail;
+		}
 		/* Start writeback as data arrives, so the fsync before the
 		 * rename into the cache has little left to do. */
 		if (d->written + n - d->synced >= (8u << 20)) {
@@ -604,6 +613,9 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "appliance/0.1");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	/* Fewer, larger writes for a package (the default is 16 KiB). */
+	if (d->fd >= 0)
+		curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
 	if (d->o && d->o->progress) {
 		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, dl_progress);
 		curl_easy_setopt(c, CURLOPT_XFERINFODATA, d);
@@ -682,6 +694,7 @@ static int fetch_to_file(const char *url, const char *part, uint64_t size,
 	}
 	hasher_start(&h, d.fd, ctx, 0);
 	hasher_feed(&h, have);
+	d.fed = have;
 	d.hasher = &h;
 	d.base = have;
 	d.limit = size ? size - have : max;
@@ -702,7 +715,7 @@ static int fetch_to_file(const char *url, const char *part, uint64_t size,
 				goto out;
 			}
 			hasher_start(&h, d.fd, ctx, 0);
-			d.written = d.synced = 0;
+			d.written = d.synced = d.fed = 0;
 			d.base = have = 0;
 			d.limit = size ? size : max;
 			rc = fetch(url, &d, 0, &code);
@@ -717,6 +730,7 @@ static int fetch_to_file(const char *url, const char *part, uint64_t size,
 	if (rc == 0 && fsync(d.fd) < 0)
 		rc = repo_err(errno, "%s: %s", part, strerror(errno));
 finish:
+	hasher_feed(&h, have + d.written);   /* the last, partial batch */
 	herr = hasher_finish(&h);
 	if (rc == 0 && herr)
 		rc = repo_err(herr, "%s: hashing the download failed", part);
