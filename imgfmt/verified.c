@@ -41,7 +41,7 @@
 #include "driver.h"
 
 #define VERIFIED_CACHE_ENTRIES 32
-#define VERIFIED_READAHEAD 4      /* clusters verified ahead of a reader */
+#define VERIFIED_READAHEAD 16     /* clusters verified ahead of a reader: half the cache */
 #define VERIFIED_CHUNK 2          /* clusters per unit of a shared request */
 #define VERIFIED_STREAMS 8        /* sequential readers told apart */
 
