@@ -141,6 +141,9 @@ struct vmdk {
 	/* Read-write monolithicSparse: new grains go at alloc_end. */
 	pthread_mutex_t alloc_lock;
 	uint64_t alloc_end;
+	/* Recently inflated grains of a single compressed extent
+	 * (streamOptimized, zcache.h; NULL: none). */
+	struct imgfmt_zcache *zc;
 };
 
 /* The extent file's length: read atomically, because a read-write
@@ -802,6 +805,38 @@ static int vmdk__read_compressed(imgfmt_image *img, struct vmdk_extent *e,
 	return 0;
 }
 
+/* A whole compressed grain for the cache: it must inflate to every byte
+ * of the extent it covers (a shorter one is damaged; the rest of a last
+ * grain past the extent's end is zeroed). */
+struct vmdk_zfill {
+	imgfmt_image *img;
+	struct vmdk_extent *e;
+	uint64_t gi;
+	uint32_t sector;
+};
+
+static int vmdk_zfill(void *arg, uint8_t *out)
+{
+	struct vmdk_zfill *f = arg;
+	struct vmdk_extent *e = f->e;
+	uint64_t need = e->size - f->gi * e->grain;
+	size_t got = 0;
+	int r;
+
+	if (need > e->grain)
+		need = e->grain;
+	r = vmdk__read_compressed(f->img, e, f->gi, f->sector, out, &got);
+	if (r == 0 && got < need)
+		return imgfmt_err(EIO, "%s: %s: compressed grain %llu "
+				  "inflates to %zu bytes, short of the %llu "
+				  "it covers", f->img->path, e->name,
+				  (unsigned long long)f->gi, got,
+				  (unsigned long long)need);
+	if (r == 0)
+		memset(out + got, 0, e->grain - got);
+	return r;
+}
+
 static int vmdk__read_sparse(imgfmt_image *img, struct vmdk *v,
 			     struct vmdk_extent *e, uint8_t *p, size_t len,
 			     uint64_t off)
@@ -822,6 +857,18 @@ static int vmdk__read_sparse(imgfmt_image *img, struct vmdk *v,
 			r = imgfmt_backing_read(img, p, n, e->start + off);
 		} else if (s == 1 && e->zero_grain) {
 			memset(p, 0, n);
+		} else if (e->compressed && v->zc) {
+			/* Keyed on where the grain is and which grain it is
+			 * (check = gi + 1): a sector that two grain table
+			 * entries share still has its marker checked against
+			 * each grain.  Why the key cannot go stale:
+			 * imgfmt_zcache_read and vmdk__open. */
+			struct vmdk_zfill f = { img, e, gi, s };
+			struct imgfmt_zkey k = { (uint64_t)s * SECTOR, 0,
+						 gi + 1 };
+			r = imgfmt_zcache_read(v->zc, e->grain, &k,
+					       (uint32_t)in, (uint32_t)n, p,
+					       vmdk_zfill, &f);
 		} else if (e->compressed) {
 			size_t got = 0;
 			uint8_t *tmp = imgfmt_zscratch(1, e->grain);
@@ -880,6 +927,7 @@ static void vmdk__free(struct vmdk *v)
 	}
 	free(v->ext);
 	free(v->ring);
+	imgfmt_zcache_free(v->zc);
 	pthread_mutex_destroy(&v->lock);
 	pthread_mutex_destroy(&v->alloc_lock);
 	free(v);
@@ -1334,6 +1382,14 @@ static int vmdk__open(imgfmt_image *img)
 		r = vmdk__open_rw(img, v);
 	if (r < 0)
 		goto fail;
+	/* One compressed extent (streamOptimized, what OVAs carry): a
+	 * client reading it 4 KiB at a time would otherwise inflate each
+	 * grain once per read.  Such extents are never written (vmdk__open_rw
+	 * takes only monolithicSparse), so a grain's bytes stay put. */
+	if (v->n_ext == 1 && v->ext[0].compressed)
+		v->zc = imgfmt_zcache_new(imgfmt_zcache_entries(
+				img->cache_bytes, v->ext[0].grain),
+					  v->ext[0].grain);
 	return 0;
 fail:
 	vmdk__close(img);

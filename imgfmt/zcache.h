@@ -48,7 +48,9 @@ struct imgfmt_zcache;
 struct imgfmt_zkey {
 	uint64_t off;   /* file offset of the compressed bytes */
 	uint64_t len;   /* their length */
-	uint64_t check; /* their checksum, 0 where the format has none */
+	uint64_t check; /* their checksum, 0 where the format has none;
+			 * VMDK: the grain's index + 1, so that a grain
+			 * shared by two table entries is checked for each */
 };
 
 /* Fill `out` (the cluster size given at creation) with the decompressed

@@ -641,6 +641,95 @@ static void small_stream(void)
 	free(data);
 }
 
+/* streamOptimized read a little at a time, as an NBD client or a guest
+ * does: every grain inflates once into the cache, the bytes are the
+ * same in any order and from several threads, a partial last grain
+ * reads right. */
+struct stream_reader {
+	imgfmt_image *img;
+	const uint8_t *data;
+	uint64_t size;
+	unsigned seed;
+	int bad;
+};
+
+static void *stream_reader_main(void *arg)
+{
+	struct stream_reader *sr = arg;
+	uint8_t buf[4096];
+
+	for (int i = 0; i < 600; i++) {
+		uint64_t off = (uint64_t)rand_r(&sr->seed) % sr->size;
+		size_t n = rand_r(&sr->seed) % 2 ? 4096 : 512 + i % 3000;
+		if (n > sr->size - off)
+			n = (size_t)(sr->size - off);
+		if (imgfmt__pread(sr->img, buf, n, off) < 0 ||
+		    memcmp(buf, sr->data + off, n) != 0)
+			sr->bad++;
+	}
+	return NULL;
+}
+
+START_TEST(vmdk_stream_small_reads)
+{
+	uint64_t size = (5u << 20) + 512 * 3;
+	uint8_t *data = pattern(size);
+	struct stream_reader sr[4];
+	pthread_t t[4];
+
+	write_image(path, "vmdk", "streamOptimized", data, size, 0);
+	imgfmt_image *img = open_fmt(path, NULL);
+	/* Front to back in 4 KiB steps, then backwards. */
+	for (int pass = 0; pass < 2; pass++)
+		for (uint64_t k = 0; k < (size + 4095) / 4096; k++) {
+			uint64_t off = (pass ? (size + 4095) / 4096 - 1 - k
+					     : k) * 4096;
+			uint8_t buf[4096];
+			size_t n = size - off < 4096 ? (size_t)(size - off)
+						     : 4096;
+			ck_assert_int_eq(imgfmt__pread(img, buf, n, off), 0);
+			ck_assert(memcmp(buf, data + off, n) == 0);
+		}
+	for (int i = 0; i < 4; i++) {
+		sr[i] = (struct stream_reader){ img, data, size, 7u * i + 1,
+						0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL,
+						stream_reader_main, &sr[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(sr[i].bad, 0);
+	}
+	imgfmt__close(img);
+	free(data);
+}
+END_TEST
+
+/* A grain that does not inflate fails every read of it (a failure is
+ * never cached), and the grains around it still read. */
+START_TEST(vmdk_stream_bad_grain_fails_every_time)
+{
+	static const uint8_t junk[64] = { 0x78, 0x9c, 0xff, 0xff, 0x13, 0x37 };
+	uint8_t *data = pattern(1u << 20);
+	uint8_t buf[4096];
+
+	small_stream();
+	patch(path, 65536 + 12, junk, sizeof(junk));
+	imgfmt_image *img = open_fmt(path, NULL);
+	int failed = 0;
+	for (uint64_t off = 0; off < (1u << 20); off += 4096)
+		if (imgfmt__pread(img, buf, sizeof(buf), off) < 0)
+			failed++;
+		else
+			ck_assert(memcmp(buf, data + off, sizeof(buf)) == 0);
+	/* Exactly one grain (16 reads of 4 KiB at the default 64 KiB) is
+	 * the damaged one, and each of its reads failed. */
+	ck_assert_int_eq(failed, 16);
+	imgfmt__close(img);
+	free(data);
+}
+END_TEST
+
 START_TEST(vmdk_gd_past_eof)
 {
 	small_sparse();
@@ -1254,6 +1343,8 @@ int main(void)
 	tcase_add_test(rt, vmdk_sparse_roundtrip);
 	tcase_add_test(rt, vmdk_stream_roundtrip);
 	tcase_add_test(rt, vmdk_stream_many_grain_tables);
+	tcase_add_test(rt, vmdk_stream_small_reads);
+	tcase_add_test(rt, vmdk_stream_bad_grain_fails_every_time);
 	tcase_add_test(rt, vhd_dynamic_roundtrip);
 	tcase_add_test(rt, vhd_dynamic_small_blocks);
 	tcase_add_test(rt, vhd_fixed_roundtrip);
