@@ -805,9 +805,9 @@ static int vmdk__read_compressed(imgfmt_image *img, struct vmdk_extent *e,
 	return 0;
 }
 
-/* A whole compressed grain for the cache: it must inflate to every byte
- * of the extent it covers (a shorter one is damaged; the rest of a last
- * grain past the extent's end is zeroed). */
+/* A whole compressed grain, for imgfmt_zcache_read: it must inflate to
+ * every byte of the extent it covers (a shorter one is damaged; the rest
+ * of a last grain past the extent's end is zeroed). */
 struct vmdk_zfill {
 	imgfmt_image *img;
 	struct vmdk_extent *e;
@@ -857,35 +857,20 @@ static int vmdk__read_sparse(imgfmt_image *img, struct vmdk *v,
 			r = imgfmt_backing_read(img, p, n, e->start + off);
 		} else if (s == 1 && e->zero_grain) {
 			memset(p, 0, n);
-		} else if (e->compressed && v->zc) {
-			/* Keyed on where the grain is and which grain it is
-			 * (check = gi + 1): a sector that two grain table
-			 * entries share still has its marker checked against
-			 * each grain.  Why the key cannot go stale:
-			 * imgfmt_zcache_read and vmdk__open. */
+		} else if (e->compressed) {
+			/* Through the cache when there is one (a single
+			 * compressed extent; imgfmt_zcache_read inflates into
+			 * a per-thread buffer otherwise).  Keyed on where the
+			 * grain is and which grain it is (check = gi + 1): a
+			 * sector that two grain table entries share still has
+			 * its marker checked against each grain.  Why the key
+			 * cannot go stale: imgfmt_zcache_read and vmdk__open. */
 			struct vmdk_zfill f = { img, e, gi, s };
 			struct imgfmt_zkey k = { (uint64_t)s * SECTOR, 0,
 						 gi + 1 };
 			r = imgfmt_zcache_read(v->zc, e->grain, &k,
 					       (uint32_t)in, (uint32_t)n, p,
 					       vmdk_zfill, &f);
-		} else if (e->compressed) {
-			size_t got = 0;
-			uint8_t *tmp = imgfmt_zscratch(1, e->grain);
-			if (!tmp) {
-				r = imgfmt_err(ENOMEM, "out of memory");
-				break;
-			}
-			r = vmdk__read_compressed(img, e, gi, s, tmp, &got);
-			if (r == 0 && got < in + n)
-				r = imgfmt_err(EIO, "%s: %s: compressed grain "
-					       "%llu inflates to %zu bytes, "
-					       "short of the %llu needed",
-					       img->path, e->name,
-					       (unsigned long long)gi, got,
-					       (unsigned long long)(in + n));
-			if (r == 0)
-				memcpy(p, tmp + in, n);
 		} else {
 			uint64_t at = (uint64_t)s * SECTOR + in;
 			if (at > ext_len(e) || n > ext_len(e) - at)
