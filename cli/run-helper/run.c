@@ -243,7 +243,7 @@ static int run_appliance(struct run_args *a)
 				  .persist = a->persist };
 	struct launch *l;
 	struct stat st;
-	char *path = NULL, *cmdline = NULL;
+	char *cmdline = NULL;
 	int rc;
 
 	if (a->mc.kernel || a->mc.nr_disks)
@@ -254,17 +254,14 @@ static int run_appliance(struct run_args *a)
 		cli__error("run: %s: not a package file", a->appliance);
 		return EXIT_FAIL;
 	}
-	path = strdup(a->appliance);
 	if (a->key) {
 		if (minisign__pubkey_load(a->key, &pk) < 0) {
 			cli__error("%s", minisign__error());
-			free(path);
 			return EXIT_FAIL;
 		}
 		lo.key = &pk;
 	}
-	rc = launch__prepare(path, &lo, &l);
-	free(path);
+	rc = launch__prepare(a->appliance, &lo, &l);
 	if (rc < 0) {
 		cli__error("run: %s", launch__error());
 		return EXIT_FAIL;
