@@ -539,9 +539,9 @@ static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 			}
 			done += (size_t)w;
 		}
-		/* Wake the hasher per MiB, not per chunk: curl's chunks
-		 * are 16-512 KiB, and a wake-up and a pread for each cost
-		 * more than the hashing. */
+		/* Wake the hasher per MiB, not per chunk: curl hands over
+		 * at most 16 KiB at a time, and a wake-up and a pread for
+		 * each cost more than the hashing. */
 		uint64_t avail = d->base + d->written + n;
 		if (d->hasher && avail - d->fed >= DL_HASH_BATCH) {
 			hasher_feed(d->hasher, avail);
@@ -613,7 +613,8 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "appliance/0.1");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	/* Fewer, larger writes for a package (the default is 16 KiB). */
+	/* Fewer, larger socket reads for a package (the default buffer
+	 * is 16 KiB); the write callback still gets at most 16 KiB. */
 	if (d->fd >= 0)
 		curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
 	if (d->o && d->o->progress) {
