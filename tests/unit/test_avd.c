@@ -21,6 +21,7 @@
 #include "fixture-dir.h"
 #include "imgfmt.h"
 #include "writer.h"
+#include "fixture-run.h"
 
 static void setup(void)
 {
@@ -685,13 +686,32 @@ static void *reader(void *p)
 	return NULL;
 }
 
+/* n (up to 4) threads running fn over img at once, thread i with seed
+ * first_seed + seed_step * i; none may find a bad read. */
+static void run_readers(imgfmt_image *img, const uint8_t *model,
+			uint64_t size, void *(*fn)(void *), int n,
+			int first_seed, int seed_step)
+{
+	pthread_t t[4];
+	struct reader_arg a[4];
+
+	ck_assert_int_le(n, 4);
+	for (int i = 0; i < n; i++) {
+		a[i] = (struct reader_arg){ img, model, size,
+					    first_seed + seed_step * i, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, fn, &a[i]), 0);
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(a[i].bad, 0);
+	}
+}
+
 START_TEST(concurrent_readers)
 {
 	const uint64_t size = 8 << 20;
 	uint8_t *model = malloc(size);
 	imgfmt_image *img = mk("m.avd", size, 4096, NULL, NULL);
-	pthread_t t[4];
-	struct reader_arg a[4];
 
 	fill(model, size, 42);
 	memset(model + (1 << 20), 0, 1 << 20);
@@ -699,14 +719,7 @@ START_TEST(concurrent_readers)
 	OK(imgfmt__close(img));
 	/* A small cache so that readers race on loading tables too. */
 	img = op("m.avd", 0, 3 * 4096);
-	for (int i = 0; i < 4; i++) {
-		a[i] = (struct reader_arg){ img, model, size, i + 1, 0 };
-		ck_assert_int_eq(pthread_create(&t[i], NULL, reader, &a[i]), 0);
-	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(t[i], NULL);
-		ck_assert_int_eq(a[i].bad, 0);
-	}
+	run_readers(img, model, size, reader, 4, 1, 1);
 	OK(imgfmt__close(img));
 	free(model);
 }
@@ -834,21 +847,10 @@ START_TEST(compressed_concurrent_readers)
 {
 	uint64_t size;
 	uint8_t *model = make_compressed("t.avd", 20, &size);
-	pthread_t t[4];
-	struct reader_arg a[4];
 
 	for (int pass = 0; pass < 2; pass++) {
 		imgfmt_image *img = op("t.avd", 0, pass ? 0 : 4 * ZC);
-		for (int i = 0; i < 4; i++) {
-			a[i] = (struct reader_arg){ img, model, size,
-						    10 * pass + i + 1, 0 };
-			ck_assert_int_eq(pthread_create(&t[i], NULL, reader,
-							&a[i]), 0);
-		}
-		for (int i = 0; i < 4; i++) {
-			pthread_join(t[i], NULL);
-			ck_assert_int_eq(a[i].bad, 0);
-		}
+		run_readers(img, model, size, reader, 4, 10 * pass + 1, 1);
 		OK(imgfmt__close(img));
 	}
 	free(model);
@@ -878,8 +880,6 @@ START_TEST(compressed_corrupt_never_cached)
 	uint8_t *model = make_compressed("k.avd", 8, &size), h[AVD_HEADER_SIZE];
 	uint8_t ent[16], x;
 	int fd = open(fx_path("k.avd"), O_RDWR);
-	pthread_t t[3];
-	struct reader_arg a[3];
 
 	/* Cluster 1's entry in the first L2 table; flip a payload byte. */
 	ck_assert_int_ge(fd, 0);
@@ -911,15 +911,7 @@ START_TEST(compressed_corrupt_never_cached)
 			}
 			expect_range(img, model, 2 * ZC + o, 4096);
 		}
-	for (int i = 0; i < 3; i++) {
-		a[i] = (struct reader_arg){ img, model, size, i * 5, 0 };
-		ck_assert_int_eq(pthread_create(&t[i], NULL, corrupt_reader,
-						&a[i]), 0);
-	}
-	for (int i = 0; i < 3; i++) {
-		pthread_join(t[i], NULL);
-		ck_assert_int_eq(a[i].bad, 0);
-	}
+	run_readers(img, model, size, corrupt_reader, 3, 0, 5);
 	OK(imgfmt__close(img));
 	free(model);
 }
@@ -1157,8 +1149,6 @@ int main(void)
 {
 	Suite *s = suite_create("avd");
 	TCase *tc = tcase_create("avd");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -1182,9 +1172,5 @@ int main(void)
 	tcase_add_test(tc, concurrent_writers_and_readers);
 	tcase_add_test(tc, backing_digest_is_verified);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -14,6 +14,7 @@
 #include "avd.h"
 #include "crc32c.h"
 #include "imgfmt.h"
+#include "fixture-run.h"
 
 static char dir[64];
 
@@ -572,8 +573,6 @@ int main(void)
 {
 	Suite *s = suite_create("avd_corrupt");
 	TCase *tc = tcase_create("avd_corrupt");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -590,9 +589,5 @@ int main(void)
 	tcase_add_test(tc, reserved_descriptor_bits);
 	tcase_add_test(tc, resize_ignores_l1_slack);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -19,6 +19,7 @@
 #include "runtime/boot-pvh.h"
 #include "runtime/vm.h"
 #include "fixture-vm.h"
+#include "fixture-run.h"
 
 /* ---- a crafted vmlinux ----------------------------------------------- */
 
@@ -437,9 +438,5 @@ static Suite *pvh_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(pvh_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(pvh_suite());
 }

@@ -17,6 +17,7 @@
 
 #include "builder/steps.h"
 #include "builder/toml.h"
+#include "fixture-run.h"
 
 static char dir[64], dest[80], outside[80], tarpath[80];
 
@@ -583,9 +584,5 @@ static Suite *builder_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(builder_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(builder_suite());
 }

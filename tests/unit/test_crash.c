@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "imgfmt.h"
+#include "fixture-run.h"
 
 #define DISK_SIZE (4u << 20)
 
@@ -292,17 +293,11 @@ int main(void)
 {
 	Suite *s = suite_create("crash");
 	TCase *tc = tcase_create("crash");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 900);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, crash_raw);
 	tcase_add_loop_test(tc, crash_avd, 0, 2);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "crc32c.h"
+#include "fixture-run.h"
 
 static uint8_t *buf;
 #define BUF_LEN (140 * 1024)
@@ -116,8 +117,6 @@ int main(void)
 {
 	Suite *s = suite_create("crc32c");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -125,9 +124,5 @@ int main(void)
 	tcase_add_test(tc, vectors_and_running_checksums);
 	tcase_add_test(tc, unknown_path_is_refused);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return fx_run_suite(s);
 }

@@ -13,6 +13,7 @@
 
 #include "common/durable.h"
 #include "fixture-dir.h"
+#include "fixture-run.h"
 
 static char dir[160], path[160];
 
@@ -123,8 +124,6 @@ int main(void)
 {
 	Suite *s = suite_create("durable");
 	TCase *tc = tcase_create("durable");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, write_creates_and_replaces);
@@ -132,9 +131,5 @@ int main(void)
 	tcase_add_test(tc, failures_leave_nothing);
 	tcase_add_test(tc, fsync_dir_forms);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "runtime/engine-qemu.h"
+#include "fixture-run.h"
 
 static int has_arg_pair(char **argv, const char *opt, const char *val)
 {
@@ -105,17 +106,11 @@ int main(void)
 {
 	Suite *s = suite_create("engine_qemu");
 	TCase *tc = tcase_create("engine_qemu");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, argv_for_tcg_with_disk_and_forwards);
 	tcase_add_test(tc, argv_for_kvm_without_network);
 	tcase_add_test(tc, missing_disk_fails_before_qemu_starts);
 	tcase_add_test(tc, qemu_failure_is_reported);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "appliances/minisign.h"
+#include "fixture-run.h"
 
 /* Made with `minisign -G -W` (unencrypted) and `minisign -Sm f -t "tc
  * here"` / `minisign -S -l` (legacy) over the 3 bytes "hi\n". */
@@ -776,11 +777,5 @@ Suite *minisign_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(minisign_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(minisign_suite());
 }

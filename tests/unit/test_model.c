@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "imgfmt.h"
+#include "fixture-run.h"
 
 static char dir[64];
 static char img_path[128], backing_path[128];
@@ -299,8 +300,6 @@ int main(void)
 {
 	Suite *s = suite_create("model");
 	TCase *tc = tcase_create("model");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 600);
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -308,9 +307,5 @@ int main(void)
 	tcase_add_loop_test(tc, model_avd, 0, 3);
 	tcase_add_loop_test(tc, model_avd_backing, 0, 3);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -21,6 +21,7 @@
 #include "runtime/serial.h"
 #include "runtime/vm.h"
 #include "fixture-vm.h"
+#include "fixture-run.h"
 
 /* ---- a crafted bzImage ----------------------------------------------- */
 
@@ -891,9 +892,5 @@ static Suite *monitor_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(monitor_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(monitor_suite());
 }

@@ -25,6 +25,7 @@
 
 #include "runtime/engine-qemu.h"
 #include "fixture-net.h"
+#include "fixture-run.h"
 
 /* An EtherType for local experiments (IEEE 802): nothing else on the
  * host sends it, so our frames are told apart from stray traffic. */
@@ -273,9 +274,5 @@ static Suite *tap_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(tap_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(tap_suite());
 }

@@ -15,6 +15,7 @@
 
 #include "appliances/package.h"
 #include "imgfmt.h"
+#include "fixture-run.h"
 
 static char dir[64], build[128], pkg[128];
 static struct minisign_seckey sk;
@@ -485,8 +486,6 @@ int main(void)
 {
 	Suite *s = suite_create("package");
 	TCase *tc = tcase_create("package");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -502,9 +501,5 @@ int main(void)
 	tcase_add_test(tc, resigning_replaces_the_signature);
 	tcase_add_test(tc, not_a_package);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -17,6 +17,7 @@
 #include "imgfmt.h"
 #include "writer.h"
 #include "../../imgfmt/qcow2.h"
+#include "fixture-run.h"
 
 static char path[64];
 
@@ -460,8 +461,6 @@ int main(void)
 {
 	Suite *s = suite_create("qcow2_corrupt");
 	TCase *tc = tcase_create("qcow2_corrupt");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, base_image_is_valid);
@@ -495,9 +494,5 @@ int main(void)
 	tcase_add_test(tc, extended_l2_alloc_and_zero);
 	tcase_add_test(tc, writer_roundtrip);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

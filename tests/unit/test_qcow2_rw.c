@@ -18,6 +18,7 @@
 
 #include "imgfmt.h"
 #include "writer.h"
+#include "fixture-run.h"
 
 #define DISK (3u << 20)
 
@@ -398,8 +399,6 @@ int main(void)
 {
 	Suite *s = suite_create("qcow2_rw");
 	TCase *tc = tcase_create("qcow2_rw");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -414,9 +413,5 @@ int main(void)
 	tcase_add_test(tc, compressed_concurrent_readers);
 	tcase_add_test(tc, compressed_corrupt_never_cached);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

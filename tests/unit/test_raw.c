@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "imgfmt.h"
+#include "fixture-run.h"
 
 static char path[64];
 
@@ -115,8 +116,6 @@ int main(void)
 {
 	Suite *s = suite_create("raw");
 	TCase *tc = tcase_create("raw");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, raw_roundtrip_and_map);
@@ -125,9 +124,5 @@ int main(void)
 	tcase_add_test(tc, discard_and_zeroes_read_back_zero);
 	tcase_add_test(tc, missing_file_names_the_path);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "builder/recipe.h"
+#include "fixture-run.h"
 
 static char dir[64], path[128];
 
@@ -486,9 +487,5 @@ static Suite *recipe_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(recipe_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(recipe_suite());
 }

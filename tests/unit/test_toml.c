@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "builder/toml.h"
+#include "fixture-run.h"
 
 static char err[512];
 
@@ -473,9 +474,5 @@ static Suite *toml_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(toml_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(toml_suite());
 }

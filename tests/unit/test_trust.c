@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "appliances/trust.h"
+#include "fixture-run.h"
 
 static char dir[64], user[128], sys_[128];
 
@@ -190,17 +191,11 @@ int main(void)
 {
 	Suite *s = suite_create("trust");
 	TCase *tc = tcase_create("trust");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, store_locations);
 	tcase_add_test(tc, add_list_find_remove);
 	tcase_add_test(tc, odd_files_in_the_store);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "imgfmt.h"
+#include "fixture-run.h"
 
 #define CL 65536
 #define NCL 8
@@ -438,8 +439,6 @@ int main(void)
 {
 	Suite *s = suite_create("verified");
 	TCase *tc = tcase_create("verified");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, genuine_data_reads_and_is_cached);
@@ -454,9 +453,5 @@ int main(void)
 	tcase_add_test(tc, bad_cluster_size_is_refused);
 	tcase_add_test(tc, attach_backing_refuses_a_second_one);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

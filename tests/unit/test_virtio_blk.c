@@ -14,6 +14,7 @@
 
 #include "imgfmt.h"
 #include "test_virtio_driver.h"
+#include "fixture-run.h"
 
 #define DISK_SIZE (1u << 20)
 #define SECTORS (DISK_SIZE / 512)
@@ -779,8 +780,6 @@ int main(void)
 	Suite *s = suite_create("virtio_blk");
 	TCase *tc = tcase_create("virtio_blk");
 	TCase *tio = tcase_create("virtio_blk_iothread");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, write_then_read);
@@ -815,9 +814,5 @@ int main(void)
 	tcase_add_test(tio, multi_queue_in_parallel);
 	suite_add_tcase(s, tio);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fixture-net.h"
+#include "fixture-run.h"
 
 static struct tdrv d, rxq, txq;
 static struct virtio_dev *vdev;
@@ -458,8 +459,6 @@ int main(void)
 {
 	Suite *s = suite_create("virtio_net");
 	TCase *tc = tcase_create("virtio_net");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, transmit_frames);
@@ -474,9 +473,5 @@ int main(void)
 	tcase_add_test(tc, passt_answers_arp);
 	tcase_add_test(tc, jumbo_frames_in_page_chains);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

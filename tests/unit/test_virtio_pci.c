@@ -14,6 +14,7 @@
 #include "runtime/pci.h"
 #include "runtime/virtio/virtio-pci.h"
 #include "test_virtio_driver.h"
+#include "fixture-run.h"
 
 #define IRQ_BLK 10
 #define IRQ_RNG 11
@@ -774,8 +775,6 @@ int main(void)
 {
 	Suite *s = suite_create("virtio_pci");
 	TCase *tc = tcase_create("virtio_pci");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, conf1_probe_finds_bridge_and_devices);
@@ -800,9 +799,5 @@ int main(void)
 	tcase_add_test(tm, hostile_accesses_are_harmless);
 	tcase_add_test(tm, pci_cfg_window_reaches_the_bar);
 	suite_add_tcase(s, tm);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "test_virtio_driver.h"
+#include "fixture-run.h"
 
 static struct tdrv d;
 static struct virtq vq;
@@ -412,8 +413,6 @@ int main(void)
 {
 	Suite *s = suite_create("virtqueue");
 	TCase *tc = tcase_create("virtqueue");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, chain_splits_readable_and_writable);
@@ -436,9 +435,5 @@ int main(void)
 	tcase_add_test(tc, descriptor_is_read_once);
 	tcase_add_test(tc, iov_helpers_respect_offsets);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }

@@ -16,6 +16,7 @@
 
 #include "imgfmt.h"
 #include "writer.h"
+#include "fixture-run.h"
 
 static char dir[64];
 static char path[128];
@@ -402,26 +403,36 @@ static void *reader(void *p)
 	return NULL;
 }
 
+/* Four threads running fn over img at once (seeds seed_step * i + 1);
+ * every read they make must come back right. */
+static void run_readers(imgfmt_image *img, const uint8_t *data,
+			uint64_t size, void *(*fn)(void *), unsigned seed_step)
+{
+	pthread_t t[4];
+	struct reader_arg a[4];
+
+	for (int i = 0; i < 4; i++) {
+		a[i] = (struct reader_arg){ img, data, size,
+					    seed_step * i + 1, 0 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, fn, &a[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(a[i].bad, 0);
+	}
+}
+
 START_TEST(tiny_cache_concurrent_reads)
 {
 	uint64_t size = 5u << 20;
 	uint8_t *data = pattern(size);
 	struct imgfmt_open_opts o = { .cache_bytes = 2048 };
 	imgfmt_image *img;
-	pthread_t t[4];
-	struct reader_arg a[4];
 
 	/* 4 KiB grains: a 512-entry table covers 2 MiB, so 3 tables. */
 	write_image(path, "vmdk", NULL, data, size, 4096);
 	ck_assert_int_eq(imgfmt__open(path, &o, &img), 0);
-	for (int i = 0; i < 4; i++) {
-		a[i] = (struct reader_arg){ img, data, size, 17u * i + 1, 0 };
-		ck_assert_int_eq(pthread_create(&t[i], NULL, reader, &a[i]), 0);
-	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(t[i], NULL);
-		ck_assert_int_eq(a[i].bad, 0);
-	}
+	run_readers(img, data, size, reader, 17u);
 	imgfmt__close(img);
 	free(data);
 }
@@ -645,17 +656,9 @@ static void small_stream(void)
  * does: every grain inflates once into the cache, the bytes are the
  * same in any order and from several threads, a partial last grain
  * reads right. */
-struct stream_reader {
-	imgfmt_image *img;
-	const uint8_t *data;
-	uint64_t size;
-	unsigned seed;
-	int bad;
-};
-
 static void *stream_reader_main(void *arg)
 {
-	struct stream_reader *sr = arg;
+	struct reader_arg *sr = arg;
 	uint8_t buf[4096];
 
 	for (int i = 0; i < 600; i++) {
@@ -674,8 +677,6 @@ START_TEST(vmdk_stream_small_reads)
 {
 	uint64_t size = (5u << 20) + 512 * 3;
 	uint8_t *data = pattern(size);
-	struct stream_reader sr[4];
-	pthread_t t[4];
 
 	write_image(path, "vmdk", "streamOptimized", data, size, 0);
 	imgfmt_image *img = open_fmt(path, NULL);
@@ -690,16 +691,7 @@ START_TEST(vmdk_stream_small_reads)
 			ck_assert_int_eq(imgfmt__pread(img, buf, n, off), 0);
 			ck_assert(memcmp(buf, data + off, n) == 0);
 		}
-	for (int i = 0; i < 4; i++) {
-		sr[i] = (struct stream_reader){ img, data, size, 7u * i + 1,
-						0 };
-		ck_assert_int_eq(pthread_create(&t[i], NULL,
-						stream_reader_main, &sr[i]), 0);
-	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(t[i], NULL);
-		ck_assert_int_eq(sr[i].bad, 0);
-	}
+	run_readers(img, data, size, stream_reader_main, 7u);
 	imgfmt__close(img);
 	free(data);
 }
@@ -1332,8 +1324,6 @@ int main(void)
 	TCase *hv = tcase_create("hostile_vmdk");
 	TCase *ds = tcase_create("descriptor");
 	TCase *hh = tcase_create("hostile_vhd");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(rt, setup, teardown);
 	tcase_add_checked_fixture(hv, setup, teardown);
@@ -1400,9 +1390,5 @@ int main(void)
 	suite_add_tcase(s, hv);
 	suite_add_tcase(s, ds);
 	suite_add_tcase(s, hh);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return fx_run_suite(s);
 }
