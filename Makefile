@@ -118,7 +118,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBS)
 # The Debian packages the project needs to build, test and run.
 DEB_PACKAGES := build-essential pkg-config check libzstd-dev libarchive-dev \
 	libssl-dev zlib1g-dev libcurl4-openssl-dev zstd qemu-utils \
-	e2fsprogs python3 minisign busybox-static qemu-system-x86 mmdebstrap \
+	e2fsprogs python3 minisign b3sum busybox-static qemu-system-x86 mmdebstrap \
 	cpio kmod passt libnbd-bin nbdkit fio signify-openbsd curl \
 	fuse3 libfuse3-dev libguestfs-tools libguestfs-dev linux-image-amd64
 deps:

@@ -179,7 +179,8 @@ struct build_file {
 
 int package__create(const char *build_dir, const char *out_path,
 		    const struct minisign_seckey *key,
-		    const char *trusted_comment)
+		    const char *trusted_comment,
+		    enum package_leaf_hash leaf_hash)
 {
 	struct toml_value *root = NULL;
 	struct build_file bf[4] = { { 0 } };
@@ -299,7 +300,7 @@ int package__create(const char *build_dir, const char *out_path,
 		goto out;
 	}
 
-	/* Leaves: SHA-256 of every cluster of the disk's content. */
+	/* Leaves: the hash of every cluster of the disk's content. */
 	struct imgfmt_open_opts oo = { .format = dsk->format };
 	if (imgfmt__open(dsk->path, &oo, &disk) < 0) {
 		rc = package__err(EINVAL, "%s", imgfmt__error());
@@ -320,22 +321,19 @@ int package__create(const char *build_dir, const char *out_path,
 	uint8_t zero_leaf[32];
 	{
 		uint8_t *z = calloc(1, PACKAGE_HASH_CLUSTER);
-		unsigned int hl = 32;
 		if (!z || !leaves || !cbuf) {
 			free(z);
 			free(cbuf);
 			rc = package__err(ENOMEM, "out of memory");
 			goto out;
 		}
-		EVP_Digest(z, PACKAGE_HASH_CLUSTER, zero_leaf, &hl,
-			   EVP_sha256(), NULL);
+		package__leaf(leaf_hash, z, PACKAGE_HASH_CLUSTER, zero_leaf);
 		free(z);
 	}
 	for (uint64_t c = 0; c < nleaves; c++) {
 		uint64_t off = c * PACKAGE_HASH_CLUSTER;
 		size_t len = PACKAGE_HASH_CLUSTER;
 		struct imgfmt_extent ext;
-		unsigned int hl = 32;
 		if (vsize - off < len)
 			len = (size_t)(vsize - off);
 		/* Zero clusters (most of a fresh disk) need no read. */
@@ -350,7 +348,7 @@ int package__create(const char *build_dir, const char *out_path,
 			rc = package__err(EIO, "%s", imgfmt__error());
 			goto out;
 		}
-		EVP_Digest(cbuf, len, leaves + c * 32, &hl, EVP_sha256(), NULL);
+		package__leaf(leaf_hash, cbuf, len, leaves + c * 32);
 	}
 	free(cbuf);
 	uint8_t leaves_sha[32];
@@ -411,8 +409,8 @@ int package__create(const char *build_dir, const char *out_path,
 	text_add(&t, "\n[disk_verity]\ndisk = ");
 	text_str(&t, dsk->name);
 	text_add(&t, "\nhashes = \"disk.hashes\"\ncluster_size = %u\n"
-		 "virtual_size = %" PRIu64 "\nalgorithm = \"sha256\"\n",
-		 PACKAGE_HASH_CLUSTER, vsize);
+		 "virtual_size = %" PRIu64 "\nalgorithm = \"%s\"\n",
+		 PACKAGE_HASH_CLUSTER, vsize, package__leaf_hash_name(leaf_hash));
 	if (t.failed) {
 		rc = package__err(ENOMEM, "out of memory");
 		goto out;

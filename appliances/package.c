@@ -22,6 +22,7 @@
 #include "appliances/package.h"
 #include "appliances/trust.h"
 #include "builder/toml.h"
+#include "common/blake3.h"
 
 static __thread char package_errbuf[1024];
 
@@ -595,7 +596,7 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 	}
 	if ((rc = package__toml_str(ver, "algorithm", "disk_verity", 1, &s)))
 		goto out;
-	if (strcmp(s, "sha256") != 0) {
+	if (package__leaf_hash_parse(s, &p->leaf_hash) < 0) {
 		rc = package__err(EINVAL, "manifest.toml: disk_verity.algorithm "
 			     "'%s' is not supported", s);
 		goto out;
@@ -774,23 +775,42 @@ static int check_member(struct package *p, int i)
 	return 0;
 }
 
-struct leaf_check {
-	const uint8_t *leaves;
-	uint64_t nr_leaves;
-};
-
-static int verify_leaf(void *opaque, uint64_t cluster, const void *data,
-		       size_t len)
+const char *package__leaf_hash_name(enum package_leaf_hash alg)
 {
-	const struct leaf_check *lc = opaque;
-	uint8_t h[32];
+	return alg == PACKAGE_LEAF_SHA256 ? "sha256" : "blake3";
+}
+
+int package__leaf_hash_parse(const char *name, enum package_leaf_hash *alg)
+{
+	if (strcmp(name, "blake3") == 0)
+		*alg = PACKAGE_LEAF_BLAKE3;
+	else if (strcmp(name, "sha256") == 0)
+		*alg = PACKAGE_LEAF_SHA256;
+	else
+		return -1;
+	return 0;
+}
+
+void package__leaf(enum package_leaf_hash alg, const void *data, size_t len,
+		   uint8_t out[32])
+{
 	unsigned int hl = 32;
 
-	if (cluster >= lc->nr_leaves)
+	if (alg == PACKAGE_LEAF_BLAKE3)
+		blake3__hash(data, len, out);
+	else if (!EVP_Digest(data, len, out, &hl, EVP_sha256(), NULL))
+		memset(out, 0, 32);   /* matches no real leaf: refused */
+}
+
+static int verify_leaf(const struct package *p, uint64_t cluster,
+		       const void *data, size_t len)
+{
+	uint8_t h[32];
+
+	if (cluster >= p->nr_leaves)
 		return -1;
-	if (!EVP_Digest(data, len, h, &hl, EVP_sha256(), NULL))
-		return -1;
-	return memcmp(h, lc->leaves + cluster * 32, 32) == 0 ? 0 : -1;
+	package__leaf(p->leaf_hash, data, len, h);
+	return memcmp(h, p->leaves + cluster * 32, 32) == 0 ? 0 : -1;
 }
 
 /* Size of the last cluster of the disk (the full size if it is whole). */
@@ -806,16 +826,13 @@ static size_t tail_cluster_len(const struct package *p)
 static int zero_leaves(const struct package *p, uint8_t *out)
 {
 	uint8_t *z = calloc(1, p->hash_cluster);
-	unsigned int hl = 32;
-	int ok;
 
 	if (!z)
 		return -1;
-	ok = EVP_Digest(z, p->hash_cluster, out, &hl, EVP_sha256(), NULL) &&
-	     EVP_Digest(z, tail_cluster_len(p), out + 32, &hl, EVP_sha256(),
-			NULL);
+	package__leaf(p->leaf_hash, z, p->hash_cluster, out);
+	package__leaf(p->leaf_hash, z, tail_cluster_len(p), out + 32);
 	free(z);
-	return ok ? 0 : -1;
+	return 0;
 }
 
 static int open_disk_raw(struct package *p, imgfmt_image **out)
@@ -872,7 +889,6 @@ int package__verify_members(struct package *p, bool full)
 			       "read", p->path);
 	if (full) {
 		imgfmt_image *img = NULL;
-		struct leaf_check lc = { p->leaves, p->nr_leaves };
 		uint8_t *buf = malloc(p->hash_cluster);
 		rc = buf ? open_disk_raw(p, &img) : package__err(ENOMEM, "no memory");
 		for (uint64_t c = 0; rc == 0 && c < p->nr_leaves; c++) {
@@ -882,7 +898,7 @@ int package__verify_members(struct package *p, bool full)
 				len = (size_t)(p->disk_virtual_size - off);
 			if (imgfmt__pread(img, buf, len, off) < 0)
 				rc = package__err(EIO, "%s", imgfmt__error());
-			else if (verify_leaf(&lc, c, buf, len) < 0)
+			else if (verify_leaf(p, c, buf, len) < 0)
 				rc = package__err(EBADMSG, "%s: disk cluster %" PRIu64
 					     " does not match its hash",
 					     p->path, c);
@@ -900,10 +916,7 @@ int package__verify_members(struct package *p, bool full)
 static int leaf_verify_cb(void *opaque, uint64_t cluster, const void *data,
 			  size_t len)
 {
-	struct package *p = opaque;
-	struct leaf_check lc = { p->leaves, p->nr_leaves };
-
-	return verify_leaf(&lc, cluster, data, len);
+	return verify_leaf(opaque, cluster, data, len);
 }
 
 /* A cluster whose leaf is the leaf of zeros holds zeros: the verified

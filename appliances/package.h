@@ -35,6 +35,12 @@ enum package_role {
 	PACKAGE_ROLE_DISK_HASHES,
 };
 
+/* The hash of each disk cluster (a leaf; appliances/FORMAT.md). */
+enum package_leaf_hash {
+	PACKAGE_LEAF_BLAKE3,   /* what new packages use */
+	PACKAGE_LEAF_SHA256,   /* packages from before BLAKE3 */
+};
+
 struct package_member {
 	char name[101];
 	enum package_role role;
@@ -72,6 +78,7 @@ struct package {
 	struct package_member members[PACKAGE_MAX_MEMBERS];
 	int nr_members;
 	int kernel, initrd, disk, hashes;   /* member indexes, -1: none */
+	enum package_leaf_hash leaf_hash;   /* disk_verity.algorithm */
 	uint32_t hash_cluster;
 	uint64_t disk_virtual_size;
 
@@ -85,12 +92,21 @@ const char *package__error(void);
 const char *package__role_name(enum package_role r);
 
 /* Write a package from a build directory (manifest.toml + the files it
- * lists, as `appliance build` leaves them): computes the disk hashes,
- * writes the final manifest, signs it when `key` is given, and writes
- * `out_path` atomically (temp name, fsync, rename). */
+ * lists, as `appliance build` leaves them): computes the disk hashes
+ * with `leaf_hash`, writes the final manifest, signs it when `key` is
+ * given, and writes `out_path` atomically (temp name, fsync, rename). */
 int package__create(const char *build_dir, const char *out_path,
 		    const struct minisign_seckey *key,
-		    const char *trusted_comment);
+		    const char *trusted_comment,
+		    enum package_leaf_hash leaf_hash);
+
+/* The leaf of `len` bytes (one disk cluster) under `alg`. */
+void package__leaf(enum package_leaf_hash alg, const void *data, size_t len,
+		   uint8_t out[32]);
+/* "blake3" / "sha256", as the manifest spells it; 0 and *alg set if
+ * `name` is one of them, -1 if not. */
+const char *package__leaf_hash_name(enum package_leaf_hash alg);
+int package__leaf_hash_parse(const char *name, enum package_leaf_hash *alg);
 
 /* Replace the signature of an existing package (or add one). */
 int package__sign(const char *path, const struct minisign_seckey *key,

@@ -16,11 +16,13 @@
 
 const char cmd_pack_help[] =
 	"usage: appliance pack BUILD_DIR [-o PKG] [--sign KEY]\n"
-	"                      [--passphrase-file F]\n"
+	"                      [--passphrase-file F] [--leaf-hash blake3|sha256]\n"
 	"\n"
 	"Assemble the output directory of a build (manifest.toml, kernel,\n"
 	"initrd, AVD disk) into one package file (default NAME-VERSION.appliance)\n"
-	"with per-cluster disk hashes, signed with KEY if given.\n";
+	"with per-cluster disk hashes, signed with KEY if given.  The disk\n"
+	"hashes are BLAKE3 unless --leaf-hash sha256 asks for SHA-256 (slower\n"
+	"to verify; for runtimes that predate BLAKE3).\n";
 
 const char cmd_inspect_help[] =
 	"usage: appliance inspect [--json] PKG\n"
@@ -85,10 +87,12 @@ int cmd_pack(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "sign", required_argument, NULL, 's' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "leaf-hash", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *out = NULL, *key = NULL, *pfile = NULL;
+	enum package_leaf_hash leaf = PACKAGE_LEAF_BLAKE3;
 	struct minisign_seckey sk;
 	char defname[300];
 	int c;
@@ -99,6 +103,11 @@ int cmd_pack(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 's': key = optarg; break;
 		case 'p': pfile = optarg; break;
+		case 'l':
+			if (package__leaf_hash_parse(optarg, &leaf) < 0)
+				return cli__usage("pack", "--leaf-hash is "
+						  "blake3 or sha256");
+			break;
 		case 'h': fputs(cmd_pack_help, stdout); return EXIT_OK;
 		default: return cli__usage("pack", "bad option");
 		}
@@ -114,7 +123,8 @@ int cmd_pack(int argc, char **argv)
 			 (int)getpid());
 		out = defname;
 	}
-	if (package__create(argv[optind], out, key ? &sk : NULL, NULL) < 0) {
+	if (package__create(argv[optind], out, key ? &sk : NULL, NULL,
+			    leaf) < 0) {
 		cli__error("%s", package__error());
 		minisign__seckey_wipe(&sk);
 		return EXIT_FAIL;
@@ -183,8 +193,12 @@ int cmd_inspect(int argc, char **argv)
 		printf(",\n  \"signed\": %s,\n  \"key_id\": ",
 		       p->has_signature ? "true" : "false");
 		cli__json_string(stdout, kid);
-		printf(",\n  \"trusted\": %s,\n  \"members\": [",
-		       trusted ? "true" : "false");
+		printf(",\n  \"trusted\": %s,\n  \"disk_verity\": "
+		       "{\"cluster_size\": %u, \"virtual_size\": %" PRIu64
+		       ", \"algorithm\": \"%s\"},\n  \"members\": [",
+		       trusted ? "true" : "false", p->hash_cluster,
+		       p->disk_virtual_size,
+		       package__leaf_hash_name(p->leaf_hash));
 		for (int i = 0; i < p->nr_members; i++) {
 			const struct package_member *m = &p->members[i];
 			for (int k = 0; k < 32; k++)
@@ -223,9 +237,9 @@ int cmd_inspect(int argc, char **argv)
 			       p->ports[i].host, p->ports[i].guest,
 			       p->ports[i].udp ? "udp" : "tcp");
 		printf("disk:         %s virtual, verified in %u-byte "
-		       "clusters\n",
+		       "clusters (%s)\n",
 		       cli__human_size(p->disk_virtual_size, h, sizeof(h)),
-		       p->hash_cluster);
+		       p->hash_cluster, package__leaf_hash_name(p->leaf_hash));
 		for (int i = 0; i < p->nr_members; i++)
 			printf("member:       %-12s %-12s %12" PRIu64 " bytes\n",
 			       p->members[i].name,

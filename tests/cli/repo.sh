@@ -50,6 +50,29 @@ mkbuild b1 1.0
 mkbuild b2 2.0
 t_run "pack and sign 1.0" $A pack b1 -o tiny-1.0.appliance --sign k1.key
 t_run "pack and sign 2.0" $A pack b2 -o tiny-2.0.appliance --sign k1.key
+
+# The disk's leaves, checked by hand with stock tools (appliances/FORMAT.md):
+# `tar -xf`, the disk as raw, then b3sum (or sha256sum) of each cluster.
+leaves_match() { # PKG HASHCMD
+	rm -rf lv && mkdir lv && tar -xf "$1" -C lv disk.avd disk.hashes &&
+	$A img convert -O raw lv/disk.avd lv/disk.raw >/dev/null || return 1
+	n=$(($(stat -c %s lv/disk.hashes) / 32)) i=0
+	[ "$n" = 64 ] || return 1   # a 4 MiB disk in 64 KiB clusters
+	while [ $i -lt $n ]; do
+		want=$(dd if=lv/disk.hashes bs=32 skip=$i count=1 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+		got=$(dd if=lv/disk.raw bs=65536 skip=$i count=1 2>/dev/null | $2 | cut -c1-64)
+		[ "$want" = "$got" ] || { echo "leaf $i: $want != $got"; return 1; }
+		i=$((i + 1))
+	done
+}
+t_check "leaves are b3sum of each cluster" leaves_match tiny-1.0.appliance b3sum
+t_check "  ... and the manifest says blake3" sh -c "$A inspect tiny-1.0.appliance | grep -q 'clusters (blake3)'"
+t_run "pack --leaf-hash sha256" $A pack b1 -o sha.appliance --sign k1.key --leaf-hash sha256
+t_check "  ... leaves are sha256sum of each cluster" leaves_match sha.appliance sha256sum
+t_check "  ... inspect --json names the algorithm" sh -c "$A inspect --json sha.appliance | grep -q '\"algorithm\": \"sha256\"'"
+t_run "  ... and it verifies" $A verify --full --key k1.pub sha.appliance
+t_fail "pack --leaf-hash md5 is refused" 2 $A pack b1 -o md5.appliance --leaf-hash md5
+t_check "  ... leaving no file" [ ! -e md5.appliance ]
 t_run "publish 1.0" $A publish tiny-1.0.appliance --repo repo --key k1.key
 t_check "index is signed" [ -s repo/index.toml.minisig ]
 t_run "stock minisign verifies the index" minisign -Vm repo/index.toml -p k1.pub

@@ -108,9 +108,22 @@ static void setup(void)
 	ck_assert_int_eq(minisign__generate(&sk, &pk), 0);
 	if (have_avd()) {
 		make_build_dir();
-		ck_assert_msg(package__create(build, pkg, &sk, NULL) == 0,
+		ck_assert_msg(package__create(build, pkg, &sk, NULL,
+					      PACKAGE_LEAF_BLAKE3) == 0,
 			      "%s", package__error());
 	}
+}
+
+/* Loop tests run once per leaf hash: _i 0 is the default (BLAKE3), 1
+ * rewrites the package with SHA-256 leaves, as older packages have. */
+static const enum package_leaf_hash leaf_hashes[] = {
+	PACKAGE_LEAF_BLAKE3, PACKAGE_LEAF_SHA256,
+};
+
+static void remake_pkg(enum package_leaf_hash alg)
+{
+	ck_assert_msg(package__create(build, pkg, &sk, NULL, alg) == 0, "%s",
+		      package__error());
 }
 
 static void teardown(void)
@@ -137,7 +150,9 @@ START_TEST(roundtrip_signed_package)
 
 	if (!have_avd())
 		return;
+	remake_pkg(leaf_hashes[_i]);
 	p = open_ok();
+	ck_assert_int_eq(p->leaf_hash, leaf_hashes[_i]);
 	ck_assert_str_eq(p->name, "demo");
 	ck_assert_str_eq(p->version, "1.2");
 	ck_assert_uint_eq(p->memory, 268435456);
@@ -164,7 +179,8 @@ START_TEST(same_inputs_same_bytes)
 	if (!have_avd())
 		return;
 	snprintf(other, sizeof(other), "%s/again.appliance", dir);
-	ck_assert_int_eq(package__create(build, other, &sk, NULL), 0);
+	ck_assert_int_eq(package__create(build, other, &sk, NULL,
+					 PACKAGE_LEAF_BLAKE3), 0);
 	sha_hex(pkg, a);
 	sha_hex(other, b);
 	ck_assert_str_eq(a, b);
@@ -191,6 +207,7 @@ START_TEST(tampered_members_are_refused)
 
 	if (!have_avd())
 		return;
+	remake_pkg(leaf_hashes[_i]);
 	p = open_ok();
 	n = p->nr_members;
 	for (int i = 0; i < n; i++) {
@@ -489,9 +506,9 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, roundtrip_signed_package);
+	tcase_add_loop_test(tc, roundtrip_signed_package, 0, 2);
 	tcase_add_test(tc, same_inputs_same_bytes);
-	tcase_add_test(tc, tampered_members_are_refused);
+	tcase_add_loop_test(tc, tampered_members_are_refused, 0, 2);
 	tcase_add_test(tc, tampered_manifest_fails_the_signature);
 	tcase_add_test(tc, wrong_or_untrusted_key_is_refused);
 	tcase_add_test(tc, reordered_members_are_refused);
