@@ -9,6 +9,9 @@
 #              there is none, /usr/share/doc; compressed AVD (-c) as
 #              `appliance build` makes package disks
 #
+# Each is packed twice, with BLAKE3 leaves (the default) and with SHA-256
+# leaves (--leaf-hash sha256), to show what the leaf hash costs.
+#
 #   BUILD=build-NAME sh bench/verified-read.sh [WORKDIR]
 #
 # Needs `make bench BUILD=...` first.  Prints the load average before and
@@ -63,18 +66,21 @@ cmdline = "console=ttyS0 root=/dev/vda"
 console = "serial"
 $files
 EOF
-	rm -f "$out"
-	"$APP" pack "$d" -o "$out" >/dev/null
+	for alg in blake3 sha256; do
+		rm -f "$out-$alg.appliance"
+		"$APP" pack "$d" --leaf-hash $alg -o "$out-$alg.appliance" \
+			>/dev/null
+	done
 	rm -rf "$d"
 }
 
-if [ ! -f "$W/worst.appliance" ]; then
+if [ ! -f "$W/worst-sha256.appliance" ]; then
 	head -c $((256 << 20)) /dev/urandom >"$W/worst.raw"
 	"$APP" img convert -f raw -O avd "$W/worst.raw" "$W/worst.avd"
 	rm -f "$W/worst.raw"
-	make_pkg worst "$W/worst.avd" "$W/worst.appliance"
+	make_pkg worst "$W/worst.avd" "$W/worst"
 fi
-if [ ! -f "$W/realistic.appliance" ]; then
+if [ ! -f "$W/realistic-sha256.appliance" ]; then
 	root=$W/root
 	rm -rf "$root" && mkdir -p "$root"
 	tar=$(ls /var/tmp/appliance-test-cache/debian/*.tar 2>/dev/null |
@@ -90,16 +96,19 @@ if [ ! -f "$W/realistic.appliance" ]; then
 	"$APP" img convert -f raw -O avd -c "$W/realistic.ext4" \
 		"$W/realistic.avd"
 	rm -f "$W/realistic.ext4"
-	make_pkg realistic "$W/realistic.avd" "$W/realistic.appliance"
+	make_pkg realistic "$W/realistic.avd" "$W/realistic"
 fi
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-for pkg in worst realistic; do
+for pkg in worst-blake3 worst-sha256 realistic-blake3 realistic-sha256; do
 	echo "$pkg:"
 	echo "| request size | verified | unverified | verified / unverified |"
 	echo "|---|---|---|---|"
 	for bs in 4096 65536 1048576; do
 		"$BENCH" "$W/$pkg.appliance" "$bs"
+	done
+	for bs in 65536 1048576; do
+		"$BENCH" "$W/$pkg.appliance" "$bs" cold
 	done
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
