@@ -15,7 +15,9 @@
  * target(...) attributes; the best one this CPU runs is chosen once.
  * Whole buffers are then reduced level by level (parents also W at a
  * time): pairs left to right, an odd last CV carried up unchanged, which
- * builds exactly the spec's left-complete tree.
+ * builds exactly the spec's left-complete tree.  The streaming hasher
+ * batches whole chunks the same way and merges them into its stack of
+ * subtree CVs level by level too.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,9 +30,9 @@
 #define PARENT 4u
 #define ROOT 8u
 
-/* Whole-buffer hashing keeps the CVs of at most this many chunks on the
- * stack (8 KiB); longer buffers go through the streaming hasher, which
- * takes them in subtrees of up to this many chunks. */
+/* The CVs of at most this many chunks are kept at once, on the stack
+ * (8 KiB): longer buffers go through the streaming hasher, which takes
+ * whole chunks in batches of up to this many. */
 #define MAX_BATCH_CHUNKS 256
 
 static const uint32_t IV[8] = {
@@ -176,26 +178,25 @@ static void parent_cv(const uint8_t block[64], uint32_t flags, uint8_t out[32])
 }
 
 /*
- * The kernel interface: n inputs (n <= the kernel's width), input i at
- * in + i * stride, each `blocks` 64-byte blocks, starting from the IV;
- * input i's counter is counter + i if inc, else counter; every block gets
- * flags, the first also fstart and the last fend.  Input i's CV goes to
- * out + 32 * i.  Chunks: stride 1024, 16 blocks, inc.  Parents: stride 64
- * (pairs of adjacent CVs), one block.  Each call reads all its input
- * before writing, so parents may be reduced in place (out == in).
+ * The kernel interface: n inputs in[0 .. n-1] (n <= the kernel's width),
+ * each `blocks` 64-byte blocks, starting from the IV; input i's counter
+ * is counter + i if inc, else counter; every block gets flags, the first
+ * also fstart and the last fend.  Input i's CV goes to out + 32 * i.
+ * Chunks: 16 blocks, inc.  Parents: pairs of adjacent CVs, one block.
+ * Each call reads all its input before writing, so parents may be
+ * reduced in place.
  */
-typedef void kernel_fn(const uint8_t *in, size_t stride, size_t n,
-		       size_t blocks, uint64_t counter, int inc,
-		       uint32_t flags, uint32_t fstart, uint32_t fend,
-		       uint8_t *out);
+typedef void kernel_fn(const uint8_t *const in[], size_t n, size_t blocks,
+		       uint64_t counter, int inc, uint32_t flags,
+		       uint32_t fstart, uint32_t fend, uint8_t *out);
 
-static void kernel1_portable(const uint8_t *in, size_t stride, size_t n,
+static void kernel1_portable(const uint8_t *const in[], size_t n,
 			     size_t blocks, uint64_t counter, int inc,
 			     uint32_t flags, uint32_t fstart, uint32_t fend,
 			     uint8_t *out)
 {
 	for (size_t i = 0; i < n; i++) {
-		const uint8_t *p = in + i * stride;
+		const uint8_t *p = in[i];
 		uint32_t cv[8];
 
 		memcpy(cv, IV, sizeof(IV));
@@ -354,18 +355,18 @@ INLINE void store4(v4u h[8], uint8_t *out, size_t n)
 }
 
 /* One W-lane kernel (see kernel_fn) for one instruction set.  Lanes past
- * n repeat input n - 1 (so nothing is read out of bounds) and are not
+ * n repeat input n - 1 (nothing is read out of bounds) and are not
  * stored. */
 #define DEFINE_KERNEL(NAME, TARGET, VT, W, S, IOTA, LOAD, STORE)                \
 	__attribute__((target(TARGET))) static void NAME(                       \
-		const uint8_t *in, size_t stride, size_t n, size_t blocks,      \
+		const uint8_t *const in[], size_t n, size_t blocks,             \
 		uint64_t counter, int inc, uint32_t flags, uint32_t fstart,     \
 		uint32_t fend, uint8_t *out)                                    \
 	{                                                                       \
 		const uint8_t *p[W];                                            \
 		VT h[8], clo, chi;                                              \
 		for (size_t i = 0; i < (W); i++)                                \
-			p[i] = in + (i < n ? i : n - 1) * stride;               \
+			p[i] = in[i < n ? i : n - 1];                           \
 		_Pragma("GCC unroll 8")                                         \
 		for (int i = 0; i < 8; i++)                                     \
 			h[i] = (VT){ 0 } + IV[i];                               \
@@ -513,14 +514,18 @@ int blake3__force_impl(const char *name)
 	return 0;
 }
 
-/* kernel_fn over any n: the widest kernel the path has for full batches,
- * a narrower one (or the portable code for a single input) for the rest
- * unless most of a wide batch would be used anyway. */
-static void hash_many(const struct impl *im, const uint8_t *in, size_t stride,
-		      size_t n, size_t blocks, uint64_t counter, int inc,
-		      uint32_t flags, uint32_t fstart, uint32_t fend,
-		      uint8_t *out)
+/* kernel_fn over any n inputs: input 0 at first if that is not NULL,
+ * the others at in + stride * i (or i - 1 after first).  The widest
+ * kernel the path has takes full batches, a narrower one (or the portable
+ * code for a single input) the rest unless most of a wide batch would be
+ * used anyway. */
+static void hash_many(const struct impl *im, const uint8_t *first,
+		      const uint8_t *in, size_t stride, size_t n,
+		      size_t blocks, uint64_t counter, int inc, uint32_t flags,
+		      uint32_t fstart, uint32_t fend, uint8_t *out)
 {
+	const uint8_t *ptrs[16];
+
 	while (n) {
 		kernel_fn *k = kernel1_portable;
 		size_t w = 1;
@@ -537,9 +542,16 @@ static void hash_many(const struct impl *im, const uint8_t *in, size_t stride,
 		}
 		if (w > n)
 			w = n;
-		k(in, stride, w, blocks, counter, inc, flags, fstart, fend,
-		  out);
-		in += w * stride;
+		for (size_t i = 0; i < w; i++) {
+			if (first) {
+				ptrs[i] = first;
+				first = NULL;
+			} else {
+				ptrs[i] = in;
+				in += stride;
+			}
+		}
+		k(ptrs, w, blocks, counter, inc, flags, fstart, fend, out);
 		out += 32 * w;
 		if (inc)
 			counter += w;
@@ -554,7 +566,8 @@ static void reduce_to_pair(const struct impl *im, uint8_t *cvs, size_t n)
 	while (n > 2) {
 		size_t pairs = n / 2;
 
-		hash_many(im, cvs, 64, pairs, 1, 0, 0, PARENT, 0, 0, cvs);
+		hash_many(im, NULL, cvs, 64, pairs, 1, 0, 0, PARENT, 0, 0,
+			  cvs);
 		if (n & 1)
 			memmove(cvs + 32 * pairs, cvs + 32 * (n - 1), 32);
 		n = pairs + (n & 1);
@@ -563,65 +576,76 @@ static void reduce_to_pair(const struct impl *im, uint8_t *cvs, size_t n)
 
 /* ---- streaming ------------------------------------------------------ */
 
-static void chunk_reset(struct blake3__hasher *h)
-{
-	memcpy(h->cv, IV, sizeof(IV));
-	h->buf_len = 0;
-	h->blocks_done = 0;
-}
+/*
+ * The current chunk's bytes wait raw in h->chunk until more input shows
+ * that it is not the last one (the last gets CHUNK_END, and ROOT if it is
+ * the only one).  Then it joins the next batch of whole chunks through
+ * the kernels, so input given in large pieces is hashed as fast as one
+ * buffer; small pieces only cost the copy.  Completed subtrees go on a
+ * stack of CVs, merged eagerly (spec section 5.1.2).
+ */
 
 void blake3__init(struct blake3__hasher *h)
 {
-	chunk_reset(h);
 	h->chunk_counter = 0;
+	h->chunk_len = 0;
 	h->stack_len = 0;
 }
 
-/* Push the CV of a complete subtree of 2^level chunks that ends at chunk
- * count total (and is not the last of the input), merging eagerly: every
- * trailing zero bit of total >> level is a subtree that now has both
- * children, the left one on top of the stack. */
-static void push_subtree(struct blake3__hasher *h, const uint8_t cv[32],
-			 uint64_t total, unsigned level)
-{
-	uint8_t block[64];
-
-	memcpy(block + 32, cv, 32);
-	for (total >>= level; !(total & 1); total >>= 1) {
-		memcpy(block, h->cv_stack[--h->stack_len], 32);
-		parent_cv(block, 0, block + 32);
-	}
-	memcpy(h->cv_stack[h->stack_len++], block + 32, 32);
-}
-
-/* Hash count whole chunks at p (more input follows them) with the
- * kernels and push them as the largest aligned subtrees they make up. */
-static void add_chunks(struct blake3__hasher *h, const uint8_t *p,
-		       size_t count)
+/*
+ * Hash count whole chunks, none of them the last of the input (the first
+ * at first if not NULL, the others at p), with the kernels, and merge
+ * them into the CV stack.
+ *
+ * The stack holds one complete subtree per set bit of chunk_counter,
+ * largest first (merged eagerly).  The new CVs are reduced one tree level
+ * at a time, all of a level in one batch: at level L a node's index x
+ * counts subtrees of 2^L chunks; a first node with odd x is a right child
+ * whose left sibling is the top of the stack (pulled into the batch); a
+ * last node with even x is a left child still waiting for its sibling
+ * (set aside, and pushed once the batch is done: the stack then again
+ * holds one subtree per set bit of the new chunk count).
+ */
+static void add_chunks(struct blake3__hasher *h, const uint8_t *first,
+		       const uint8_t *p, size_t count)
 {
 	const struct impl *im = impl_get();
-	uint8_t cvs[MAX_BATCH_CHUNKS * 32];
-	uint64_t c = h->chunk_counter;
-	size_t pos = 0;
+	/* slot 0 is for a left sibling pulled from the stack */
+	uint8_t cvs[(MAX_BATCH_CHUNKS + 1) * 32];
+	uint8_t waiting[64][32];
+	unsigned nwaiting = 0;
+	uint64_t x = h->chunk_counter;
+	size_t start = 1, n = count;
 
-	hash_many(im, p, BLAKE3__CHUNK_LEN, count, 16, c, 1, 0, CHUNK_START,
-		  CHUNK_END, cvs);
-	while (pos < count) {
-		unsigned level = 0;
-		uint8_t *sub = cvs + 32 * pos;
+	hash_many(im, first, p, BLAKE3__CHUNK_LEN, count, 16, x, 1, 0,
+		  CHUNK_START, CHUNK_END, cvs + 32);
+	while (n) {
+		size_t pairs;
 
-		/* the biggest power of two that fits and is aligned */
-		while (((size_t)2 << level) <= count - pos &&
-		       !((c + pos) & (((uint64_t)2 << level) - 1)))
-			level++;
-		if (level) {
-			reduce_to_pair(im, sub, (size_t)1 << level);
-			parent_cv(sub, 0, sub);
+		if ((x & 1) && h->stack_len) {
+			start--;
+			memcpy(cvs + 32 * start, h->cv_stack[--h->stack_len],
+			       32);
+			x--;
+			n++;
 		}
-		pos += (size_t)1 << level;
-		push_subtree(h, sub, c + pos, level);
+		if (n & 1) {
+			memcpy(waiting[nwaiting++], cvs + 32 * (start + n - 1),
+			       32);
+			n--;
+		}
+		pairs = n / 2;
+		/* outputs overwrite inputs already read (see kernel_fn) */
+		hash_many(im, NULL, cvs + 32 * start, 64, pairs, 1, 0, 0, PARENT,
+			  0, 0, cvs + 32);
+		start = 1;
+		x >>= 1;
+		n = pairs;
 	}
-	h->chunk_counter = c + count;
+	/* the highest level was set aside last and is leftmost */
+	while (nwaiting)
+		memcpy(h->cv_stack[h->stack_len++], waiting[--nwaiting], 32);
+	h->chunk_counter += count;
 }
 
 void blake3__update(struct blake3__hasher *h, const void *data, size_t len)
@@ -629,54 +653,29 @@ void blake3__update(struct blake3__hasher *h, const void *data, size_t len)
 	const uint8_t *p = data;
 
 	while (len) {
-		size_t chunk_len = 64 * (size_t)h->blocks_done + h->buf_len;
+		/* Whole chunks of the input go straight to the kernels,
+		 * after the buffered chunk if it is complete; at least one
+		 * byte is kept back, so the last chunk is never among
+		 * them. */
+		int full = h->chunk_len == BLAKE3__CHUNK_LEN;
 
-		if (chunk_len == BLAKE3__CHUNK_LEN) {
-			/* More input follows: the chunk is not the root. */
-			uint8_t cv[32];
-
-			compress(h->cv, h->buf, 64, h->chunk_counter,
-				 CHUNK_END);
-			store_cv(cv, h->cv);
-			h->chunk_counter++;
-			push_subtree(h, cv, h->chunk_counter, 0);
-			chunk_reset(h);
-			continue;
-		}
-		if (chunk_len == 0 && len > BLAKE3__CHUNK_LEN) {
-			/* Whole chunks, keeping at least one byte back:
-			 * the last chunk may be the root. */
+		if (full || (h->chunk_len == 0 && len > BLAKE3__CHUNK_LEN)) {
 			size_t count = (len - 1) / BLAKE3__CHUNK_LEN;
 
-			if (count > MAX_BATCH_CHUNKS)
-				count = MAX_BATCH_CHUNKS;
-			add_chunks(h, p, count);
+			if (count > MAX_BATCH_CHUNKS - (size_t)full)
+				count = MAX_BATCH_CHUNKS - (size_t)full;
+			add_chunks(h, full ? h->chunk : NULL, p, count + full);
+			h->chunk_len = 0;
 			p += count * BLAKE3__CHUNK_LEN;
 			len -= count * BLAKE3__CHUNK_LEN;
 			continue;
 		}
-		/* A block is compressed only once more input follows it
-		 * (the last one needs CHUNK_END, maybe ROOT); never the
-		 * chunk's 16th here. */
-		if (h->buf_len == 64) {
-			compress(h->cv, h->buf, 64, h->chunk_counter,
-				 h->blocks_done ? 0 : CHUNK_START);
-			h->blocks_done++;
-			h->buf_len = 0;
-		}
-		while (h->buf_len == 0 && len > 64 && h->blocks_done < 15) {
-			compress(h->cv, p, 64, h->chunk_counter,
-				 h->blocks_done ? 0 : CHUNK_START);
-			h->blocks_done++;
-			p += 64;
-			len -= 64;
-		}
-		size_t take = BLAKE3__BLOCK_LEN - (size_t)h->buf_len;
+		size_t take = BLAKE3__CHUNK_LEN - (size_t)h->chunk_len;
 
 		if (take > len)
 			take = len;
-		memcpy(h->buf + h->buf_len, p, take);
-		h->buf_len = (uint8_t)(h->buf_len + take);
+		memcpy(h->chunk + h->chunk_len, p, take);
+		h->chunk_len = (uint16_t)(h->chunk_len + take);
 		p += take;
 		len -= take;
 	}
@@ -684,19 +683,16 @@ void blake3__update(struct blake3__hasher *h, const void *data, size_t len)
 
 void blake3__final(const struct blake3__hasher *h, uint8_t out[BLAKE3__OUT_LEN])
 {
+	uint8_t block[64];
 	uint32_t cv[8];
-	uint32_t flags = (h->blocks_done ? 0 : CHUNK_START) | CHUNK_END;
-	uint8_t block[64] = { 0 };
 
-	memcpy(cv, h->cv, sizeof(cv));
-	memcpy(block, h->buf, h->buf_len);
 	if (h->stack_len == 0) {
-		compress(cv, block, h->buf_len, h->chunk_counter, flags | ROOT);
+		chunk_cv(h->chunk, h->chunk_len, h->chunk_counter, ROOT, cv);
 		store_cv(out, cv);
 		return;
 	}
 	/* The last chunk, then up the stack from its right edge. */
-	compress(cv, block, h->buf_len, h->chunk_counter, flags);
+	chunk_cv(h->chunk, h->chunk_len, h->chunk_counter, 0, cv);
 	store_cv(block + 32, cv);
 	for (int i = h->stack_len - 1; i >= 0; i--) {
 		memcpy(block, h->cv_stack[i], 32);
@@ -731,8 +727,8 @@ void blake3__hash(const void *data, size_t len, uint8_t out[BLAKE3__OUT_LEN])
 	/* Two chunks or more: every chunk goes through the kernels (none
 	 * is the root), then the tree is reduced level by level. */
 	im = impl_get();
-	hash_many(im, p, BLAKE3__CHUNK_LEN, full, 16, 0, 1, 0, CHUNK_START,
-		  CHUNK_END, cvs);
+	hash_many(im, NULL, p, BLAKE3__CHUNK_LEN, full, 16, 0, 1, 0,
+		  CHUNK_START, CHUNK_END, cvs);
 	if (len % BLAKE3__CHUNK_LEN) {
 		chunk_cv(p + full * BLAKE3__CHUNK_LEN, len % BLAKE3__CHUNK_LEN,
 			 full, 0, cv);

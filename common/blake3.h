@@ -26,17 +26,16 @@
  * chunk count. */
 #define BLAKE3__MAX_DEPTH 54
 
-/* Caller-allocated (about 1.9 KiB); no allocation anywhere. */
+/* Caller-allocated (about 2.8 KiB); no allocation anywhere. */
 struct blake3__hasher {
-	uint32_t cv[8];           /* current chunk's chaining value */
 	uint64_t chunk_counter;   /* index of the current chunk */
-	uint8_t buf[BLAKE3__BLOCK_LEN]; /* current block, not yet compressed */
-	uint8_t buf_len;
-	uint8_t blocks_done;      /* blocks of the current chunk compressed */
+	uint16_t chunk_len;       /* bytes of it in chunk[] */
 	uint8_t stack_len;
 	/* Chaining values of completed subtrees, largest first (merged
 	 * eagerly: one per set bit of chunk_counter). */
 	uint8_t cv_stack[BLAKE3__MAX_DEPTH][BLAKE3__OUT_LEN];
+	/* The current chunk, not hashed until more input follows it. */
+	uint8_t chunk[BLAKE3__CHUNK_LEN];
 };
 
 void blake3__init(struct blake3__hasher *h);
