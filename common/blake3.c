@@ -210,7 +210,8 @@ static void kernel1_portable(const uint8_t *const in[], size_t n,
 
 /* ---- SIMD kernels (x86-64) ------------------------------------------ */
 
-#if defined(__x86_64__)
+/* __builtin_shuffle and the target attributes used here are GCC's. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HAVE_SIMD 1
 
 typedef uint32_t v4u __attribute__((vector_size(16)));
@@ -413,7 +414,7 @@ DEFINE_KERNEL(kernel8_avx2, "avx2", v8u, 8, y, IOTA8, load8, store8)
 DEFINE_KERNEL(kernel4_avx2, "avx2", v4u, 4, x, IOTA4, load4, store4)
 DEFINE_KERNEL(kernel4_sse41, "sse4.1", v4u, 4, x, IOTA4, load4, store4)
 
-#endif /* __x86_64__ */
+#endif /* HAVE_SIMD */
 
 /* ---- dispatch ------------------------------------------------------- */
 
