@@ -315,13 +315,16 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	Suite *s = suite_create("blake3");
-	TCase *tc = tcase_create("core");
+	Suite *s;
+	TCase *tc;
 
+	/* the child of environment_forces_a_path */
 	if (argc > 1 && strcmp(argv[1], "--print-impl") == 0) {
 		printf("%s\n", blake3__impl());
 		return 0;
 	}
+	s = suite_create("blake3");
+	tc = tcase_create("core");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, threads_agree);
