@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "appliances/download-sink.h"
 #include "appliances/package.h"
 #include "appliances/repo.h"
 #include "appliances/trust.h"
@@ -416,107 +416,19 @@ out:
 
 /* ---- downloads ------------------------------------------------------- */
 
-/* Hashes a download on its own thread, reading the file back from the
- * page cache as it grows, so hashing overlaps the transfer instead of
- * adding to it. */
-struct hasher {
-	int fd;
-	EVP_MD_CTX *ctx;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint64_t hashed;     /* file bytes hashed so far */
-	uint64_t available;  /* file bytes written so far */
-	int done, error, running;
-	pthread_t thread;
-};
-
-static void *hasher_run(void *arg)
-{
-	struct hasher *h = arg;
-	uint8_t *buf = malloc(1 << 20);
-
-	pthread_mutex_lock(&h->lock);
-	for (;;) {
-		while (h->hashed == h->available && !h->done)
-			pthread_cond_wait(&h->cond, &h->lock);
-		if (h->hashed == h->available || h->error || !buf)
-			break;
-		uint64_t pos = h->hashed, upto = h->available;
-		pthread_mutex_unlock(&h->lock);
-		int err = 0;
-		while (pos < upto && !err) {
-			size_t n = upto - pos < (1u << 20) ? (size_t)(upto - pos)
-							   : (1u << 20);
-			if (pread(h->fd, buf, n, (off_t)pos) != (ssize_t)n)
-				err = EIO;
-			else
-				EVP_DigestUpdate(h->ctx, buf, n);
-			pos += n;
-		}
-		pthread_mutex_lock(&h->lock);
-		h->hashed = pos;
-		h->error = err;
-	}
-	if (!buf)
-		h->error = ENOMEM;
-	pthread_mutex_unlock(&h->lock);
-	free(buf);
-	return NULL;
-}
-
-static void hasher_start(struct hasher *h, int fd, EVP_MD_CTX *ctx,
-			 uint64_t from)
-{
-	h->fd = fd;
-	h->ctx = ctx;
-	h->hashed = h->available = from;
-	h->done = h->error = 0;
-	pthread_mutex_init(&h->lock, NULL);
-	pthread_cond_init(&h->cond, NULL);
-	h->running = pthread_create(&h->thread, NULL, hasher_run, h) == 0;
-}
-
-static void hasher_feed(struct hasher *h, uint64_t available)
-{
-	pthread_mutex_lock(&h->lock);
-	h->available = available;
-	pthread_cond_signal(&h->cond);
-	pthread_mutex_unlock(&h->lock);
-}
-
-/* Wait until everything written is hashed.  0, or an errno. */
-static int hasher_finish(struct hasher *h)
-{
-	if (!h->running)
-		return ENOMEM;
-	pthread_mutex_lock(&h->lock);
-	h->done = 1;
-	pthread_cond_signal(&h->cond);
-	pthread_mutex_unlock(&h->lock);
-	pthread_join(h->thread, NULL);
-	h->running = 0;
-	pthread_mutex_destroy(&h->lock);
-	pthread_cond_destroy(&h->cond);
-	return h->error;
-}
-
 struct dl {
 	/* to memory */
 	char *mem;
 	size_t mem_len, mem_max;
 	/* to a file */
-	int fd;
-	struct hasher *hasher;    /* hashes the file as it grows */
+	struct download_sink *sink;
 	uint64_t written, limit;   /* limit 0: none */
-	uint64_t synced;           /* bytes handed to writeback so far */
-	uint64_t fed;              /* file bytes handed to the hasher */
 	int too_large;
 	int write_error;
+	int range_ignored;   /* asked to resume, the server sent it all */
 	const struct repo_pull_opts *o;
 	uint64_t base, total;      /* resumed bytes, expected total */
 };
-
-#define DL_HASH_BATCH (1u << 20)
 
 static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 {
@@ -527,34 +439,11 @@ static size_t dl_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 		d->too_large = 1;
 		return 0; /* abort: more than announced */
 	}
-	if (d->fd >= 0) {
-		size_t done = 0;
-		while (done < n) {
-			ssize_t w = write(d->fd, ptr + done, n - done);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				d->write_error = errno ? errno : EIO;
-				return 0;
-			}
-			done += (size_t)w;
-		}
-		/* Wake the hasher per MiB, not per chunk: curl hands over
-		 * at most 16 KiB at a time, and a wake-up and a pread for
-		 * each cost more than the hashing. */
-		uint64_t avail = d->base + d->written + n;
-		if (d->hasher && avail - d->fed >= DL_HASH_BATCH) {
-			hasher_feed(d->hasher, avail);
-			d->fed = avail;
-		}
-		/* Start writeback as data arrives, so the fsync before the
-		 * rename into the cache has little left to do. */
-		if (d->written + n - d->synced >= (8u << 20)) {
-			uint64_t at = d->base + d->synced;
-			sync_file_range(d->fd, (off_t)at,
-					(off_t)(d->written + n - d->synced),
-					SYNC_FILE_RANGE_WRITE);
-			d->synced = d->written + n;
+	if (d->sink) {
+		int err = download_sink__put(d->sink, ptr, n);
+		if (err) {
+			d->write_error = err;
+			return 0;
 		}
 	} else {
 		if (d->mem_len + n > d->mem_max) {
@@ -615,7 +504,7 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	/* Fewer, larger socket reads for a package (the default buffer
 	 * is 16 KiB); the write callback still gets at most 16 KiB. */
-	if (d->fd >= 0)
+	if (d->sink)
 		curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
 	if (d->o && d->o->progress) {
 		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, dl_progress);
@@ -636,6 +525,8 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 	if (d->write_error)
 		return repo_err(d->write_error, "writing the download: %s",
 				strerror(d->write_error));
+	/* libcurl refuses a 200 reply to a resume before any body. */
+	d->range_ignored = cr == CURLE_RANGE_ERROR;
 	if (cr != CURLE_OK)
 		return repo_err(EIO, "%s: %s", url,
 				errbuf[0] ? errbuf : curl_easy_strerror(cr));
@@ -644,7 +535,7 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 
 static int fetch_small(const char *url, size_t max, char **out, size_t *len)
 {
-	struct dl d = { .fd = -1, .mem_max = max };
+	struct dl d = { .mem_max = max };
 	long code;
 	int rc;
 
@@ -663,82 +554,82 @@ static int fetch_small(const char *url, size_t max, char **out, size_t *len)
 }
 
 /* Download url into `part` (resuming what is there), hashing as it goes;
- * `size` 0: unknown (then `max` caps it).  Fills sha. */
+ * `size` 0: unknown (then `max` caps it).  Fills sha.  The file is
+ * fsynced before this returns 0. */
 static int fetch_to_file(const char *url, const char *part, uint64_t size,
 			 uint64_t max, const struct repo_pull_opts *o,
 			 uint8_t sha[32], uint64_t *got)
 {
 	struct dl d = { .o = o, .total = size };
-	struct hasher h = { 0 };
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	uint64_t have = 0;
 	long code;
-	int rc = 0, herr;
+	int rc = 0, err;
+	int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 
-	if (!ctx)
-		return repo_err(ENOMEM, "out of memory");
-	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (d.fd < 0) {
-		EVP_MD_CTX_free(ctx);
+	if (fd < 0)
 		return repo_err(errno, "%s: %s", part, strerror(errno));
-	}
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 	/* Resume what an earlier attempt left (only when the size is
-	 * known: else restart); the hasher starts from byte 0 either way. */
+	 * known: else restart); the digest covers the file from byte 0
+	 * either way. */
 	struct stat st;
-	if (size && fstat(d.fd, &st) == 0 && st.st_size > 0 &&
-	    (uint64_t)st.st_size <= size) {
-		have = (uint64_t)st.st_size;
-	} else if (ftruncate(d.fd, 0) < 0) {
+	if (fstat(fd, &st) < 0) {
 		rc = repo_err(errno, "%s: %s", part, strerror(errno));
 		goto out;
 	}
-	hasher_start(&h, d.fd, ctx, 0);
-	hasher_feed(&h, have);
-	d.fed = have;
-	d.hasher = &h;
+	/* Truncate only what there is to drop: on ext4, truncating even
+	 * an empty file to 0 makes close() start writeback of everything
+	 * written since (auto_da_alloc), a second flush besides ours. */
+	if (size && st.st_size > 0 && (uint64_t)st.st_size <= size) {
+		have = (uint64_t)st.st_size;
+	} else if (st.st_size > 0 && ftruncate(fd, 0) < 0) {
+		rc = repo_err(errno, "%s: %s", part, strerror(errno));
+		goto out;
+	}
+	if ((err = download_sink__start(fd, have, &d.sink))) {
+		rc = repo_err(err, "%s: %s", part, strerror(err));
+		goto out;
+	}
 	d.base = have;
 	d.limit = size ? size - have : max;
 	if (!(have == size && size)) {
-		if (lseek(d.fd, (off_t)have, SEEK_SET) < 0) {
-			rc = repo_err(errno, "%s: %s", part, strerror(errno));
-			goto finish;
-		}
 		rc = fetch(url, &d, have, &code);
-		if (rc == 0 && have && code == 200) {
+		if (have && (d.range_ignored || (rc == 0 && code == 200))) {
 			/* The server ignored the range and sent everything:
 			 * start over, once, from scratch. */
-			hasher_finish(&h);
-			EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-			if (ftruncate(d.fd, 0) < 0 || lseek(d.fd, 0, SEEK_SET)) {
+			download_sink__finish(d.sink, sha);
+			d.sink = NULL;
+			if (ftruncate(fd, 0) < 0) {
 				rc = repo_err(errno, "%s: %s", part,
 					      strerror(errno));
 				goto out;
 			}
-			hasher_start(&h, d.fd, ctx, 0);
-			d.written = d.synced = d.fed = 0;
+			if ((err = download_sink__start(fd, 0, &d.sink))) {
+				rc = repo_err(err, "%s: %s", part,
+					      strerror(err));
+				goto out;
+			}
+			d.written = 0;
 			d.base = have = 0;
 			d.limit = size ? size : max;
 			rc = fetch(url, &d, 0, &code);
 		}
 	}
+	/* Whatever arrived goes to the file, also after a cut connection:
+	 * the next attempt resumes from it. */
+	err = download_sink__finish(d.sink, sha);
+	if (rc == 0 && err)
+		rc = repo_err(err, "%s: writing the download: %s", part,
+			      strerror(err));
 	if (rc == 0) {
 		*got = have + d.written;
 		if (size && *got != size)
 			rc = repo_err(EIO, "%s: got %" PRIu64 " bytes, the index "
 				      "announced %" PRIu64, url, *got, size);
 	}
-	if (rc == 0 && fsync(d.fd) < 0)
+	if (rc == 0 && fsync(fd) < 0)
 		rc = repo_err(errno, "%s: %s", part, strerror(errno));
-finish:
-	hasher_feed(&h, have + d.written);   /* the last, partial batch */
-	herr = hasher_finish(&h);
-	if (rc == 0 && herr)
-		rc = repo_err(herr, "%s: hashing the download failed", part);
-	EVP_DigestFinal_ex(ctx, sha, NULL);
 out:
-	EVP_MD_CTX_free(ctx);
-	close(d.fd);
+	close(fd);
 	return rc;
 }
 
