@@ -140,6 +140,13 @@ t_check "  ... keeping the partial file" [ "$(ls "$APPLIANCE_CACHE/partial" | wc
 t_run "the retry completes" $A pull "$URL/cut/tiny"
 t_check "  ... by resuming (Range request)" grep -q 'tiny-2.0.appliance bytes=[1-9]' repo/requests.log
 t_run "  ... and the result verifies" $A verify --full "$APPLIANCE_CACHE/packages/tiny-2.0.appliance"
+# A server that ignores the Range of the retry sends the whole file: the
+# client starts over instead of appending it to the partial one.
+$A rm tiny >/dev/null
+t_fail "a cut download fails (server without Range)" 1 $A pull "$URL/norange/tiny"
+t_run "  ... the retry gets the whole file and completes" $A pull "$URL/norange/tiny"
+t_check "  ... after asking for the rest" grep -q 'norange/packages/tiny-2.0.appliance bytes=[1-9]' repo/requests.log
+t_run "  ... and the result verifies" $A verify --full "$APPLIANCE_CACHE/packages/tiny-2.0.appliance"
 
 # One package by URL, and file:// repositories.
 $A rm tiny >/dev/null

@@ -6,6 +6,8 @@ support.  The first path component picks a behaviour:
   /ok/PATH        plain static file (Range honoured)
   /cut/PATH       the first GET of each file sends half of it and hangs up;
                   later GETs (a client resuming with Range) are served
+  /norange/PATH   like /cut the first time; later GETs ignore Range and send
+                  the whole file with 200 (an old server or proxy)
   /endless/PATH   files under packages/ never end: the real bytes, then
                   junk, without a Content-Length (bounded to 64 MiB extra)
   /old/PATH       serves ROOT/old/PATH (a saved, older repository state);
@@ -28,6 +30,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def handle(self):
+        try:
+            super().handle()
+        except ConnectionResetError:
+            pass   # a client that refused a reply and hung up
 
     def do_GET(self):
         with open(os.path.join(ROOT, "requests.log"), "a") as log:
@@ -57,6 +65,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         start = 0
         rng = self.headers.get("Range")
+        if mode == "norange":
+            rng = None   # an old server or proxy: always the whole file
         if rng and rng.startswith("bytes=") and rng.endswith("-"):
             start = int(rng[6:-1])
             if start >= len(data):
@@ -71,16 +81,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = data[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if mode == "cut" and rel.startswith("packages/"):
+        if mode in ("cut", "norange") and rel.startswith("packages/"):
             with lock:
-                first = path not in cut_done
-                cut_done.add(path)
+                first = (mode, path) not in cut_done
+                cut_done.add((mode, path))
             if first:
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 self.close_connection = True
                 return
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass   # the client hung up (refusing a reply is its right)
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
