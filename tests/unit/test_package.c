@@ -18,6 +18,7 @@
 #include "fixture-run.h"
 
 static char dir[64], build[128], pkg[128];
+static uint8_t variant;   /* XORed into the build dir's bytes */
 static struct minisign_seckey sk;
 static struct minisign_pubkey pk;
 
@@ -58,7 +59,7 @@ static void make_build_dir(void)
 	struct stat sk_, si, sd;
 
 	for (size_t i = 0; i < sizeof(data); i++)
-		data[i] = (uint8_t)(i * 13 + (i >> 9));
+		data[i] = (uint8_t)(i * 13 + (i >> 9)) ^ variant;
 	snprintf(p, sizeof(p), "%s/vmlinuz", build);
 	write_file(p, data, 5000);
 	snprintf(p, sizeof(p), "%s/initrd.img", build);
@@ -408,6 +409,107 @@ static int replace_kernel(struct archive *out, struct archive_entry *e,
 	return 1;
 }
 
+/* Swap one member for the same-named, same-sized member of another
+ * package signed by the same key. */
+static char other_pkg[160];
+static const char *swap_name;
+
+static int swap_from_other(struct archive *out, struct archive_entry *e,
+			   const void *data, size_t len, int i)
+{
+	struct archive *in;
+	struct archive_entry *oe;
+	int found = 0;
+
+	(void)data;
+	(void)i;
+	if (strcmp(archive_entry_pathname(e), swap_name) != 0)
+		return 0;
+	in = archive_read_new();
+	archive_read_support_format_tar(in);
+	ck_assert_int_eq(archive_read_open_filename(in, other_pkg, 10240), 0);
+	while (!found && archive_read_next_header(in, &oe) == ARCHIVE_OK)
+		found = strcmp(archive_entry_pathname(oe), swap_name) == 0;
+	ck_assert_msg(found, "%s not in the other package", swap_name);
+	/* Same size: only the digests can tell the two apart. */
+	ck_assert_int_eq(archive_entry_size(oe), (la_int64_t)len);
+	void *od = malloc(len + 1);
+	ck_assert_int_eq(archive_read_data(in, od, len), (ssize_t)len);
+	ck_assert_msg(memcmp(od, data, len) != 0, "%s is the same in both",
+		      swap_name);
+	archive_write_header(out, oe);
+	archive_write_data(out, od, len);
+	free(od);
+	archive_read_free(in);
+	return 1;
+}
+
+/* Members taken from another genuine package by the same publisher:
+ * each signature covers only its own manifest, and the manifest names
+ * every member's SHA-256 (and the disk's leaves), so every swap is
+ * refused, naming what was swapped. */
+START_TEST(members_swapped_from_another_package_are_refused)
+{
+	static const char *const names[] = {
+		"manifest.toml", "manifest.toml.minisig", "vmlinuz",
+		"initrd.img", "disk.hashes", "disk.avd",
+	};
+	char saved[sizeof(build)];
+	struct package *p;
+
+	if (!have_avd())
+		return;
+	snprintf(saved, sizeof(saved), "%s", build);
+	snprintf(build, sizeof(build), "%s/build2", dir);
+	ck_assert_int_eq(mkdir(build, 0755), 0);
+	variant = 0x5a;
+	make_build_dir();
+	variant = 0;
+	snprintf(other_pkg, sizeof(other_pkg), "%s/other.appliance", dir);
+	ck_assert_msg(package__create(build, other_pkg, &sk, NULL,
+				      PACKAGE_LEAF_BLAKE3) == 0, "%s",
+		      package__error());
+	snprintf(build, sizeof(build), "%s", saved);
+
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		remake_pkg(PACKAGE_LEAF_BLAKE3);
+		swap_name = names[k];
+		rewrite(swap_from_other);
+		p = open_ok();
+		if (k < 2) {   /* manifest or signature: the signature fails */
+			ck_assert_int_eq(package__verify_signature(p, &pk, NULL,
+								   NULL),
+					 -EBADMSG);
+			package__close(p);
+			continue;
+		}
+		ck_assert_int_eq(package__verify_signature(p, &pk, NULL, NULL),
+				 0);
+		if (strcmp(swap_name, "disk.avd") == 0) {
+			/* Lazily: the clusters that differ fail as read. */
+			imgfmt_image *img;
+			uint8_t buf[65536];
+			int bad = 0;
+			ck_assert_int_eq(package__verify_members(p, false), 0);
+			ck_assert_int_eq(package__open_disk(p, &img), 0);
+			for (uint64_t o = 0; o < (1 << 20); o += sizeof(buf))
+				bad += imgfmt__pread(img, buf, sizeof(buf), o) < 0;
+			imgfmt__close(img);
+			ck_assert_int_ge(bad, 1);
+			ck_assert_int_eq(package__verify_members(p, true),
+					 -EBADMSG);
+		} else {
+			ck_assert_int_eq(package__verify_members(p, false),
+					 -EBADMSG);
+		}
+		ck_assert_msg(strstr(package__error(), swap_name),
+			      "'%s' does not name %s", package__error(),
+			      swap_name);
+		package__close(p);
+	}
+}
+END_TEST
+
 START_TEST(reordered_members_are_refused)
 {
 	struct package *p;
@@ -511,6 +613,7 @@ int main(void)
 	tcase_add_loop_test(tc, tampered_members_are_refused, 0, 2);
 	tcase_add_test(tc, tampered_manifest_fails_the_signature);
 	tcase_add_test(tc, wrong_or_untrusted_key_is_refused);
+	tcase_add_test(tc, members_swapped_from_another_package_are_refused);
 	tcase_add_test(tc, reordered_members_are_refused);
 	tcase_add_test(tc, added_member_is_refused);
 	tcase_add_test(tc, traversal_and_symlink_members_are_refused);
