@@ -501,6 +501,13 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "appliance/0.1");
+	/* https is always checked against a CA; a private repository's CA
+	 * can be named the way curl's users name it. */
+	const char *ca = getenv("APPLIANCE_CA_BUNDLE");
+	if (!ca || !*ca)
+		ca = getenv("CURL_CA_BUNDLE");
+	if (ca && *ca)
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	/* Fewer, larger socket reads for a package (the default buffer
 	 * is 16 KiB); the write callback still gets at most 16 KiB. */

@@ -51,6 +51,8 @@ const char cmd_pull_help[] =
 	"size, SHA-256 and signature are checked before anything enters the\n"
 	"cache; interrupted downloads resume.  Keys come from the trust store\n"
 	"unless --key is given; --insecure accepts unsigned or untrusted ones.\n"
+	"https certificates are always checked, against the system's CAs or\n"
+	"the bundle in $APPLIANCE_CA_BUNDLE (else $CURL_CA_BUNDLE).\n"
 	"Prints the cached package's path.\n";
 
 const char cmd_list_help[] =

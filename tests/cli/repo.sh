@@ -154,4 +154,21 @@ t_run "pull a package by URL" $A pull "$URL/ok/packages/tiny-1.0.appliance"
 t_run "pull from a file:// repository" $A pull "file://$T_TMP/repo/tiny:2.0"
 t_fail "an unknown appliance" 1 $A pull "$URL/ok/nothere"
 t_check "rm removes" sh -c "$A rm tiny:1.0 && ! ls '$APPLIANCE_CACHE/packages' | grep -q 1.0"
+
+# https: the certificate is checked (a self-signed one is refused) unless
+# its CA is named in APPLIANCE_CA_BUNDLE.
+$A rm tiny >/dev/null 2>&1 || true
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout tls.key -out tls.crt -days 2 -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 2>/dev/null
+cat tls.key tls.crt > tls.pem
+python3 "$TOP/tests/cli/repo_server.py" repo tlsport tls.pem &
+TLS_SERVER=$!
+trap 'kill $SERVER $TLS_SERVER 2>/dev/null; rm -rf "$T_TMP"' EXIT
+for i in $(seq 100); do [ -f tlsport ] && break; sleep 0.05; done
+TLS_URL="https://127.0.0.1:$(cat tlsport)"
+t_check "https with an unknown CA is refused" sh -c "! $A pull '$TLS_URL/ok/tiny' 2>cerr; grep -qi 'certificate' cerr"
+t_check "  ... and nothing is cached" [ "$(cached)" = 0 ]
+t_run "https with the CA named in APPLIANCE_CA_BUNDLE" env APPLIANCE_CA_BUNDLE="$PWD/tls.crt" $A pull "$TLS_URL/ok/tiny"
+t_run "  ... and the result verifies" $A verify --full "$APPLIANCE_CACHE/packages/tiny-2.0.appliance"
 t_done

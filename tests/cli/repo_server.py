@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""repo_server.py ROOT PORTFILE - a static HTTP server that can misbehave.
+"""repo_server.py ROOT PORTFILE [CERT.pem] - a static HTTP server that can
+misbehave; with CERT.pem (key and certificate) it speaks https.
 
 Serves ROOT on 127.0.0.1 (a free port, written to PORTFILE), with Range
 support.  The first path component picks a behaviour:
@@ -102,6 +103,11 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 srv = Server(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 3:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 with open(sys.argv[2] + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 os.rename(sys.argv[2] + ".tmp", sys.argv[2])
