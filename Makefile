@@ -119,7 +119,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBS)
 DEB_PACKAGES := build-essential pkg-config check libzstd-dev libarchive-dev \
 	libssl-dev zlib1g-dev libcurl4-openssl-dev zstd qemu-utils \
 	e2fsprogs python3 minisign b3sum busybox-static qemu-system-x86 mmdebstrap \
-	cpio kmod passt libnbd-bin nbdkit fio signify-openbsd curl \
+	cpio kmod passt libnbd-bin nbdkit fio signify-openbsd curl openssl ca-certificates \
 	fuse3 libfuse3-dev libguestfs-tools libguestfs-dev linux-image-amd64
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
