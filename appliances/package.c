@@ -842,7 +842,11 @@ static int open_disk_raw(struct package *p, imgfmt_image **out)
 	struct imgfmt_open_opts o = { .format = d->format,
 				      .offset = d->offset,
 				      .length = d->size,
-				      .flags = IMGFMT_OPEN_NO_BACKING };
+				      /* Every use checks each cluster against
+				       * its leaf, which AVD's CRC32C would
+				       * only repeat. */
+				      .flags = IMGFMT_OPEN_NO_BACKING |
+					       IMGFMT_OPEN_NO_DATA_CHECKSUMS };
 
 	if (imgfmt__open(p->path, &o, out) < 0)
 		return package__err(EINVAL, "%s: disk member '%s': %s", p->path,

@@ -242,7 +242,10 @@ static int open_backing(imgfmt_image *img, const struct imgfmt_open_opts *o,
 		return imgfmt_err(ENOMEM, "out of memory");
 	bo.format = img->backing_format;
 	bo.cache_bytes = o->cache_bytes;
-	bo.flags = o->flags & ~(unsigned)IMGFMT_OPEN_RDWR;
+	/* The caller's own content check covers this image, not its
+	 * backing file: that one keeps its checksums. */
+	bo.flags = o->flags & ~(unsigned)(IMGFMT_OPEN_RDWR |
+					  IMGFMT_OPEN_NO_DATA_CHECKSUMS);
 	r = open_chain(bpath, &bo, seen, &img->backing);
 	if (r < 0) {
 		/* Keep the inner message but say whose backing file it was. */
@@ -269,6 +272,9 @@ static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
 	int r;
 
 	*out = NULL;
+	if (rw && (o->flags & IMGFMT_OPEN_NO_DATA_CHECKSUMS))
+		return imgfmt_err(EINVAL, "%s: IMGFMT_OPEN_NO_DATA_CHECKSUMS "
+				  "is for read-only opens", path);
 	img = calloc(1, sizeof(*img));
 	if (!img)
 		return imgfmt_err(ENOMEM, "out of memory");

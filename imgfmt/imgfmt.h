@@ -62,6 +62,15 @@ enum imgfmt_open_flags {
 	                                     "appliance": a package's disk,
 	                                     which the runtime attaches) */
 	IMGFMT_OPEN_DIRECT = 1u << 2,     /* O_DIRECT where the format allows */
+	IMGFMT_OPEN_NO_DATA_CHECKSUMS = 1u << 3,
+	                                  /* read-only use by a caller that checks
+	                                     every cluster's content against
+	                                     something stronger (a package's
+	                                     signed hash tree): skip AVD's CRC32C
+	                                     of data clusters, which would only
+	                                     repeat the check.  Metadata is
+	                                     checked as always; a backing file
+	                                     keeps its checksums. */
 };
 
 struct imgfmt_open_opts {

@@ -126,8 +126,9 @@ static int is_zero_cluster(struct verified *v, uint64_t c, size_t len)
 static int fail_cluster(struct verified *v, uint64_t c)
 {
 	return imgfmt_err(EBADMSG, "%s: cluster %llu (bytes %llu+%zu) fails "
-			  "verification: the image was modified after it was "
-			  "signed", v->img->path, (unsigned long long)c,
+			  "verification: the image was modified or damaged "
+			  "after it was signed", v->img->path,
+			  (unsigned long long)c,
 			  (unsigned long long)c * v->cluster_size,
 			  cluster_len(v, c));
 }

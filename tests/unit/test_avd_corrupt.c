@@ -484,6 +484,63 @@ START_TEST(checksum_mismatch)
 }
 END_TEST
 
+/* IMGFMT_OPEN_NO_DATA_CHECKSUMS: the caller checks content itself (a
+ * package's hash tree), so a flipped data byte reads back flipped, in
+ * every read path (one cluster, a run of clusters, the partial one);
+ * a corrupt compressed payload is still an error from zstd, not a
+ * crash; metadata stays checked; and the flag is refused read-write. */
+START_TEST(no_data_checksums_flag)
+{
+	uint8_t b[4096], x, want;
+	uint8_t *big = malloc(3 * C);
+
+	make("a");
+	uint64_t data = get64("a", entry("a", 1)) & ((1ull << 56) - 1);
+	rd("a", data + 2 * 4096 + 17, &x, 1);
+	want = x ^ 0x40;
+	wr("a", data + 2 * 4096 + 17, &want, 1);
+	imgfmt_image *img = op("a", IMGFMT_OPEN_NO_DATA_CHECKSUMS);
+	OK(imgfmt__pread(img, b, sizeof(b), C + 2 * 4096));
+	ck_assert_uint_eq(b[17], want);
+	OK(imgfmt__pread(img, b, 10, C + 2 * 4096 + 17));
+	ck_assert_uint_eq(b[0], want);
+	OK(imgfmt__pread(img, big, 3 * C, 0));
+	ck_assert_uint_eq(big[C + 2 * 4096 + 17], want);
+	OK(imgfmt__pread(img, big, 2 * C, 4096));
+	ck_assert_uint_eq(big[C - 4096 + 2 * 4096 + 17], want);
+	imgfmt__close(img);
+	/* Without the flag the same image still fails its checksum. */
+	img = op("a", 0);
+	ck_assert_int_eq(imgfmt__pread(img, b, sizeof(b), C + 2 * 4096), -EIO);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "checksum mismatch"));
+	imgfmt__close(img);
+
+	make("b");
+	uint64_t e = entry("b", 2);
+	data = get64("b", e) & ((1ull << 56) - 1);
+	uint32_t len = get32("b", e + 8);
+	uint8_t *junk = malloc(len);
+	memset(junk, 0x5a, len);
+	wr("b", data, junk, len);
+	free(junk);
+	img = op("b", IMGFMT_OPEN_NO_DATA_CHECKSUMS);
+	ck_assert_int_eq(imgfmt__pread(img, b, sizeof(b), 2 * C), -EIO);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "decompress"));
+	imgfmt__close(img);
+
+	make("c");
+	put64("c", entry("c", 2), AVD_DESC(AVD_T_COMP, (1ull << 30)));
+	img = op("c", IMGFMT_OPEN_NO_DATA_CHECKSUMS);
+	ck_assert_int_eq(imgfmt__pread(img, b, sizeof(b), 2 * C), -EIO);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "overruns"));
+	imgfmt__close(img);
+
+	open_err("a", IMGFMT_OPEN_RDWR | IMGFMT_OPEN_NO_DATA_CHECKSUMS,
+		 "read-only");
+	free(big);
+}
+END_TEST
+
 static void chain(const char *name, const char *backing)
 {
 	struct imgfmt_create_opts co = {
@@ -585,6 +642,7 @@ int main(void)
 	tcase_add_test(tc, l2_entries_overlapping_metadata);
 	tcase_add_test(tc, compressed_overruns);
 	tcase_add_test(tc, checksum_mismatch);
+	tcase_add_test(tc, no_data_checksums_flag);
 	tcase_add_test(tc, backing_loops_and_depth);
 	tcase_add_test(tc, reserved_descriptor_bits);
 	tcase_add_test(tc, resize_ignores_l1_slack);
