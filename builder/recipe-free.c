@@ -27,6 +27,7 @@ void recipe__free(struct recipe *r)
 	free(r->base.variant);
 	free(r->base.mirror);
 	free(r->base.source);
+	free(r->base.sha256);
 	free_strv(r->packages, r->n_packages);
 	for (size_t i = 0; i < r->n_files; i++) {
 		free(r->files[i].path);

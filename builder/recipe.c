@@ -678,6 +678,14 @@ static const char *check_tarball(const char *s, size_t len)
 	return check_rel_path(s, len);
 }
 
+/* A SHA-256 as sha256sum prints it. */
+static const char *check_sha256(const char *s, size_t len)
+{
+	if (len != 64 || strspn(s, "0123456789abcdef") != 64)
+		return "must be 64 lower-case hex digits (as sha256sum prints)";
+	return NULL;
+}
+
 /* Kernel: "debian" or a relative path. */
 static const char *check_kernel(const char *s, size_t len)
 {
@@ -839,6 +847,15 @@ static int base_post(struct ctx *c, const struct toml_value *t, void *obj)
 	if (b->type != RECIPE_BASE_TARBALL && b->source)
 		return rfail_key(c, toml__get_kv(t, "source"), "base.source: "
 				 "only applies to type = \"tarball\"");
+	if (b->type != RECIPE_BASE_TARBALL && b->sha256)
+		return rfail_key(c, toml__get_kv(t, "sha256"), "base.sha256: "
+				 "only applies to type = \"tarball\"");
+	/* A download is pinned: whoever serves the URL (or sits between)
+	 * must not choose the root filesystem the build then signs. */
+	if (b->source && strstr(b->source, "://") && !b->sha256)
+		return rfail_key(c, toml__get_kv(t, "source"), "base.source: "
+				 "a URL needs sha256 = \"...\" (the tarball's "
+				 "SHA-256, as sha256sum prints it)");
 	if (b->source && !strstr(b->source, "://"))
 		return check_local(c, toml__get(t, "source"), "base.source",
 				   b->source, false);
@@ -1026,6 +1043,8 @@ static const struct field base_fields[] = {
 	  .check = check_line },
 	{ "source", K_STRING, R(struct recipe, base.source),
 	  .check = check_tarball },
+	{ "sha256", K_STRING, R(struct recipe, base.sha256),
+	  .check = check_sha256 },
 	{ "packages", K_STRINGS, R(struct recipe, packages),
 	  R(struct recipe, n_packages), .check = check_package },
 	{ NULL },

@@ -44,6 +44,8 @@ struct recipe_base {
 	                     from the host's apt sources */
 	char *source;     /* tarball: local path (relative to the recipe
 	                     directory) or http(s) URL */
+	char *sha256;     /* tarball: its SHA-256 (64 lower-case hex digits);
+	                     required for a URL, optional for a path */
 };
 
 struct recipe_file {

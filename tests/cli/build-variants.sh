@@ -85,13 +85,31 @@ while [ $n -lt 50 ] && ! curl -fsS -o /dev/null "http://127.0.0.1:$HPORT/root.ta
 done
 mkdir -p url ucache
 ln -s "$CACHE/kernel" ucache/kernel
+SUM=$(sha256sum tb/root.tar.gz | cut -c1-64)
+BAD=$(echo "$SUM" | tr 0-9a-f 1-9a-f0)
 sed "s|^source = \"root.tar.gz\"|source = \"http://127.0.0.1:$HPORT/root.tar.gz\"|" \
-	tb/recipe.toml > url/recipe.toml
+	tb/recipe.toml > url/nosum.toml
+# A URL is pinned by the tarball's SHA-256: without it, whoever serves
+# the URL would pick the root filesystem that the build signs.
+build --cache ucache -o nosum url/nosum.toml > nosum.out 2>&1; rc=$?
+t_check "a tarball URL without sha256 is a recipe error (exit $rc)" test "$rc" = 1
+t_check "  ... naming base.source at its line" grep -q "nosum.toml:[0-9]*:[0-9]*: base.source: a URL needs sha256" nosum.out
+sed "s|^source = .*|&\nsha256 = \"$BAD\"|" url/nosum.toml > url/bad.toml
+build --cache ucache -o badout url/bad.toml > bad.out 2>&1; rc=$?
+t_check "a tarball whose SHA-256 differs fails the build (exit $rc)" test "$rc" = 1
+t_check "  ... naming both digests" sh -c "grep -q 'has SHA-256 $SUM, the recipe says $BAD' bad.out"
+t_check "  ... and caches nothing" sh -c '[ "$(ls ucache/tarballs 2>/dev/null | wc -l)" = 0 ]'
+sed "s|^source = .*|&\nsha256 = \"$SUM\"|" url/nosum.toml > url/recipe.toml
 t_run "build from a tarball URL" build --cache ucache --output-format raw -o urlout url/recipe.toml
 kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null
 t_check "the URL build has the same disk as the local one" cmp -s urlout/disk.raw tbout/disk.raw
 t_check "the download is cached" sh -c '[ "$(ls ucache/tarballs | wc -l)" = 1 ]'
 t_run "rebuild from the cached download (server gone)" build --cache ucache -o urlout2 url/recipe.toml
+# A local tarball may be pinned too.
+sed "s|^source = .*|&\nsha256 = \"$BAD\"|" tb/recipe.toml > tb/bad.toml
+build -o tbbad tb/bad.toml > tbbad.out 2>&1; rc=$?
+t_check "a local tarball whose SHA-256 differs fails the build (exit $rc)" test "$rc" = 1
+t_check "  ... naming it" grep -q "root.tar.gz has SHA-256 $SUM" tbbad.out
 
 # A hostile tarball: refused, entry named, nothing written outside.
 mkdir -p evil/in

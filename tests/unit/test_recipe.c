@@ -98,6 +98,7 @@ static void load_bad(const char *text, int line, int col, const char *want)
 }
 
 #define HEAD "[appliance]\nname = \"demo\"\nversion = \"1.0\"\n"
+#define SHA64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 START_TEST(full_recipe)
 {
@@ -233,8 +234,10 @@ START_TEST(minimal_recipe_defaults)
 	recipe__free(&r);
 
 	load_ok(HEAD "[base]\ntype = \"tarball\"\n"
-		"source = \"https://example.org/root.tar.gz\"\n", &r);
+		"source = \"https://example.org/root.tar.gz\"\n"
+		"sha256 = \"" SHA64 "\"\n", &r);
 	ck_assert_int_eq(r.base.type, RECIPE_BASE_TARBALL);
+	ck_assert_str_eq(r.base.sha256, SHA64);
 	recipe__free(&r);
 }
 END_TEST
@@ -347,6 +350,15 @@ START_TEST(bad_values)
 		 "needs source");
 	load_bad(HEAD "[base]\ntype = \"tarball\"\nsource = \"ftp://x/y\"\n",
 		 6, 10, "http(s) URL");
+	/* A downloaded base is pinned by its digest. */
+	load_bad(HEAD "[base]\ntype = \"tarball\"\n"
+		 "source = \"https://example.org/r.tar\"\n", 6, 1,
+		 "base.source: a URL needs sha256");
+	load_bad(HEAD "[base]\ntype = \"tarball\"\n"
+		 "source = \"https://example.org/r.tar\"\nsha256 = \"ABC\"\n",
+		 7, 10, "64 lower-case hex digits");
+	load_bad(HEAD "[base]\ntype = \"busybox\"\nsha256 = \"" SHA64 "\"\n",
+		 6, 1, "base.sha256: only applies to type = \"tarball\"");
 	load_bad(HEAD "[[vm.ports]]\nhost = 22\nguest = 22\n[[vm.ports]]\n"
 		 "host = 22\nguest = 2222\n", 7, 1,
 		 "host port 22/tcp is already forwarded");
