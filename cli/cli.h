@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "imgfmt.h"
+
 #define EXIT_OK 0
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
@@ -100,6 +102,12 @@ int cli__pull(const char *ref, const char *keyfile, int insecure,
 /* Is the file an appliance package (a ustar whose first member is the
  * manifest)?  And check one, printing the result. */
 int cli__is_package(const char *path);
+
+/* Open what an `img` command was given (cli/img-open.c): an image, or a
+ * package's disk, read-only and verified as it is read.  Prints errors;
+ * 0 or -1. */
+int cli__img_open(const char *path, const struct imgfmt_open_opts *o,
+		  imgfmt_image **img);
 int cli__verify_package(const char *path, const char *keyfile, int full,
 			int quiet);
 

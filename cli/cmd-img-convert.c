@@ -155,8 +155,7 @@ int cmd_img_convert(int argc, char **argv)
 
 	imgfmt_image *img;
 	struct imgfmt_open_opts oo = { .format = in_fmt };
-	if (imgfmt__open(src, &oo, &img) < 0) {
-		cli__error("%s", imgfmt__error());
+	if (cli__img_open(src, &oo, &img) < 0) {
 		rc = EXIT_FAIL;
 		goto out;
 	}
@@ -239,10 +238,10 @@ int cmd_img_compare(int argc, char **argv)
 	if (argc - optind != 2)
 		return cli__usage("img", "img compare: expected A B");
 	struct imgfmt_open_opts oa = { .format = fa }, ob = { .format = fb };
-	if (imgfmt__open(argv[optind], &oa, &ia) < 0)
-		return compare_error();
-	if (imgfmt__open(argv[optind + 1], &ob, &ib) < 0) {
-		rc = compare_error();
+	if (cli__img_open(argv[optind], &oa, &ia) < 0)
+		return 2;
+	if (cli__img_open(argv[optind + 1], &ob, &ib) < 0) {
+		rc = 2;
 		goto out;
 	}
 	ba = malloc(CMP_BUF);

@@ -66,10 +66,8 @@ int img_serve(int argc, char **argv)
 				  "exclude each other");
 	if (!so.read_only)
 		oo.flags |= IMGFMT_OPEN_RDWR;
-	if (imgfmt__open(argv[optind], &oo, &img) < 0) {
-		cli__error("%s", imgfmt__error());
+	if (cli__img_open(argv[optind], &oo, &img) < 0)
 		return EXIT_FAIL;
-	}
 	if (!so.description)
 		so.description = argv[optind];
 	if (nbd_server__create(img, &so, &serving) < 0) {

@@ -67,8 +67,10 @@ const char cmd_img_help[] =
 	"        left by rewrites and discards (-c: zstd-compressed)\n"
 	"\n"
 	"Formats: avd (ours), raw, qcow2, vmdk, vhd; detected by magic unless\n"
-	"-f names one.  Exit status: 0 ok, 1 failure or problems found,\n"
-	"2 usage error.\n";
+	"-f names one.  An appliance package (NAME-VERSION.appliance) opens as\n"
+	"its disk: read-only, once its signature is trusted, every cluster\n"
+	"checked against the signed hashes as it is read.  Exit status: 0 ok,\n"
+	"1 failure or problems found, 2 usage error.\n";
 
 /* Options every image sub-command shares. */
 struct img_args {
@@ -157,11 +159,7 @@ static int open_image(const char *path, const char *format, int rw,
 
 	if (rw)
 		o.flags |= IMGFMT_OPEN_RDWR;
-	if (imgfmt__open(path, &o, img) < 0) {
-		cli__error("%s", imgfmt__error());
-		return -1;
-	}
-	return 0;
+	return cli__img_open(path, &o, img);
 }
 
 static int img_create(int argc, char **argv)

@@ -538,6 +538,37 @@ static int verified__info(imgfmt_image *img, struct imgfmt_info *info)
 	return 0;
 }
 
+/* Check: the inner image's own check (its metadata), then every cluster
+ * read and verified, each that fails counted as a checksum error. */
+static int verified__check(imgfmt_image *img, int repair,
+			   struct imgfmt_check_result *res)
+{
+	struct verified *v = img->priv;
+	uint8_t *buf;
+	int r;
+
+	if (repair)
+		return imgfmt_err(EROFS, "%s: a verified image cannot be "
+				  "repaired", img->path);
+	if ((r = imgfmt__check(v->inner, 0, res)) < 0)
+		return r;
+	if (!(buf = malloc(v->cluster_size)))
+		return imgfmt_err(ENOMEM, "out of memory");
+	for (uint64_t c = 0; c < nr_clusters(v); c++) {
+		size_t len = cluster_len(v, c);
+		if (is_zero_cluster(v, c, len))
+			continue;
+		if (fill_clusters(v, buf, c, 1) == 0)
+			continue;
+		if (!res->checksum_errors++ && !res->first_problem[0])
+			snprintf(res->first_problem,
+				 sizeof(res->first_problem), "%s",
+				 imgfmt__error());
+	}
+	free(buf);
+	return 0;
+}
+
 static void verified__close(imgfmt_image *img)
 {
 	struct verified *v = img->priv;
@@ -565,6 +596,7 @@ static const struct imgfmt_driver verified_driver = {
 	.pread = verified__pread,
 	.map = verified__map,
 	.info = verified__info,
+	.check = verified__check,
 	.close = verified__close,
 };
 
