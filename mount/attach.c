@@ -252,7 +252,9 @@ int attach__run(const struct attach_opts *o)
 
 	if (o->rw)
 		oo.flags |= IMGFMT_OPEN_RDWR;
-	rc = imgfmt__open(o->image, &oo, &c.img);
+	rc = o->img ? 0 : imgfmt__open(o->image, &oo, &c.img);
+	if (o->img)
+		c.img = o->img;
 	if (rc < 0)
 		return mount_err(-rc, "%s", imgfmt__error());
 	if (imgfmt__info(c.img, &info) < 0) {

@@ -210,7 +210,9 @@ int guest__open(const struct guest_opts *o, struct guest **out)
 	s->rw = o->rw;
 	if (o->rw)
 		oo.flags |= IMGFMT_OPEN_RDWR;
-	rc = imgfmt__open(o->image, &oo, &s->img);
+	rc = o->img ? 0 : imgfmt__open(o->image, &oo, &s->img);
+	if (o->img)
+		s->img = o->img;
 	if (rc < 0) {
 		rc = mount_err(-rc, "%s", imgfmt__error());
 		s->img = NULL;

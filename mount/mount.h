@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "imgfmt.h"
+
 /* Message of the most recent failing call in this thread ("" if none). */
 const char *mount__error(void);
 
@@ -40,6 +42,9 @@ struct attach_opts {
 	const char *file;        /* where the raw view appears; created
 	                            (and removed again afterwards) if missing */
 	int rw;                  /* writable; default read-only */
+	imgfmt_image *img;       /* already open (an appliance package's
+	                            verified disk, say), owned from here on;
+	                            NULL: open `image` */
 	/* Called once the mount is in place and about to serve (the CLI
 	 * uses it to let a --background parent exit).  May be NULL. */
 	void (*ready)(void *opaque);
@@ -72,6 +77,9 @@ struct guest_opts {
 	int inspect;             /* mount what OS inspection finds, at the
 	                            guest's own mount points */
 	int verbose;             /* libguestfs debug messages to stderr */
+	imgfmt_image *img;       /* already open, owned from here on (closed
+	                            by guest__close, or by guest__open if it
+	                            fails); NULL: open `image` */
 };
 
 struct guest;

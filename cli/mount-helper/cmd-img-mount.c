@@ -227,6 +227,19 @@ static int parse_args(int argc, char **argv, int which, struct img_args *a)
 
 /* ---- attach / unmount --------------------------------------------------- */
 
+/* An appliance package opens as its verified disk (cli/img-open.c), which
+ * the mount library then serves as given; anything else it opens itself. */
+static int open_package(const char *image, const char *format, int rw,
+			imgfmt_image **img)
+{
+	struct imgfmt_open_opts o = { .flags = rw ? IMGFMT_OPEN_RDWR : 0 };
+
+	*img = NULL;
+	if (format || !cli__is_package(image))
+		return 0;
+	return cli__img_open(image, &o, img);
+}
+
 int img_attach(int argc, char **argv)
 {
 	struct img_args a;
@@ -245,6 +258,8 @@ int img_attach(int argc, char **argv)
 		if (rc >= 0)
 			return rc;
 	}
+	if (open_package(ao.image, ao.format, ao.rw, &ao.img) < 0)
+		return EXIT_FAIL;
 	if (attach__run(&ao) < 0) {
 		cli__error("%s", mount__error());
 		return EXIT_FAIL;
@@ -275,6 +290,8 @@ static int open_guest(struct img_args *a, const char *image,
 		      struct guest **g)
 {
 	a->go.image = image;
+	if (open_package(image, a->go.format, a->go.rw, &a->go.img) < 0)
+		return -1;
 	/* Our NBD server writes to sockets QEMU may close first. */
 	signal(SIGPIPE, SIG_IGN);
 	if (guest__open(&a->go, g) < 0) {

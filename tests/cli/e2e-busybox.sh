@@ -24,6 +24,9 @@ t_check "the signed package is unchanged by running it" [ "$before" = "$after" ]
 t_check "the guest's writes are in the overlay" sh -c "$A img map --json ov.avd | grep -q '\"kind\": \"data\"'"
 t_check "the overlay names its package" sh -c "$A img info ov.avd | grep -q 'appliance:busybox-hello-1.0'"
 t_run "a second run reuses the overlay" timeout 300 $A run --persist ov.avd "$PKG"
+# Looking inside a downloaded appliance without booting it: img commands
+# open the package's disk verified (libguestfs reads it over our NBD).
+t_check "img cat reads a file from the signed package" sh -c "LIBGUESTFS_BACKEND=direct LIBGUESTFS_BACKEND_SETTINGS=\${LIBGUESTFS_BACKEND_SETTINGS:-force_tcg} timeout 300 $A img cat '$PKG' /etc/hostname | grep -qx busybox-hello"
 
 # Refusals, each before anything boots.
 cp "$PKG" bad.appliance

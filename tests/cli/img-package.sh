@@ -55,6 +55,10 @@ for i in $(seq 100); do [ -S "$T_TMP/s.sock" ] && break; sleep 0.05; done
 t_run "img serve --read-only serves the verified disk (qemu-img compare)" \
 	qemu-img compare -f raw disk.raw "nbd+unix:///?socket=$T_TMP/s.sock"
 kill $srv; wait $srv 2>/dev/null
+t_run "img attach shows the verified disk as a file" $A img attach --background t.appliance view.raw
+t_check "  ... byte for byte" cmp -s view.raw disk.raw
+t_run "  ... and unmounts" $A img unmount view.raw
+t_check "img attach --rw is refused" sh -c "! $A img attach --rw --background t.appliance v2.raw 2>err && grep -q 'read-only' err"
 t_check "-f raw opens the file itself" sh -c "$A img info -f raw t.appliance | grep -qx 'file format: raw'"
 
 # One byte changed inside the disk's data (virtual 65536.. is at file
@@ -69,5 +73,8 @@ t_check "a tampered cluster stops img convert" sh -c "! $A img convert -O raw ba
 t_check "  ... leaving no output file" test ! -e bad.raw
 t_check "  ... and img compare reports an error (2)" sh -c "$A img compare bad.appliance b/disk.avd 2>/dev/null; test \$? = 2"
 t_check "  ... and img check counts it (exit 1), naming the cluster" sh -c "$A img check bad.appliance >out; test \$? = 1 && grep -q '1 checksum errors' out && grep -q 'cluster 2 (bytes 131072' out"
+$A img attach --background bad.appliance bview.raw
+t_check "  ... and reading it through img attach fails at that cluster" sh -c "! dd if=bview.raw of=/dev/null bs=64k 2>/dev/null && [ \$(dd if=bview.raw bs=64k 2>/dev/null | wc -c) = 131072 ]"
+$A img unmount bview.raw
 t_run "  ... while untouched clusters still read" sh -c "$A img read bad.appliance 65536 65536 >/dev/null"
 t_done
