@@ -4,38 +4,13 @@
 # only once the signature is trusted; a tampered cluster stops them; an
 # explicit -f still opens the file as that format.
 . "$(dirname "$0")/lib.sh"
+. "$TOP/tests/cli/lib-pkg.sh"
 A=$APPLIANCE
 export APPLIANCE_CACHE=$T_TMP/cache APPLIANCE_TRUST_DIR=$T_TMP/trust \
 	APPLIANCE_SYSTEM_TRUST_DIR=$T_TMP/systrust
 
 $A key generate --public k.pub --secret k.key --no-passphrase >/dev/null
-mkdir b
-head -c 20000 /dev/urandom > b/vmlinuz
-$A img create b/disk.avd 4M >/dev/null
-head -c 300000 /dev/urandom | $A img write b/disk.avd 65536 300000
-cat > b/manifest.toml <<EOT
-manifest_version = 1
-[appliance]
-name = "tiny"
-version = "1"
-architecture = "x86_64"
-build_time = 0
-[vm]
-memory = 134217728
-cpus = 1
-cmdline = "console=ttyS0"
-[[files]]
-role = "disk"
-name = "disk.avd"
-format = "avd"
-size = $(stat -c %s b/disk.avd)
-sha256 = "$(sha256sum b/disk.avd | cut -c1-64)"
-[[files]]
-role = "kernel"
-name = "vmlinuz"
-size = 20000
-sha256 = "$(sha256sum b/vmlinuz | cut -c1-64)"
-EOT
+mkbuild b 1 300000
 $A pack b -o t.appliance --sign k.key >/dev/null
 $A img convert -O raw b/disk.avd disk.raw
 

@@ -2,46 +2,11 @@
 # HTTP server on 127.0.0.1; every refusal must name its reason and leave
 # nothing in the cache.
 . "$TOP/tests/cli/lib.sh"
+. "$TOP/tests/cli/lib-pkg.sh"
 A=$APPLIANCE
 export APPLIANCE_CACHE=$T_TMP/cache APPLIANCE_TRUST_DIR=$T_TMP/trust \
 	APPLIANCE_SYSTEM_TRUST_DIR=$T_TMP/systrust
 
-# A small package from a synthetic build directory (nothing here boots).
-mkbuild() { # DIR VERSION
-	mkdir -p "$1"
-	head -c 20000 /dev/urandom > "$1/vmlinuz"
-	head -c 7000 /dev/urandom > "$1/initrd.img"
-	$A img create "$1/disk.avd" 4M >/dev/null
-	head -c 100000 /dev/urandom | $A img write "$1/disk.avd" 65536 100000
-	cat > "$1/manifest.toml" <<EOT
-manifest_version = 1
-[appliance]
-name = "tiny"
-version = "$2"
-architecture = "x86_64"
-build_time = 1700000000
-[vm]
-memory = 134217728
-cpus = 1
-cmdline = "console=ttyS0"
-[[files]]
-role = "disk"
-name = "disk.avd"
-format = "avd"
-size = $(stat -c %s "$1/disk.avd")
-sha256 = "$(sha256sum "$1/disk.avd" | cut -c1-64)"
-[[files]]
-role = "kernel"
-name = "vmlinuz"
-size = 20000
-sha256 = "$(sha256sum "$1/vmlinuz" | cut -c1-64)"
-[[files]]
-role = "initrd"
-name = "initrd.img"
-size = 7000
-sha256 = "$(sha256sum "$1/initrd.img" | cut -c1-64)"
-EOT
-}
 cached() { ls "$APPLIANCE_CACHE/packages" 2>/dev/null | wc -l; }
 
 $A key generate --public k1.pub --secret k1.key --no-passphrase >/dev/null
