@@ -77,58 +77,44 @@ static void assert_file(size_t len)
 	free(got);
 }
 
-START_TEST(whole_download_in_order)
+/* A download of data[0, total) whose first `have` bytes an earlier
+ * attempt left in the file: the sink hashes those first and appends the
+ * rest after them, whatever the staging boundaries; the file and the
+ * digest must come out as the whole. */
+static void download(size_t have, size_t total)
 {
 	struct download_sink *s;
 	uint8_t got[32], want[32];
-	int fd = open(path, O_RDWR | O_CREAT, 0644);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 
-	ck_assert_int_eq(download_sink__start(fd, 0, &s), 0);
-	ck_assert_int_eq(put_range(s, 0, DATA_BYTES), 0);
+	ck_assert_int_eq(write(fd, data, have), (ssize_t)have);
+	ck_assert_int_eq(download_sink__start(fd, have, &s), 0);
+	ck_assert_int_eq(put_range(s, have, total), 0);
 	ck_assert_int_eq(download_sink__finish(s, got), 0);
 	close(fd);
-	sha256(data, DATA_BYTES, want);
+	sha256(data, total, want);
 	ck_assert_mem_eq(got, want, 32);
-	assert_file(DATA_BYTES);
+	assert_file(total);
+}
+
+START_TEST(whole_download_in_order)
+{
+	download(0, DATA_BYTES);
 }
 END_TEST
 
 START_TEST(nothing_received)
 {
-	struct download_sink *s;
-	uint8_t got[32], want[32];
-	int fd = open(path, O_RDWR | O_CREAT, 0644);
-
-	ck_assert_int_eq(download_sink__start(fd, 0, &s), 0);
-	ck_assert_int_eq(download_sink__finish(s, got), 0);
-	close(fd);
-	sha256("", 0, want);
-	ck_assert_mem_eq(got, want, 32);
-	assert_file(0);
+	download(0, 0);
 }
 END_TEST
 
-/* A resumed download: what an earlier attempt wrote is hashed first and
- * the rest is appended after it, whatever the staging boundaries. */
 START_TEST(resumed_prefix_is_hashed_first)
 {
 	static const size_t prefixes[] = { 1, MiB, 3 * MiB + 17 };
 
-	for (int k = 0; k < 3; k++) {
-		struct download_sink *s;
-		uint8_t got[32], want[32];
-		size_t have = prefixes[k];
-		int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-
-		ck_assert_int_eq(write(fd, data, have), (ssize_t)have);
-		ck_assert_int_eq(download_sink__start(fd, have, &s), 0);
-		ck_assert_int_eq(put_range(s, have, DATA_BYTES), 0);
-		ck_assert_int_eq(download_sink__finish(s, got), 0);
-		close(fd);
-		sha256(data, DATA_BYTES, want);
-		ck_assert_mem_eq(got, want, 32);
-		assert_file(DATA_BYTES);
-	}
+	for (int k = 0; k < 3; k++)
+		download(prefixes[k], DATA_BYTES);
 }
 END_TEST
 
