@@ -739,3 +739,93 @@ void blake3__hash(const void *data, size_t len, uint8_t out[BLAKE3__OUT_LEN])
 	reduce_to_pair(im, cvs, n);
 	parent_cv(cvs, ROOT, out);
 }
+
+/* ---- subtrees ------------------------------------------------------- */
+
+void blake3__subtree_cv(const void *data, size_t len, uint64_t first_chunk,
+			uint8_t out[BLAKE3__OUT_LEN])
+{
+	const uint8_t *p = data;
+	uint8_t cvs[MAX_BATCH_CHUNKS * 32];
+	size_t full = len / BLAKE3__CHUNK_LEN, n = full;
+	uint32_t cv[8];
+
+	if (len <= BLAKE3__CHUNK_LEN) {
+		chunk_cv(p, len, first_chunk, 0, cv);
+		store_cv(out, cv);
+		return;
+	}
+	if (len > (size_t)MAX_BATCH_CHUNKS * BLAKE3__CHUNK_LEN) {
+		memset(out, 0, BLAKE3__OUT_LEN);   /* outside the contract */
+		return;
+	}
+	const struct impl *im = impl_get();
+	hash_many(im, NULL, p, BLAKE3__CHUNK_LEN, full, 16, first_chunk, 1, 0,
+		  CHUNK_START, CHUNK_END, cvs);
+	if (len % BLAKE3__CHUNK_LEN) {
+		chunk_cv(p + full * BLAKE3__CHUNK_LEN, len % BLAKE3__CHUNK_LEN,
+			 first_chunk + full, 0, cv);
+		store_cv(cvs + 32 * full, cv);
+		n++;
+	}
+	reduce_to_pair(im, cvs, n);
+	parent_cv(cvs, 0, out);
+}
+
+/*
+ * All parts at once: the chunks of up to a batch of whole parts go
+ * through the kernels together (a 4 KiB part alone would fill only four
+ * lanes), then each part's chunk CVs are reduced to its CV.
+ */
+void blake3__subtree_cvs(const void *data, size_t len, size_t subtree_len,
+			 uint8_t *cvs)
+{
+	const uint8_t *p = data;
+	const struct impl *im = impl_get();
+	size_t per = subtree_len / BLAKE3__CHUNK_LEN;   /* chunks per part */
+	size_t batch = MAX_BATCH_CHUNKS / per;          /* parts per batch */
+	uint8_t ccv[MAX_BATCH_CHUNKS * 32];
+	uint64_t chunk = 0;
+
+	if (per == 0 || batch == 0) {
+		memset(cvs, 0, 32 * ((len + subtree_len - 1) / subtree_len));
+		return;   /* outside the contract */
+	}
+	while (len >= subtree_len && per > 1) {
+		/* whole parts, a batch at a time (a part is never the root,
+		 * so the last one may be among them) */
+		size_t parts = len / subtree_len < batch ? len / subtree_len
+							 : batch;
+
+		hash_many(im, NULL, p, BLAKE3__CHUNK_LEN, per * parts, 16,
+			  chunk, 1, 0, CHUNK_START, CHUNK_END, ccv);
+		for (size_t k = 0; k < parts; k++) {
+			reduce_to_pair(im, ccv + 32 * per * k, per);
+			parent_cv(ccv + 32 * per * k, 0, cvs);
+			cvs += 32;
+		}
+		p += subtree_len * parts;
+		len -= subtree_len * parts;
+		chunk += per * parts;
+	}
+	while (len) {
+		size_t l = len < subtree_len ? len : subtree_len;
+
+		blake3__subtree_cv(p, l, chunk, cvs);
+		cvs += 32;
+		p += l;
+		len -= l;
+		chunk += per;
+	}
+}
+
+void blake3__root_from_cvs(uint8_t *cvs, size_t n,
+			   uint8_t out[BLAKE3__OUT_LEN])
+{
+	if (n < 2) {
+		memset(out, 0, BLAKE3__OUT_LEN);   /* outside the contract */
+		return;
+	}
+	reduce_to_pair(impl_get(), cvs, n);
+	parent_cv(cvs, ROOT, out);
+}

@@ -48,6 +48,32 @@ void blake3__final(const struct blake3__hasher *h, uint8_t out[BLAKE3__OUT_LEN])
  * (4 KiB .. 2 MiB). */
 void blake3__hash(const void *data, size_t len, uint8_t out[BLAKE3__OUT_LEN]);
 
+/*
+ * Subtrees (BLAKE3's verified streaming, used for the optional per-part
+ * CVs of appliance disk clusters; appliances/FORMAT.md).  A part is
+ * `subtree_len` bytes of a larger input (a power-of-two multiple of
+ * 1024, so that every full part is a complete subtree of the input's
+ * tree); only the input's last part may be shorter.
+ *
+ * blake3__subtree_cv: the chaining value of one part, `len` bytes
+ * (1 .. subtree_len, at most 256 KiB) whose first chunk is chunk number
+ * `first_chunk` of the input.  Never the root: the input must have more
+ * than one part.
+ *
+ * blake3__subtree_cvs: the CVs of all n = ceil(len / subtree_len) >= 2
+ * parts of a whole input of `len` bytes, to cvs (n * 32 bytes).
+ *
+ * blake3__root_from_cvs: the digest of an input from the CVs of its
+ * n >= 2 parts, left to right (equal to blake3__hash of the input).
+ * Overwrites cvs.
+ */
+void blake3__subtree_cv(const void *data, size_t len, uint64_t first_chunk,
+			uint8_t out[BLAKE3__OUT_LEN]);
+void blake3__subtree_cvs(const void *data, size_t len, size_t subtree_len,
+			 uint8_t *cvs);
+void blake3__root_from_cvs(uint8_t *cvs, size_t n,
+			   uint8_t out[BLAKE3__OUT_LEN]);
+
 /* Which code path runs: "avx512", "avx2", "sse41" or "portable". */
 const char *blake3__impl(void);
 

@@ -156,6 +156,72 @@ START_TEST(vectors_on_the_automatic_path)
 }
 END_TEST
 
+/*
+ * Subtrees: for every vector input longer than a part, on every path,
+ * the parts' CVs merge back to b3sum's digest (an independent check of
+ * the tree arithmetic); each part's CV computed alone, from its bytes and
+ * first chunk number, is the one computed with the rest; a changed byte
+ * changes only its own part's CV; and the same bytes at another position
+ * (chunk counter) give another CV.
+ */
+START_TEST(subtrees_merge_to_the_digest_on_every_path)
+{
+	static const size_t parts[] = { 1024, 2048, 4096, 16384, 65536 };
+	static uint8_t cvs[2048][32], work[2048][32];
+	int tested = 0;
+
+	for (size_t p = 0; p < NPATHS; p++) {
+		if (blake3__force_impl(paths[p]) < 0)
+			continue;
+		tested++;
+		for (size_t v = 0; v < NVEC; v++) {
+			size_t len = vectors[v].len;
+			for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]);
+			     k++) {
+				size_t S = parts[k], n = (len + S - 1) / S;
+				uint8_t d[BLAKE3__OUT_LEN], one[32];
+				char got[65];
+				const uint8_t *in;
+
+				if (len <= S || n > 2048)
+					continue;
+				in = pattern_at(1, len);
+				blake3__subtree_cvs(in, len, S, cvs[0]);
+				memcpy(work, cvs, n * 32);
+				blake3__root_from_cvs(work[0], n, d);
+				hex(d, got);
+				ck_assert_msg(strcmp(got, vectors[v].hex) == 0,
+					      "%s: %zu bytes in %zu-byte parts "
+					      "merge to %s, b3sum %s", paths[p],
+					      len, S, got, vectors[v].hex);
+				for (size_t j = 0; j < n; j++) {
+					size_t l = len - j * S < S ? len - j * S : S;
+					blake3__subtree_cv(in + j * S, l,
+							   j * S / 1024, one);
+					ck_assert_msg(memcmp(one, cvs[j], 32) == 0,
+						      "%s: part %zu of %zu bytes",
+						      paths[p], j, len);
+				}
+			}
+		}
+		/* One byte changed: only its part's CV changes. */
+		size_t len = 65536, S = 4096, n = len / S;
+		uint8_t *in = (uint8_t *)pattern_at(0, len), again[16][32];
+		blake3__subtree_cvs(in, len, S, cvs[0]);
+		in[5 * S + 17] ^= 1;
+		blake3__subtree_cvs(in, len, S, again[0]);
+		for (size_t j = 0; j < n; j++)
+			ck_assert_int_eq(memcmp(again[j], cvs[j], 32) != 0, j == 5);
+		/* Same bytes, other position: another CV. */
+		uint8_t at4[32], at8[32];
+		blake3__subtree_cv(in, S, 4, at4);
+		blake3__subtree_cv(in, S, 8, at8);
+		ck_assert(memcmp(at4, at8, 32) != 0);
+	}
+	ck_assert_int_ge(tested, 1);
+}
+END_TEST
+
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static uint64_t next_rand(void)
@@ -330,6 +396,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, threads_agree);
 	tcase_add_test(tc, vectors_on_every_path);
 	tcase_add_test(tc, vectors_on_the_automatic_path);
+	tcase_add_test(tc, subtrees_merge_to_the_digest_on_every_path);
 	tcase_add_test(tc, random_lengths_agree_with_portable);
 	tcase_add_test(tc, final_then_more_input);
 	tcase_add_test(tc, unknown_or_unsupported_path_is_refused);
