@@ -244,6 +244,23 @@ int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,
 			  imgfmt_verify_fn verify, imgfmt_verify_zero_fn is_zero,
 			  void *opaque, imgfmt_image **out);
 
+/* Checks part of a cluster: bytes [off, off + len) of `cluster` at data,
+ * off a multiple of the part size and len whole parts (the last may end
+ * at the cluster's end).  0: genuine; <0: not genuine; 1: this cluster
+ * cannot be checked by parts (the view then checks it whole). */
+typedef int (*imgfmt_verify_part_fn)(void *opaque, uint64_t cluster,
+				     size_t off, const void *data, size_t len);
+
+/* Let a verified view check a small read of a cluster that it has not
+ * verified yet by the parts of `part_size` bytes the read touches (a
+ * power of two, 512 .. cluster size / 2), instead of reading and hashing
+ * the whole cluster: random small reads then cost what they read.  Reads
+ * that continue a sequential stream still verify whole clusters (and
+ * ahead).  Call before the first read; `verify_part` is called from
+ * several threads at once. */
+int imgfmt__verified_parts(imgfmt_image *view, uint32_t part_size,
+			   imgfmt_verify_part_fn verify_part);
+
 /* Give an image opened with IMGFMT_OPEN_NO_BACKING the backing image it
  * should read through (for backing images the core cannot open by name,
  * such as the verified disk inside an appliance package).  Takes over

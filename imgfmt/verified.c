@@ -18,6 +18,11 @@
  *   - a reader going forward in small steps has the worker verify the
  *     next clusters into that cache ahead of it (read-ahead
  *     verification), so it mostly hits;
+ *   - a small read of a cluster that is not in the cache and that does
+ *     not continue a stream (a random read) is checked by the parts it
+ *     touches when the caller can check parts (imgfmt__verified_parts;
+ *     for a package, BLAKE3 subtree CVs): it reads and hashes 4 KiB, not
+ *     the whole cluster, and caches nothing;
  *   - clusters whose genuine content is zeros (the is_zero callback; for
  *     a package, their leaf is the leaf of zeros) are served as zeros
  *     without reading or hashing.
@@ -89,6 +94,8 @@ struct verified {
 	imgfmt_verify_fn verify;
 	imgfmt_verify_zero_fn is_zero;
 	void *opaque;
+	uint32_t part_size;               /* 0: clusters are checked whole */
+	imgfmt_verify_part_fn verify_part;
 
 	pthread_mutex_t lock;
 	pthread_cond_t work;   /* to the worker: something to do, or stop */
@@ -335,16 +342,74 @@ static int read_whole(struct verified *v, uint8_t *out, uint64_t c0,
 	return 0;
 }
 
+/* 1 if a read at `off` continues one of the sequential streams (it is
+ * within a cluster of where the stream has got to).  Under v->lock. */
+static int stream_near(struct verified *v, const struct read_stream *st,
+		       uint64_t off)
+{
+	return st->used && off + v->cluster_size >= st->next &&
+	       off <= st->next + v->cluster_size;
+}
+
+static int any_stream_near(struct verified *v, uint64_t off)
+{
+	for (int i = 0; i < VERIFIED_STREAMS; i++)
+		if (stream_near(v, &v->streams[i], off))
+			return 1;
+	return 0;
+}
+
 /*
- * Bytes [in, in + n) of cluster c into out.  `whole`: that is the whole
- * cluster, which is then read straight into out on a miss.  Otherwise
- * through the cache: a hit copies; a cluster queued for read-ahead is
- * taken over; one that another thread is loading is waited for, doing a
- * queued read-ahead meanwhile; a miss loads it into a cache entry.
+ * Bytes [in, in + n) of cluster c (clen bytes long) into out, checked by
+ * the parts they touch; no lock held.  The parts are read straight into
+ * out when the read is aligned to them (guests read whole 4 KiB blocks),
+ * else into a bounce buffer.  0, <0 (out zeroed), or 1 if the caller
+ * must check the whole cluster instead (out zeroed).
+ */
+static int read_parts(struct verified *v, uint8_t *out, uint64_t c,
+		      size_t in, size_t n, size_t clen)
+{
+	size_t ps = v->part_size;
+	size_t a = in & ~(ps - 1), b = (in + n + ps - 1) & ~(ps - 1);
+	uint8_t *buf = out, *bounce = NULL;
+	int r;
+
+	if (b > clen)
+		b = clen;
+	if (a != in || b != in + n) {
+		if (!(bounce = malloc(b - a)))
+			return imgfmt_err(ENOMEM, "out of memory");
+		buf = bounce;
+	}
+	r = imgfmt__pread(v->inner, buf, b - a, c * v->cluster_size + a);
+	if (r == 0) {
+		int vr = v->verify_part(v->opaque, c, a, buf, b - a);
+		r = vr < 0 ? fail_cluster(v, c) : vr > 0;
+	}
+	if (r == 0 && bounce)
+		memcpy(out, bounce + (in - a), n);
+	if (r != 0)
+		memset(buf, 0, b - a);   /* never leave unchecked bytes */
+	free(bounce);
+	return r;
+}
+
+#define READ_WHOLE 1     /* [in, in + n) is the whole cluster */
+#define READ_NO_PARTS 2  /* check the whole cluster even for a small read */
+
+/*
+ * Bytes [in, in + n) of cluster c into out.  READ_WHOLE: that is the
+ * whole cluster, which is then read straight into out on a miss.
+ * Otherwise through the cache: a hit copies; a cluster queued for
+ * read-ahead is taken over; one that another thread is loading is waited
+ * for, doing a queued read-ahead meanwhile; a miss of a random read is
+ * checked by parts when the caller can; any other miss loads the cluster
+ * into a cache entry.
  */
 static int read_cluster(struct verified *v, uint8_t *out, uint64_t c,
-			size_t in, size_t n, int whole)
+			size_t in, size_t n, int how)
 {
+	int whole = how & READ_WHOLE;
 	size_t clen = cluster_len(v, c);
 	struct verified_entry *e;
 	int r;
@@ -376,6 +441,15 @@ static int read_cluster(struct verified *v, uint8_t *out, uint64_t c,
 		break;
 	}
 	/* Not there, or queued and not started: ours to load. */
+	if (!whole && !e && !(how & READ_NO_PARTS) && v->verify_part &&
+	    clen > v->part_size &&
+	    !any_stream_near(v, c * v->cluster_size + in)) {
+		pthread_mutex_unlock(&v->lock);
+		r = read_parts(v, out, c, in, n, clen);
+		if (r <= 0)
+			return r;
+		return read_cluster(v, out, c, in, n, how | READ_NO_PARTS);
+	}
 	if (whole) {
 		if (e)
 			e->state = ENTRY_EMPTY;
@@ -414,8 +488,7 @@ static struct read_stream *continued_stream(struct verified *v, uint64_t off,
 {
 	for (int i = 0; i < VERIFIED_STREAMS; i++) {
 		struct read_stream *st = &v->streams[i];
-		if (st->used && off + v->cluster_size >= st->next &&
-		    off <= st->next + v->cluster_size) {
+		if (stream_near(v, st, off)) {
 			if (off + len > st->next)
 				st->next = off + len;
 			return st;
@@ -487,7 +560,8 @@ static int verified__pread(imgfmt_image *img, void *buf, size_t len,
 				nc++;
 			}
 			if (nc == 1)
-				r = read_cluster(v, out, cluster, 0, clen, 1);
+				r = read_cluster(v, out, cluster, 0, clen,
+						 READ_WHOLE);
 			else
 				r = read_whole(v, out, cluster, nc);
 			many |= nc > 1;
@@ -610,6 +684,25 @@ static void start_worker(struct verified *v)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	v->has_worker = pthread_create(&v->worker, NULL, worker_main, v) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+int imgfmt__verified_parts(imgfmt_image *view, uint32_t part_size,
+			   imgfmt_verify_part_fn verify_part)
+{
+	struct verified *v = view->priv;
+
+	if (view->drv != &verified_driver)
+		return imgfmt_err(EINVAL, "%s: not a verified view", view->path);
+	if (part_size < 512 || part_size > v->cluster_size / 2 ||
+	    (part_size & (part_size - 1)) || !verify_part)
+		return imgfmt_err(EINVAL, "%s: bad verification part size %u "
+				  "(clusters of %u bytes)", view->path,
+				  part_size, v->cluster_size);
+	pthread_mutex_lock(&v->lock);
+	v->part_size = part_size;
+	v->verify_part = verify_part;
+	pthread_mutex_unlock(&v->lock);
+	return 0;
 }
 
 int imgfmt__open_verified(imgfmt_image *inner, uint32_t cluster_size,

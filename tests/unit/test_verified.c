@@ -29,6 +29,12 @@ static pthread_t test_thread;
 static int calls_for[NCL + 1];    /* ... per cluster */
 static uint8_t genuine[SIZE];
 
+#define PART 4096
+#define NPART (CL / PART)
+static uint8_t part_leaves[NCL][NPART][32];  /* SHA-256 of each part */
+static int part_calls;
+static int unsplittable = -1;   /* verify_part says 1 for this cluster */
+
 static int verify_sha(void *opaque, uint64_t cluster, const void *data,
 		      size_t len)
 {
@@ -55,6 +61,28 @@ static int zero_sha(void *opaque, uint64_t cluster, size_t len)
 		      32) == 0 && len == (cluster == NCL ? TAIL : CL);
 }
 
+/* A test-side part checker (a package checks BLAKE3 subtree CVs; any
+ * per-part hash serves the view's logic). */
+static int verify_part_sha(void *opaque, uint64_t cluster, size_t off,
+			   const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint8_t h[32];
+
+	(void)opaque;
+	__atomic_fetch_add(&part_calls, 1, __ATOMIC_RELAXED);
+	if (cluster >= NCL || off % PART || off + len > CL || len % PART)
+		return -1;
+	if ((int)cluster == unsplittable)
+		return 1;
+	for (size_t j = off / PART; len; j++, p += PART, len -= PART) {
+		SHA256(p, PART, h);
+		if (memcmp(h, part_leaves[cluster][j], 32) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 static void setup(void)
 {
 	static uint8_t zeros[CL];
@@ -70,6 +98,12 @@ static void setup(void)
 	for (int c = 0; c <= NCL; c++)
 		SHA256(genuine + (size_t)c * CL, c == NCL ? TAIL : CL,
 		       leaves[c]);
+	for (int c = 0; c < NCL; c++)
+		for (int j = 0; j < NPART; j++)
+			SHA256(genuine + (size_t)c * CL + (size_t)j * PART, PART,
+			       part_leaves[c][j]);
+	part_calls = 0;
+	unsplittable = -1;
 	SHA256(zeros, CL, zero_leaf);
 	SHA256(zeros, TAIL, zero_tail_leaf);
 	calls = 0;
@@ -420,6 +454,131 @@ START_TEST(bad_cluster_size_is_refused)
 }
 END_TEST
 
+static imgfmt_image *open_view_parts(void)
+{
+	imgfmt_image *v = open_view_zero(zero_sha);
+
+	ck_assert_int_eq(imgfmt__verified_parts(v, PART, verify_part_sha), 0);
+	return v;
+}
+
+/* A random small read checks only the parts it touches: aligned, inside
+ * one part, across parts; the short last cluster (one part) whole. */
+START_TEST(random_small_reads_are_checked_by_parts)
+{
+	static const struct { uint64_t off; size_t len; } reads[] = {
+		/* none within a cluster of another: that would look like a
+		 * stream going forward */
+		{ 7 * (uint64_t)CL + 2 * PART, PART },
+		{ 1 * (uint64_t)CL + 5000, 100 },
+		{ 4 * (uint64_t)CL + 2048, 2 * PART },
+		{ 2 * (uint64_t)CL + CL - PART, PART },
+	};
+	uint8_t buf[2 * PART];
+	imgfmt_image *v = open_view_parts();
+
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		ck_assert_int_eq(imgfmt__pread(v, buf, reads[i].len,
+					       reads[i].off), 0);
+		ck_assert_int_eq(memcmp(buf, genuine + reads[i].off,
+					reads[i].len), 0);
+	}
+	ck_assert_int_eq(part_calls, 4);
+	ck_assert_int_eq(calls, 0);   /* no cluster hashed whole */
+	ck_assert_int_eq(imgfmt__pread(v, buf, 100, (uint64_t)CL * NCL + 10), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + (size_t)CL * NCL + 10, 100), 0);
+	ck_assert_int_eq(calls_for[NCL], 1);
+	imgfmt__close(v);
+}
+END_TEST
+
+/* A changed byte fails the read of its part (buffer zeroed, the cluster
+ * named), while the other parts of that cluster still read. */
+START_TEST(tampered_part_is_refused_other_parts_still_read)
+{
+	uint8_t buf[PART];
+	uint64_t c3 = 3 * (uint64_t)CL;
+	imgfmt_image *v = open_view_parts();
+
+	tamper(c3 + 5 * PART + 7, (uint8_t)(genuine[c3 + 5 * PART + 7] ^ 0x40));
+	ck_assert_int_eq(imgfmt__pread(v, buf, PART, c3 + 2 * PART), 0);
+	ck_assert_int_eq(memcmp(buf, genuine + c3 + 2 * PART, PART), 0);
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, PART, c3 + 5 * PART), -EBADMSG);
+	ck_assert(all_zero(buf, PART));
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "cluster 3 "));
+	/* Unaligned, through the bounce buffer: refused too. */
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, 10, c3 + 5 * PART + 1),
+			 -EBADMSG);
+	ck_assert(all_zero(buf, 10));
+	imgfmt__close(v);
+}
+END_TEST
+
+/* A cluster whose parts cannot be checked alone (for a package: CVs that
+ * do not merge to the leaf) is checked whole: genuine data still reads,
+ * changed data still fails. */
+START_TEST(unsplittable_cluster_is_checked_whole)
+{
+	uint8_t buf[PART];
+	imgfmt_image *v = open_view_parts();
+
+	unsplittable = 2;
+	ck_assert_int_eq(imgfmt__pread(v, buf, PART, 2 * (uint64_t)CL + PART),
+			 0);
+	ck_assert_int_eq(memcmp(buf, genuine + 2 * CL + PART, PART), 0);
+	ck_assert_int_eq(calls_for[2], 1);
+	imgfmt__close(v);
+
+	unsplittable = 4;
+	tamper(4 * (uint64_t)CL + 9 * PART, (uint8_t)~genuine[4 * CL + 9 * PART]);
+	v = open_view_parts();
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(v, buf, PART, 4 * (uint64_t)CL),
+			 -EBADMSG);
+	ck_assert(all_zero(buf, PART));
+	imgfmt__close(v);
+}
+END_TEST
+
+/* Small reads going forward still verify whole clusters (into the cache,
+ * and ahead): only a stream's first read is checked by parts. */
+START_TEST(sequential_small_reads_verify_whole_clusters)
+{
+	uint8_t buf[PART];
+	imgfmt_image *v = open_view_parts();
+
+	for (uint64_t off = CL; off < 4 * (uint64_t)CL; off += PART) {
+		ck_assert_int_eq(imgfmt__pread(v, buf, PART, off), 0);
+		ck_assert_int_eq(memcmp(buf, genuine + off, PART), 0);
+	}
+	imgfmt__close(v);
+	ck_assert_int_eq(part_calls, 1);
+	for (int c = 1; c < 4; c++)
+		ck_assert_int_eq(calls_for[c], 1);
+}
+END_TEST
+
+START_TEST(bad_part_size_is_refused)
+{
+	imgfmt_image *v = open_view(), *raw;
+
+	ck_assert_int_eq(imgfmt__verified_parts(v, 3000, verify_part_sha),
+			 -EINVAL);
+	ck_assert_int_eq(imgfmt__verified_parts(v, CL, verify_part_sha),
+			 -EINVAL);
+	ck_assert_int_eq(imgfmt__verified_parts(v, 256, verify_part_sha),
+			 -EINVAL);
+	ck_assert_int_eq(imgfmt__verified_parts(v, PART, NULL), -EINVAL);
+	imgfmt__close(v);
+	ck_assert_int_eq(imgfmt__open(path, NULL, &raw), 0);
+	ck_assert_int_eq(imgfmt__verified_parts(raw, PART, verify_part_sha),
+			 -EINVAL);
+	imgfmt__close(raw);
+}
+END_TEST
+
 START_TEST(attach_backing_refuses_a_second_one)
 {
 	imgfmt_image *a, *b, *c;
@@ -451,6 +610,11 @@ int main(void)
 	tcase_add_test(tc, read_ahead_follows_interleaved_streams);
 	tcase_add_test(tc, concurrent_readers_over_tampered_and_intact_clusters);
 	tcase_add_test(tc, bad_cluster_size_is_refused);
+	tcase_add_test(tc, random_small_reads_are_checked_by_parts);
+	tcase_add_test(tc, tampered_part_is_refused_other_parts_still_read);
+	tcase_add_test(tc, unsplittable_cluster_is_checked_whole);
+	tcase_add_test(tc, sequential_small_reads_verify_whole_clusters);
+	tcase_add_test(tc, bad_part_size_is_refused);
 	tcase_add_test(tc, attach_backing_refuses_a_second_one);
 	suite_add_tcase(s, tc);
 	return fx_run_suite(s);
