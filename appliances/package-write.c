@@ -24,6 +24,7 @@
 #include "appliances/package.h"
 #include "appliances/trust.h"
 #include "builder/toml.h"
+#include "common/blake3.h"
 
 struct tar_source {
 	const char *name;
@@ -177,6 +178,134 @@ struct build_file {
 	uint8_t sha256[32];
 };
 
+/* The disk's verification data (appliances/FORMAT.md): the leaves, in
+ * memory, and with BLAKE3 leaves the CVs of every cluster's parts, in an
+ * unlinked temporary file (0.8% of the disk: too much to hold for large
+ * disks). */
+struct disk_hashes {
+	uint8_t *leaves;
+	uint64_t nleaves;
+	uint8_t leaves_sha[32];
+	int sub_fd;             /* -1: no disk-subtrees member */
+	uint64_t sub_size;
+	uint8_t sub_sha[32];
+};
+
+/* An unlinked temporary file in dir (the build directory: the package
+ * is written next to it anyway). */
+static int temp_file(const char *dir)
+{
+	char *path;
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0 || asprintf(&path, "%s/.subtrees.XXXXXX", dir) < 0)
+		return fd;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	free(path);
+	return fd;
+}
+
+/* Hash one cluster: its leaf and, when entries is not NULL, its part
+ * CVs in the member's layout (zeros past the cluster's parts). */
+static void hash_cluster(enum package_leaf_hash lh, const uint8_t *data,
+			 size_t len, uint8_t leaf[32], uint8_t *entries)
+{
+	size_t per = PACKAGE_HASH_CLUSTER / PACKAGE_SUBTREE_SIZE;
+	size_t n = (len + PACKAGE_SUBTREE_SIZE - 1) / PACKAGE_SUBTREE_SIZE;
+	uint8_t work[PACKAGE_HASH_CLUSTER / PACKAGE_SUBTREE_SIZE * 32];
+
+	if (!entries || n < 2) {
+		package__leaf(lh, data, len, leaf);
+		if (entries)
+			memset(entries, 0, per * 32);
+		return;
+	}
+	/* The leaf from the CVs: the cluster is hashed once. */
+	memset(entries, 0, per * 32);
+	blake3__subtree_cvs(data, len, PACKAGE_SUBTREE_SIZE, entries);
+	memcpy(work, entries, n * 32);
+	blake3__root_from_cvs(work, n, leaf);
+}
+
+static int hash_disk(imgfmt_image *disk, uint64_t vsize,
+		     enum package_leaf_hash lh, const char *tmp_dir,
+		     struct disk_hashes *dh)
+{
+	size_t per = PACKAGE_HASH_CLUSTER / PACKAGE_SUBTREE_SIZE;
+	size_t ebytes = per * 32, batch = 2048;   /* clusters per write */
+	uint8_t zero_leaf[32], *zero_entries = NULL, *entries = NULL;
+	uint8_t *cbuf = NULL;
+	EVP_MD_CTX *sub_md = NULL;
+	unsigned int hl = 32;
+	int rc = 0;
+
+	dh->nleaves = (vsize + PACKAGE_HASH_CLUSTER - 1) / PACKAGE_HASH_CLUSTER;
+	dh->leaves = malloc(dh->nleaves * 32 + 1);
+	cbuf = calloc(1, PACKAGE_HASH_CLUSTER);
+	if (lh == PACKAGE_LEAF_BLAKE3) {
+		zero_entries = malloc(ebytes);
+		entries = malloc(ebytes * batch);
+		sub_md = EVP_MD_CTX_new();
+		if ((dh->sub_fd = temp_file(tmp_dir)) < 0) {
+			rc = package__err(errno, "%s: temporary file: %s", tmp_dir,
+				     strerror(errno));
+			goto out;
+		}
+	}
+	if (!dh->leaves || !cbuf ||
+	    (lh == PACKAGE_LEAF_BLAKE3 && (!zero_entries || !entries ||
+		!sub_md || !EVP_DigestInit_ex(sub_md, EVP_sha256(), NULL)))) {
+		rc = package__err(ENOMEM, "out of memory");
+		goto out;
+	}
+	hash_cluster(lh, cbuf, PACKAGE_HASH_CLUSTER, zero_leaf, zero_entries);
+	for (uint64_t c = 0; c < dh->nleaves; c++) {
+		uint64_t off = c * PACKAGE_HASH_CLUSTER;
+		size_t len = PACKAGE_HASH_CLUSTER;
+		uint8_t *e = entries ? entries + (c % batch) * ebytes : NULL;
+		struct imgfmt_extent ext;
+
+		if (vsize - off < len)
+			len = (size_t)(vsize - off);
+		/* Zero clusters (most of a fresh disk) need no read. */
+		if (len == PACKAGE_HASH_CLUSTER &&
+		    imgfmt__map(disk, off, len, &ext) == 0 &&
+		    ext.kind == IMGFMT_EXTENT_ZERO && ext.length == len) {
+			memcpy(dh->leaves + c * 32, zero_leaf, 32);
+			if (e)
+				memcpy(e, zero_entries, ebytes);
+		} else if (imgfmt__pread(disk, cbuf, len, off) < 0) {
+			rc = package__err(EIO, "%s", imgfmt__error());
+			goto out;
+		} else {
+			hash_cluster(lh, cbuf, len, dh->leaves + c * 32, e);
+		}
+		if (e && (c % batch == batch - 1 || c + 1 == dh->nleaves)) {
+			size_t bytes = (size_t)(c % batch + 1) * ebytes;
+			if (write(dh->sub_fd, entries, bytes) != (ssize_t)bytes) {
+				rc = package__err(errno ? errno : ENOSPC,
+					     "%s: temporary file: %s", tmp_dir,
+					     strerror(errno ? errno : ENOSPC));
+				goto out;
+			}
+			EVP_DigestUpdate(sub_md, entries, bytes);
+			dh->sub_size += bytes;
+		}
+	}
+	EVP_Digest(dh->leaves, dh->nleaves * 32, dh->leaves_sha, &hl,
+		   EVP_sha256(), NULL);
+	if (sub_md)
+		EVP_DigestFinal_ex(sub_md, dh->sub_sha, &hl);
+out:
+	free(cbuf);
+	free(zero_entries);
+	free(entries);
+	EVP_MD_CTX_free(sub_md);
+	return rc;
+}
+
 int package__create(const char *build_dir, const char *out_path,
 		    const struct minisign_seckey *key,
 		    const char *trusted_comment,
@@ -187,7 +316,7 @@ int package__create(const char *build_dir, const char *out_path,
 	struct text t = { 0 };
 	char err[512], why[1024], *mtext = NULL, *sigtext = NULL;
 	char *mpath = NULL;
-	uint8_t *leaves = NULL;
+	struct disk_hashes dh = { .sub_fd = -1 };
 	imgfmt_image *disk = NULL;
 	int nbf = 0, rc = 0;
 	size_t mlen;
@@ -314,49 +443,8 @@ int package__create(const char *build_dir, const char *out_path,
 		goto out;
 	}
 	uint64_t vsize = info.virtual_size;
-	uint64_t nleaves = (vsize + PACKAGE_HASH_CLUSTER - 1) /
-			   PACKAGE_HASH_CLUSTER;
-	leaves = malloc(nleaves * 32 + 1);
-	uint8_t *cbuf = malloc(PACKAGE_HASH_CLUSTER);
-	uint8_t zero_leaf[32];
-	{
-		uint8_t *z = calloc(1, PACKAGE_HASH_CLUSTER);
-		if (!z || !leaves || !cbuf) {
-			free(z);
-			free(cbuf);
-			rc = package__err(ENOMEM, "out of memory");
-			goto out;
-		}
-		package__leaf(leaf_hash, z, PACKAGE_HASH_CLUSTER, zero_leaf);
-		free(z);
-	}
-	for (uint64_t c = 0; c < nleaves; c++) {
-		uint64_t off = c * PACKAGE_HASH_CLUSTER;
-		size_t len = PACKAGE_HASH_CLUSTER;
-		struct imgfmt_extent ext;
-		if (vsize - off < len)
-			len = (size_t)(vsize - off);
-		/* Zero clusters (most of a fresh disk) need no read. */
-		if (len == PACKAGE_HASH_CLUSTER &&
-		    imgfmt__map(disk, off, len, &ext) == 0 &&
-		    ext.kind == IMGFMT_EXTENT_ZERO && ext.length == len) {
-			memcpy(leaves + c * 32, zero_leaf, 32);
-			continue;
-		}
-		if (imgfmt__pread(disk, cbuf, len, off) < 0) {
-			free(cbuf);
-			rc = package__err(EIO, "%s", imgfmt__error());
-			goto out;
-		}
-		package__leaf(leaf_hash, cbuf, len, leaves + c * 32);
-	}
-	free(cbuf);
-	uint8_t leaves_sha[32];
-	{
-		unsigned int hl = 32;
-		EVP_Digest(leaves, nleaves * 32, leaves_sha, &hl, EVP_sha256(),
-			   NULL);
-	}
+	if ((rc = hash_disk(disk, vsize, leaf_hash, build_dir, &dh)) < 0)
+		goto out;
 
 	/* The package manifest. */
 	char hex[65];
@@ -402,15 +490,24 @@ int package__create(const char *build_dir, const char *out_path,
 		text_add(&t, "\nsize = %" PRIu64 "\nsha256 = \"%s\"\n",
 			 bf[i].size, hex);
 	}
-	package__hex_encode(leaves_sha, 32, hex);
+	package__hex_encode(dh.leaves_sha, 32, hex);
 	text_add(&t, "\n[[files]]\nrole = \"disk-hashes\"\nname = "
 		 "\"disk.hashes\"\nsize = %" PRIu64 "\nsha256 = \"%s\"\n",
-		 nleaves * 32, hex);
+		 dh.nleaves * 32, hex);
+	if (dh.sub_fd >= 0) {
+		package__hex_encode(dh.sub_sha, 32, hex);
+		text_add(&t, "\n[[files]]\nrole = \"disk-subtrees\"\nname = "
+			 "\"disk.subtrees\"\nsize = %" PRIu64 "\nsha256 = "
+			 "\"%s\"\n", dh.sub_size, hex);
+	}
 	text_add(&t, "\n[disk_verity]\ndisk = ");
 	text_str(&t, dsk->name);
 	text_add(&t, "\nhashes = \"disk.hashes\"\ncluster_size = %u\n"
 		 "virtual_size = %" PRIu64 "\nalgorithm = \"%s\"\n",
 		 PACKAGE_HASH_CLUSTER, vsize, package__leaf_hash_name(leaf_hash));
+	if (dh.sub_fd >= 0)
+		text_add(&t, "subtrees = \"disk.subtrees\"\nsubtree_size = %u\n",
+			 PACKAGE_SUBTREE_SIZE);
 	if (t.failed) {
 		rc = package__err(ENOMEM, "out of memory");
 		goto out;
@@ -445,7 +542,10 @@ int package__create(const char *build_dir, const char *out_path,
 		src[ns++] = (struct tar_source){ .name = bf[i].name,
 			.fd = bf[i].fd, .size = bf[i].size };
 	src[ns++] = (struct tar_source){ .name = "disk.hashes",
-		.buf = leaves, .size = nleaves * 32, .fd = -1 };
+		.buf = dh.leaves, .size = dh.nleaves * 32, .fd = -1 };
+	if (dh.sub_fd >= 0)
+		src[ns++] = (struct tar_source){ .name = "disk.subtrees",
+			.fd = dh.sub_fd, .size = dh.sub_size };
 	rc = write_tar(out_path, src, ns, build_time);
 out:
 	if (disk)
@@ -459,7 +559,9 @@ out:
 	free(mpath);
 	free(mtext);
 	free(sigtext);
-	free(leaves);
+	free(dh.leaves);
+	if (dh.sub_fd >= 0)
+		close(dh.sub_fd);
 	free(t.s);
 	return rc;
 }

@@ -57,6 +57,7 @@ static const char *role_name(enum package_role r)
 	case PACKAGE_ROLE_INITRD: return "initrd";
 	case PACKAGE_ROLE_DISK: return "disk";
 	case PACKAGE_ROLE_DISK_HASHES: return "disk-hashes";
+	case PACKAGE_ROLE_DISK_SUBTREES: return "disk-subtrees";
 	}
 	return "?";
 }
@@ -363,6 +364,47 @@ static int valid_ident(const char *s, const char *extra, int first_upper)
 	return 1;
 }
 
+/* [disk_verity] subtrees and subtree_size: both or neither, and they
+ * must agree with the disk-subtrees member (appliances/FORMAT.md). */
+static int parse_subtrees(struct package *p, const struct toml_value *ver)
+{
+	const char *s;
+	int64_t v;
+	int rc;
+
+	if ((rc = package__toml_str(ver, "subtrees", "disk_verity", 0, &s)))
+		return rc;
+	if (!s != (toml__get(ver, "subtree_size") == NULL) ||
+	    !s != (p->subtrees < 0))
+		return package__err(EINVAL, "manifest.toml: a disk-subtrees file, "
+			       "disk_verity.subtrees and disk_verity."
+			       "subtree_size go together");
+	if (!s)
+		return 0;
+	if (strcmp(s, p->members[p->subtrees].name) != 0)
+		return package__err(EINVAL, "manifest.toml: disk_verity.subtrees "
+			       "names '%s', not the disk-subtrees file", s);
+	if (p->leaf_hash != PACKAGE_LEAF_BLAKE3)
+		return package__err(EINVAL, "manifest.toml: disk subtrees need "
+			       "disk_verity.algorithm \"blake3\"");
+	if ((rc = package__toml_int(ver, "subtree_size", "disk_verity", 1024,
+				    p->hash_cluster / 2, &v)))
+		return rc;
+	if ((v & (v - 1)) || p->hash_cluster / v > 256)
+		return package__err(EINVAL, "manifest.toml: disk_verity."
+			       "subtree_size %" PRId64 " is not a power of two "
+			       "with at most 256 per cluster", v);
+	p->subtree_size = (uint32_t)v;
+	uint64_t want = p->nr_leaves * (p->hash_cluster / p->subtree_size) * 32;
+	if (p->members[p->subtrees].size != want)
+		return package__err(EINVAL, "%s: disk-subtrees member is %" PRIu64
+			       " bytes; %" PRIu64 " clusters of %u-byte parts "
+			       "need %" PRIu64, p->path,
+			       p->members[p->subtrees].size, p->nr_leaves,
+			       p->subtree_size, want);
+	return 0;
+}
+
 static int parse_manifest(struct package *p, const struct raw_member *raw,
 			  int nraw, int first_file)
 {
@@ -377,7 +419,8 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 	static const char *const file_keys[] = { "role", "name", "size",
 		"sha256", "format", NULL };
 	static const char *const verity_keys[] = { "disk", "hashes",
-		"cluster_size", "virtual_size", "algorithm", NULL };
+		"cluster_size", "virtual_size", "algorithm", "subtrees",
+		"subtree_size", NULL };
 	struct toml_value *root = NULL;
 	char err[512];
 	const char *s;
@@ -489,7 +532,7 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 	}
 
 	/* [[files]]: exactly the members after the signature, in order. */
-	p->kernel = p->initrd = p->disk = p->hashes = -1;
+	p->kernel = p->initrd = p->disk = p->hashes = p->subtrees = -1;
 	if (toml__array_len(files) != (size_t)(nraw - first_file)) {
 		rc = package__err(EINVAL, "%s: the manifest lists %zu files but the "
 			     "package holds %d members after the manifest%s",
@@ -552,6 +595,9 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 		} else if (strcmp(s, "disk-hashes") == 0) {
 			m->role = PACKAGE_ROLE_DISK_HASHES;
 			slot = &p->hashes;
+		} else if (strcmp(s, "disk-subtrees") == 0) {
+			m->role = PACKAGE_ROLE_DISK_SUBTREES;
+			slot = &p->subtrees;
 		} else {
 			rc = package__err(EINVAL, "manifest.toml: unknown file role "
 				     "'%s'", s);
@@ -626,6 +672,7 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 		goto out;
 	}
 	p->nr_leaves = leaves;
+	rc = parse_subtrees(p, ver);
 out:
 	toml__free(root);
 	return rc;
@@ -642,7 +689,7 @@ int package__open(const char *path, struct package **out)
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return package__err(ENOMEM, "out of memory");
-	p->kernel = p->initrd = p->disk = p->hashes = -1;
+	p->kernel = p->initrd = p->disk = p->hashes = p->subtrees = -1;
 	p->path = strdup(path);
 	p->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (!p->path || p->fd < 0) {
@@ -822,6 +869,95 @@ static size_t tail_cluster_len(const struct package *p)
 	return t ? (size_t)t : p->hash_cluster;
 }
 
+/* Parts per cluster in the disk-subtrees member (entries it holds), and
+ * how many of them cluster c has (0: c is checked whole). */
+static size_t subtree_entries(const struct package *p)
+{
+	return p->hash_cluster / p->subtree_size;
+}
+
+static size_t subtree_parts(const struct package *p, uint64_t c)
+{
+	size_t len = c + 1 == p->nr_leaves ? tail_cluster_len(p)
+					   : p->hash_cluster;
+	size_t n = (len + p->subtree_size - 1) / p->subtree_size;
+
+	return n >= 2 ? n : 0;
+}
+
+/* Cluster c's entries of the disk-subtrees member into cvs (entries * 32
+ * bytes).  Not authenticated: the caller merges them to the leaf. */
+static int read_subtree_cvs(const struct package *p, uint64_t c, uint8_t *cvs)
+{
+	size_t bytes = subtree_entries(p) * 32;
+
+	return package__read_at(p->fd, cvs, bytes,
+				p->members[p->subtrees].offset + c * bytes);
+}
+
+/* 1 if the n CVs at cvs merge to cluster c's leaf. */
+static int cvs_match_leaf(const struct package *p, uint64_t c,
+			  const uint8_t *cvs, size_t n)
+{
+	uint8_t work[256 * 32], root[32];
+
+	memcpy(work, cvs, n * 32);
+	blake3__root_from_cvs(work, n, root);
+	return memcmp(root, p->leaves + c * 32, 32) == 0;
+}
+
+/*
+ * The verified view's part checker: bytes [off, off + len) of cluster c
+ * are genuine if each part's CV is the entry the disk-subtrees member
+ * has for it, once those entries are shown to merge to the signed leaf.
+ * Entries that do not (or cannot be read) make the view check the whole
+ * cluster instead: a damaged optional member costs speed, not the data.
+ */
+static int subtree_verify_cb(void *opaque, uint64_t c, size_t off,
+			     const void *data, size_t len)
+{
+	const struct package *p = opaque;
+	const uint8_t *d = data;
+	uint8_t cvs[256 * 32], cv[32];
+	size_t n, ps = p->subtree_size;
+
+	if (c >= p->nr_leaves || !(n = subtree_parts(p, c)) ||
+	    read_subtree_cvs(p, c, cvs) < 0 || !cvs_match_leaf(p, c, cvs, n))
+		return 1;
+	for (size_t j = off / ps; len; j++) {
+		size_t l = len < ps ? len : ps;
+		if (j >= n)
+			return -1;
+		blake3__subtree_cv(d, l, j * (ps / BLAKE3__CHUNK_LEN), cv);
+		if (memcmp(cv, cvs + 32 * j, 32) != 0)
+			return -1;
+		d += l;
+		len -= l;
+	}
+	return 0;
+}
+
+/* verify --full: cluster c's entries in disk-subtrees are exactly the CVs
+ * of its parts (zeros past them), so lazy reads will accept them. */
+static int check_subtrees_of(const struct package *p, uint64_t c,
+			     const void *data, size_t len)
+{
+	uint8_t mine[256 * 32] = { 0 }, stored[256 * 32];
+	size_t n = subtree_parts(p, c), bytes = subtree_entries(p) * 32;
+
+	if (n)
+		blake3__subtree_cvs(data, len, p->subtree_size, mine);
+	if (read_subtree_cvs(p, c, stored) < 0)
+		return package__err(EIO, "%s: cannot read the disk subtrees",
+				    p->path);
+	if (memcmp(mine, stored, bytes) != 0)
+		return package__err(EBADMSG, "%s: member '%s': the entries for "
+				    "disk cluster %" PRIu64 " are not the CVs "
+				    "of its parts", p->path,
+				    p->members[p->subtrees].name, c);
+	return 0;
+}
+
 /* out[0..31]: the leaf of an all-zero cluster, out[32..63]: that of an
  * all-zero last cluster. */
 static int zero_leaves(const struct package *p, uint8_t *out)
@@ -910,8 +1046,10 @@ int package__verify_members(struct package *p, bool full)
 		if (!dd.started && (rc = check_member(p, p->disk)) < 0)
 			return rc;
 	}
+	/* The subtree CVs are checked per cluster as they are used (against
+	 * the leaves, FORMAT.md), so only --full hashes their member. */
 	for (int i = 0; i < p->nr_members && rc == 0; i++)
-		if (i != p->disk)
+		if (i != p->disk && (full || i != p->subtrees))
 			rc = check_member(p, i);
 	if (rc == 0)
 		rc = verify_leaves_and_clusters(p, full);
@@ -960,6 +1098,8 @@ static int verify_leaves_and_clusters(struct package *p, bool full)
 				rc = package__err(EBADMSG, "%s: disk cluster %" PRIu64
 					     " does not match its hash",
 					     p->path, c);
+			else if (p->subtrees >= 0)
+				rc = check_subtrees_of(p, c, buf, len);
 		}
 		if (img)
 			imgfmt__close(img);
@@ -1007,6 +1147,12 @@ int package__open_disk(struct package *p, imgfmt_image **out)
 	if (imgfmt__open_verified(raw, p->hash_cluster, leaf_verify_cb,
 				  leaf_zero_cb, p, out) < 0) {
 		imgfmt__close(raw);
+		return package__err(EINVAL, "%s", imgfmt__error());
+	}
+	if (p->subtrees >= 0 &&
+	    imgfmt__verified_parts(*out, p->subtree_size, subtree_verify_cb) < 0) {
+		imgfmt__close(*out);
+		*out = NULL;
 		return package__err(EINVAL, "%s", imgfmt__error());
 	}
 	return 0;

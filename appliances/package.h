@@ -2,7 +2,8 @@
  * package.h - signed appliance packages (appliances/FORMAT.md).
  *
  * A package is a ustar file: manifest.toml, its minisign signature, then
- * the kernel, initramfs, AVD disk and the disk's per-cluster hashes.
+ * the kernel, initramfs, AVD disk, the disk's per-cluster hashes and
+ * (optionally) the CVs of each cluster's 4 KiB parts.
  * package__open() checks the container's structure and parses the
  * manifest but trusts nothing yet; the caller then checks the signature
  * (package__verify_signature), the members (package__verify_members), and
@@ -27,12 +28,14 @@
 #define PACKAGE_MAX_PORTS 32
 #define PACKAGE_MAX_MEMBER_SIZE (1ull << 40)
 #define PACKAGE_HASH_CLUSTER 65536
+#define PACKAGE_SUBTREE_SIZE 4096   /* disk-subtrees parts, when written */
 
 enum package_role {
 	PACKAGE_ROLE_KERNEL,
 	PACKAGE_ROLE_INITRD,
 	PACKAGE_ROLE_DISK,
 	PACKAGE_ROLE_DISK_HASHES,
+	PACKAGE_ROLE_DISK_SUBTREES,   /* optional: CVs of 4 KiB parts */
 };
 
 /* The hash of each disk cluster (a leaf; appliances/FORMAT.md). */
@@ -78,8 +81,10 @@ struct package {
 	struct package_member members[PACKAGE_MAX_MEMBERS];
 	int nr_members;
 	int kernel, initrd, disk, hashes;   /* member indexes, -1: none */
+	int subtrees;                       /* -1: none */
 	enum package_leaf_hash leaf_hash;   /* disk_verity.algorithm */
 	uint32_t hash_cluster;
+	uint32_t subtree_size;              /* with subtrees */
 	uint64_t disk_virtual_size;
 
 	/* Set by package__verify_members(). */

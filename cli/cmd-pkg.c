@@ -21,8 +21,10 @@ const char cmd_pack_help[] =
 	"Assemble the output directory of a build (manifest.toml, kernel,\n"
 	"initrd, AVD disk) into one package file (default NAME-VERSION.appliance)\n"
 	"with per-cluster disk hashes, signed with KEY if given.  The disk\n"
-	"hashes are BLAKE3 unless --leaf-hash sha256 asks for SHA-256 (slower\n"
-	"to verify; for runtimes that predate BLAKE3).\n";
+	"hashes are BLAKE3, with the chaining values of each cluster's 4 KiB\n"
+	"parts (so that a small random read is checked by hashing what it\n"
+	"reads), unless --leaf-hash sha256 asks for SHA-256 (slower to verify,\n"
+	"no parts; for runtimes that predate BLAKE3).\n";
 
 const char cmd_inspect_help[] =
 	"usage: appliance inspect [--json] PKG\n"
@@ -197,10 +199,12 @@ int cmd_inspect(int argc, char **argv)
 		cli__json_string(stdout, kid);
 		printf(",\n  \"trusted\": %s,\n  \"disk_verity\": "
 		       "{\"cluster_size\": %u, \"virtual_size\": %" PRIu64
-		       ", \"algorithm\": \"%s\"},\n  \"members\": [",
+		       ", \"algorithm\": \"%s\", \"subtree_size\": %u},\n"
+		       "  \"members\": [",
 		       trusted ? "true" : "false", p->hash_cluster,
 		       p->disk_virtual_size,
-		       package__leaf_hash_name(p->leaf_hash));
+		       package__leaf_hash_name(p->leaf_hash),
+		       p->subtrees >= 0 ? p->subtree_size : 0);
 		for (int i = 0; i < p->nr_members; i++) {
 			const struct package_member *m = &p->members[i];
 			for (int k = 0; k < 32; k++)
@@ -239,11 +243,15 @@ int cmd_inspect(int argc, char **argv)
 			       p->ports[i].host, p->ports[i].guest,
 			       p->ports[i].udp ? "udp" : "tcp");
 		printf("disk:         %s virtual, verified in %u-byte "
-		       "clusters (%s)\n",
+		       "clusters (%s)",
 		       cli__human_size(p->disk_virtual_size, h, sizeof(h)),
 		       p->hash_cluster, package__leaf_hash_name(p->leaf_hash));
+		if (p->subtrees >= 0)
+			printf(", small reads in %u-byte parts",
+			       p->subtree_size);
+		printf("\n");
 		for (int i = 0; i < p->nr_members; i++)
-			printf("member:       %-12s %-12s %12" PRIu64 " bytes\n",
+			printf("member:       %-13s %-13s %12" PRIu64 " bytes\n",
 			       p->members[i].name,
 			       package__role_name(p->members[i].role),
 			       p->members[i].size);

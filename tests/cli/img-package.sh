@@ -49,7 +49,10 @@ t_check "  ... leaving no output file" test ! -e bad.raw
 t_check "  ... and img compare reports an error (2)" sh -c "$A img compare bad.appliance b/disk.avd 2>/dev/null; test \$? = 2"
 t_check "  ... and img check counts it (exit 1), naming the cluster" sh -c "$A img check bad.appliance >out; test \$? = 1 && grep -q '1 checksum errors' out && grep -q 'cluster 2 (bytes 131072' out"
 $A img attach --background bad.appliance bview.raw
-t_check "  ... and reading it through img attach fails at that cluster" sh -c "! dd if=bview.raw of=/dev/null bs=64k 2>/dev/null && [ \$(dd if=bview.raw bs=64k 2>/dev/null | wc -c) = 131072 ]"
+# The bytes before the tampered one come through (clusters 0 and 1 whole;
+# of cluster 2 at most the 4 KiB part before it, checked by its part CV),
+# the tampered one never.
+t_check "  ... and reading it through img attach fails at that byte" sh -c "! dd if=bview.raw of=/dev/null bs=64k 2>/dev/null && n=\$(dd if=bview.raw bs=64k 2>/dev/null | wc -c) && [ \$n -ge 131072 ] && [ \$n -le 135168 ]"
 $A img unmount bview.raw
 t_run "  ... while untouched clusters still read" sh -c "$A img read bad.appliance 65536 65536 >/dev/null"
 t_done

@@ -31,10 +31,12 @@ leaves_match() { # PKG HASHCMD
 	done
 }
 t_check "leaves are b3sum of each cluster" leaves_match tiny-1.0.appliance b3sum
-t_check "  ... and the manifest says blake3" sh -c "$A inspect tiny-1.0.appliance | grep -q 'clusters (blake3)'"
+t_check "  ... and the manifest says blake3" sh -c "$A inspect tiny-1.0.appliance | grep -q 'clusters (blake3), small reads in 4096-byte parts'"
+t_check "  ... with 16 part CVs of 32 bytes per cluster" sh -c "tar -xOf tiny-1.0.appliance disk.subtrees | wc -c | grep -qx 32768"
 t_run "pack --leaf-hash sha256" $A pack b1 -o sha.appliance --sign k1.key --leaf-hash sha256
 t_check "  ... leaves are sha256sum of each cluster" leaves_match sha.appliance sha256sum
-t_check "  ... inspect --json names the algorithm" sh -c "$A inspect --json sha.appliance | grep -q '\"algorithm\": \"sha256\"'"
+t_check "  ... inspect --json names the algorithm" sh -c "$A inspect --json sha.appliance | grep -q '\"algorithm\": \"sha256\", \"subtree_size\": 0'"
+t_check "  ... and has no part CVs (SHA-256 is not a tree)" sh -c "! tar -tf sha.appliance | grep -q subtrees"
 t_run "  ... and it verifies" $A verify --full --key k1.pub sha.appliance
 t_fail "pack --leaf-hash md5 is refused" 2 $A pack b1 -o md5.appliance --leaf-hash md5
 t_check "  ... leaving no file" [ ! -e md5.appliance ]

@@ -215,7 +215,10 @@ START_TEST(tampered_members_are_refused)
 		offs[i] = p->members[i].offset + p->members[i].size / 2;
 		names[i] = strdup(p->members[i].name);
 	}
-	int disk = p->disk;
+	int disk = p->disk, subtrees = p->subtrees;
+	ck_assert_int_eq(subtrees >= 0, leaf_hashes[_i] == PACKAGE_LEAF_BLAKE3);
+	if (subtrees >= 0)   /* the entries of cluster 2, which holds data */
+		offs[subtrees] = p->members[subtrees].offset + 2 * 512 + 40;
 	package__close(p);
 	for (int i = 0; i < n; i++) {
 		flip(offs[i]);
@@ -236,6 +239,23 @@ START_TEST(tampered_members_are_refused)
 			ck_assert_msg(bad >= 1, "tampered disk read cleanly");
 			ck_assert_int_eq(package__verify_members(p, true),
 					 -EBADMSG);
+		} else if (i == subtrees) {
+			/* Not hashed up front (FORMAT.md): cluster 2's
+			 * entries no longer merge to its leaf, so the view
+			 * checks it whole, and the data still reads; --full
+			 * names the member. */
+			imgfmt_image *img;
+			uint8_t buf[4096];
+			ck_assert_int_eq(lazy, 0);
+			ck_assert_int_eq(package__open_disk(p, &img), 0);
+			ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf),
+						       2 * 65536 + 8192), 0);
+			ck_assert_uint_eq(buf[0], (uint8_t)((2 * 65536 + 8192 -
+				70000) * 13 + ((2 * 65536 + 8192 - 70000) >> 9)));
+			imgfmt__close(img);
+			ck_assert_int_eq(package__verify_members(p, true),
+					 -EBADMSG);
+			ck_assert_ptr_nonnull(strstr(package__error(), names[i]));
 		} else {
 			ck_assert_int_eq(lazy, -EBADMSG);
 			ck_assert_ptr_nonnull(strstr(package__error(), names[i]));
@@ -245,6 +265,100 @@ START_TEST(tampered_members_are_refused)
 	}
 	for (int i = 0; i < n; i++)
 		free((void *)names[i]);
+}
+END_TEST
+
+/* Package offset of the disk's byte at virtual offset voff (the disk is
+ * an uncompressed AVD: its data cluster sits as is in the member). */
+static uint64_t disk_byte_in_package(struct package *p, uint64_t voff)
+{
+	char path[256];
+	imgfmt_image *img;
+	struct imgfmt_extent ext;
+
+	snprintf(path, sizeof(path), "%s/disk.avd", build);
+	ck_assert_int_eq(imgfmt__open(path, NULL, &img), 0);
+	ck_assert_int_eq(imgfmt__map(img, voff, 1, &ext), 0);
+	ck_assert_int_eq(ext.kind, IMGFMT_EXTENT_DATA);
+	ck_assert_int_ge(ext.file_offset, 0);
+	imgfmt__close(img);
+	return p->members[p->disk].offset + (uint64_t)ext.file_offset;
+}
+
+/* With the disk-subtrees member, a small read is checked by the 4 KiB
+ * parts it touches: a changed byte fails the read of its part, and only
+ * that (with whole-cluster checks, as for SHA-256 leaves, every read of
+ * the cluster fails). */
+START_TEST(small_reads_are_checked_by_their_parts)
+{
+	struct package *p;
+	imgfmt_image *img;
+	uint8_t buf[4096];
+	uint64_t c2 = 2 * 65536;
+
+	if (!have_avd())
+		return;
+	remake_pkg(leaf_hashes[_i]);
+	p = open_ok();
+	flip(disk_byte_in_package(p, c2 + 3 * 4096 + 100));
+	ck_assert_int_eq(package__verify_members(p, false), 0);
+	ck_assert_int_eq(package__open_disk(p, &img), 0);
+	/* The tampered part first: a failed read starts no stream. */
+	memset(buf, 0x55, sizeof(buf));
+	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), c2 + 3 * 4096),
+			 -EBADMSG);
+	for (size_t k = 0; k < sizeof(buf); k++)
+		ck_assert_uint_eq(buf[k], 0);
+	int r = imgfmt__pread(img, buf, sizeof(buf), c2 + 9 * 4096);
+	if (p->subtrees >= 0) {
+		uint64_t d = c2 + 9 * 4096 - 70000;
+		ck_assert_int_eq(r, 0);
+		ck_assert_uint_eq(buf[0], (uint8_t)(d * 13 + (d >> 9)));
+	} else {
+		ck_assert_int_eq(r, -EBADMSG);
+	}
+	imgfmt__close(img);
+	ck_assert_int_eq(package__verify_members(p, true), -EBADMSG);
+	package__close(p);
+}
+END_TEST
+
+/* [disk_verity] subtree keys that disagree with the member or the rules
+ * (edited in place, same length: the tar stays valid) are refused when
+ * the package is opened, naming the key. */
+START_TEST(bad_subtree_keys_are_refused)
+{
+	static const struct { const char *from, *to, *why; } edits[] = {
+		{ "subtree_size = 4096", "subtree_size = 8192", "disk-subtrees "
+		  "member is" },
+		{ "subtree_size = 4096", "subtree_size = 3000", "power of two" },
+		{ "subtree_size = 4096", "subtree_size = 512 ", "subtree_size" },
+		{ "subtrees = \"disk.", "subtreex = \"disk.", "subtreex" },
+		{ "subtrees = \"disk.subtrees\"", "subtrees = \"disk.hashes\"  ",
+		  "not the disk-subtrees file" },
+		{ "subtrees = \"disk.", "#ubtrees = \"disk.", "go together" },
+	};
+
+	if (!have_avd())
+		return;
+	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+		struct package *p = open_ok();
+		char *pos = strstr(p->manifest_text, edits[i].from);
+		ck_assert_ptr_nonnull(pos);
+		uint64_t off = 512 + (uint64_t)(pos - p->manifest_text);
+		size_t len = strlen(edits[i].from);
+		package__close(p);
+		ck_assert_uint_eq(strlen(edits[i].to), len);
+		int fd = open(pkg, O_RDWR);
+		ck_assert_int_eq(pwrite(fd, edits[i].to, len, (off_t)off),
+				 (ssize_t)len);
+		ck_assert_int_lt(package__open(pkg, &p), 0);
+		ck_assert_msg(strstr(package__error(), edits[i].why),
+			      "edit %zu: %s", i, package__error());
+		ck_assert_int_eq(pwrite(fd, edits[i].from, len, (off_t)off),
+				 (ssize_t)len);
+		close(fd);
+	}
 }
 END_TEST
 
@@ -452,7 +566,7 @@ START_TEST(members_swapped_from_another_package_are_refused)
 {
 	static const char *const names[] = {
 		"manifest.toml", "manifest.toml.minisig", "vmlinuz",
-		"initrd.img", "disk.hashes", "disk.avd",
+		"initrd.img", "disk.hashes", "disk.avd", "disk.subtrees",
 	};
 	char saved[sizeof(build)];
 	struct package *p;
@@ -496,6 +610,13 @@ START_TEST(members_swapped_from_another_package_are_refused)
 				bad += imgfmt__pread(img, buf, sizeof(buf), o) < 0;
 			imgfmt__close(img);
 			ck_assert_int_ge(bad, 1);
+			ck_assert_int_eq(package__verify_members(p, true),
+					 -EBADMSG);
+		} else if (strcmp(swap_name, "disk.subtrees") == 0) {
+			/* Not hashed up front (FORMAT.md): the entries do
+			 * not merge to this package's leaves, so clusters
+			 * are checked whole; --full names the member. */
+			ck_assert_int_eq(package__verify_members(p, false), 0);
 			ck_assert_int_eq(package__verify_members(p, true),
 					 -EBADMSG);
 		} else {
@@ -611,6 +732,8 @@ int main(void)
 	tcase_add_loop_test(tc, roundtrip_signed_package, 0, 2);
 	tcase_add_test(tc, same_inputs_same_bytes);
 	tcase_add_loop_test(tc, tampered_members_are_refused, 0, 2);
+	tcase_add_loop_test(tc, small_reads_are_checked_by_their_parts, 0, 2);
+	tcase_add_test(tc, bad_subtree_keys_are_refused);
 	tcase_add_test(tc, tampered_manifest_fails_the_signature);
 	tcase_add_test(tc, wrong_or_untrusted_key_is_refused);
 	tcase_add_test(tc, members_swapped_from_another_package_are_refused);
