@@ -3,9 +3,12 @@
  * reads: the disk of an appliance package read through the verified view
  * (package__open_disk) against the same AVD member opened directly.
  *
- *   verified-read PKG [BLOCK_BYTES [cold]]      (default 4096, hot)
+ *   verified-read PKG [BLOCK_BYTES [cold|random|cold,random]]
+ *                                          (default 4096, hot, in order)
  *
- * Reads the whole virtual disk front to back in BLOCK_BYTES requests,
+ * Reads the whole virtual disk front to back in BLOCK_BYTES requests
+ * (random: as many requests, at random BLOCK_BYTES-aligned offsets, the
+ * same sequence for both ways: a guest reading small files),
  * three times each way (interleaved, so both see the same load), and
  * prints the median throughputs and their ratio.  Hot: the package is in
  * the page cache (as right after `appliance pull`), so the unverified
@@ -32,12 +35,21 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static double read_all(imgfmt_image *img, uint64_t size, size_t bs)
+static double read_all(imgfmt_image *img, uint64_t size, size_t bs,
+		       int shuffled)
 {
 	char *buf = malloc(bs);
+	uint64_t x = 0x9e3779b97f4a7c15ull, blocks = size / bs;
 	double t0 = now();
 
-	for (uint64_t off = 0; off < size; off += bs) {
+	for (uint64_t pos = 0; pos < size; pos += bs) {
+		uint64_t off = pos;
+		if (shuffled) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			off = x % blocks * bs;
+		}
 		size_t n = size - off < bs ? (size_t)(size - off) : bs;
 		if (imgfmt__pread(img, buf, n, off) < 0) {
 			fprintf(stderr, "%s\n", imgfmt__error());
@@ -70,7 +82,8 @@ int main(int argc, char **argv)
 {
 	struct package *p;
 	size_t bs = argc > 2 ? (size_t)atol(argv[2]) : 4096;
-	int cold = argc > 3 && strcmp(argv[3], "cold") == 0;
+	int cold = argc > 3 && strstr(argv[3], "cold") != NULL;
+	int shuffled = argc > 3 && strstr(argv[3], "random") != NULL;
 	double v[3], r[3];
 
 	if (argc < 2 || package__open(argv[1], &p) < 0 ||
@@ -91,17 +104,18 @@ int main(int argc, char **argv)
 		}
 		if (cold)
 			drop_cache(p->path);
-		r[i] = read_all(plain, p->disk_virtual_size, bs);
+		r[i] = read_all(plain, p->disk_virtual_size, bs, shuffled);
 		if (cold)
 			drop_cache(p->path);
-		v[i] = read_all(verified, p->disk_virtual_size, bs);
+		v[i] = read_all(verified, p->disk_virtual_size, bs, shuffled);
 		imgfmt__close(plain);
 		imgfmt__close(verified);
 	}
 	qsort(v, 3, sizeof(double), cmp);
 	qsort(r, 3, sizeof(double), cmp);
-	printf("| %zu-byte reads%s | %.0f MiB/s | %.0f MiB/s | %.2fx |\n", bs,
-	       cold ? ", cold" : "", v[1], r[1], v[1] / r[1]);
+	printf("| %s%zu-byte reads%s | %.0f MiB/s | %.0f MiB/s | %.2fx |\n",
+	       shuffled ? "random " : "", bs, cold ? ", cold" : "", v[1], r[1],
+	       v[1] / r[1]);
 	package__close(p);
 	return 0;
 }
