@@ -73,8 +73,16 @@ struct verified_entry {
 struct read_stream {
 	uint64_t next;      /* the furthest end of the stream's reads */
 	uint64_t ra_last;   /* cluster read-ahead was last run for */
+	unsigned run;       /* reads that continued it */
 	int used;
 };
+
+/* Read-ahead starts once a stream has been continued this often: a
+ * random read lands near an earlier one now and then (8 streams of two
+ * clusters each in 256 MiB: 1 in 250), and read-ahead for it would
+ * verify 16 clusters nobody reads; twice in a row it practically never
+ * does. */
+#define VERIFIED_STREAM_CONFIRM 2
 
 /* A request of several whole clusters shared between its caller and the
  * worker: both take chunks until none are left. */
@@ -491,6 +499,7 @@ static struct read_stream *continued_stream(struct verified *v, uint64_t off,
 		if (stream_near(v, st, off)) {
 			if (off + len > st->next)
 				st->next = off + len;
+			st->run++;
 			return st;
 		}
 	}
@@ -499,6 +508,7 @@ static struct read_stream *continued_stream(struct verified *v, uint64_t off,
 	st->used = 1;
 	st->next = off + len;
 	st->ra_last = UINT64_MAX;
+	st->run = 0;
 	return NULL;
 }
 
@@ -512,7 +522,7 @@ static void read_ahead(struct verified *v, uint64_t off, size_t len)
 
 	pthread_mutex_lock(&v->lock);
 	struct read_stream *st = continued_stream(v, off, len);
-	if (st && last != st->ra_last) {
+	if (st && st->run >= VERIFIED_STREAM_CONFIRM && last != st->ra_last) {
 		st->ra_last = last;
 		for (uint64_t c = last + 1;
 		     c <= last + VERIFIED_READAHEAD && c < nr; c++) {

@@ -560,6 +560,24 @@ START_TEST(sequential_small_reads_verify_whole_clusters)
 }
 END_TEST
 
+/* Two random reads that happen to land near each other are not a
+ * stream yet: no read-ahead (it would verify 16 clusters nobody reads).
+ * A third read going forward confirms it. */
+START_TEST(read_ahead_waits_for_a_confirmed_stream)
+{
+	uint8_t buf[PART];
+	imgfmt_image *v = open_view_zero(zero_sha);
+
+	ck_assert_int_eq(imgfmt__pread(v, buf, PART, CL), 0);
+	ck_assert_int_eq(imgfmt__pread(v, buf, PART, CL + 2 * PART), 0);
+	usleep(20000);
+	ck_assert_int_eq(__atomic_load_n(&worker_calls, __ATOMIC_RELAXED), 0);
+	ck_assert_int_eq(imgfmt__pread(v, buf, PART, CL + 3 * PART), 0);
+	imgfmt__close(v);   /* joins the worker */
+	ck_assert_int_gt(__atomic_load_n(&worker_calls, __ATOMIC_RELAXED), 0);
+}
+END_TEST
+
 START_TEST(bad_part_size_is_refused)
 {
 	imgfmt_image *v = open_view(), *raw;
@@ -614,6 +632,7 @@ int main(void)
 	tcase_add_test(tc, tampered_part_is_refused_other_parts_still_read);
 	tcase_add_test(tc, unsplittable_cluster_is_checked_whole);
 	tcase_add_test(tc, sequential_small_reads_verify_whole_clusters);
+	tcase_add_test(tc, read_ahead_waits_for_a_confirmed_stream);
 	tcase_add_test(tc, bad_part_size_is_refused);
 	tcase_add_test(tc, attach_backing_refuses_a_second_one);
 	suite_add_tcase(s, tc);
