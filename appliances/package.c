@@ -759,6 +759,8 @@ fail:
 	return rc;
 }
 
+static void cv_cache_free(struct package_cv_cache *cc);
+
 void package__close(struct package *p)
 {
 	if (!p)
@@ -770,6 +772,7 @@ void package__close(struct package *p)
 	free(p->description);
 	free(p->cmdline);
 	free(p->leaves);
+	cv_cache_free(p->cv_cache);
 	free(p);
 }
 
@@ -907,6 +910,85 @@ static int cvs_match_leaf(const struct package *p, uint64_t c,
 }
 
 /*
+ * A cache of clusters' CVs that merged to their leaves, so that random
+ * reads of the same region do not read and merge them again (a pread
+ * and four SIMD parent levels per read: a third of the cost of checking
+ * a 4 KiB read).  Direct-mapped, 2048 clusters (1 MiB with 4 KiB parts;
+ * 128 MiB of disk), slots guarded by striped locks: the view calls from
+ * several threads.  Entries are copied in and out, never pointed to.
+ */
+#define CV_CACHE_SLOTS 2048
+#define CV_CACHE_LOCKS 16
+
+struct package_cv_cache {
+	pthread_mutex_t lock[CV_CACHE_LOCKS];
+	size_t slots, entries;   /* entries (CVs) per slot */
+	uint64_t *tag;           /* cluster + 1; 0: empty */
+	uint8_t *cvs;            /* slots * entries * 32 */
+};
+
+static struct package_cv_cache *cv_cache_new(const struct package *p)
+{
+	struct package_cv_cache *cc = calloc(1, sizeof(*cc));
+
+	if (!cc)
+		return NULL;
+	cc->slots = p->nr_leaves < CV_CACHE_SLOTS ? p->nr_leaves
+						  : CV_CACHE_SLOTS;
+	cc->entries = subtree_entries(p);
+	cc->tag = calloc(cc->slots, sizeof(*cc->tag));
+	cc->cvs = malloc(cc->slots * cc->entries * 32);
+	if (!cc->tag || !cc->cvs) {
+		free(cc->tag);
+		free(cc->cvs);
+		free(cc);
+		return NULL;
+	}
+	for (int i = 0; i < CV_CACHE_LOCKS; i++)
+		pthread_mutex_init(&cc->lock[i], NULL);
+	return cc;
+}
+
+static void cv_cache_free(struct package_cv_cache *cc)
+{
+	if (!cc)
+		return;
+	for (int i = 0; i < CV_CACHE_LOCKS; i++)
+		pthread_mutex_destroy(&cc->lock[i]);
+	free(cc->tag);
+	free(cc->cvs);
+	free(cc);
+}
+
+/* CVs [j, j + k) of cluster c into out if the cache has c; 1 if so. */
+static int cv_cache_get(struct package_cv_cache *cc, uint64_t c, size_t j,
+			size_t k, uint8_t *out)
+{
+	size_t s = c % cc->slots;
+	pthread_mutex_t *l = &cc->lock[s % CV_CACHE_LOCKS];
+	int hit;
+
+	pthread_mutex_lock(l);
+	hit = cc->tag[s] == c + 1;
+	if (hit)
+		memcpy(out, cc->cvs + (s * cc->entries + j) * 32, k * 32);
+	pthread_mutex_unlock(l);
+	return hit;
+}
+
+static void cv_cache_put(struct package_cv_cache *cc, uint64_t c,
+			 const uint8_t *cvs, size_t n)
+{
+	size_t s = c % cc->slots;
+	pthread_mutex_t *l = &cc->lock[s % CV_CACHE_LOCKS];
+
+	pthread_mutex_lock(l);
+	memcpy(cc->cvs + s * cc->entries * 32, cvs, n * 32);
+	cc->tag[s] = c + 1;
+	pthread_mutex_unlock(l);
+}
+
+/*
  * The verified view's part checker: bytes [off, off + len) of cluster c
  * are genuine if each part's CV is the entry the disk-subtrees member
  * has for it, once those entries are shown to merge to the signed leaf.
@@ -919,15 +1001,21 @@ static int subtree_verify_cb(void *opaque, uint64_t c, size_t off,
 	const struct package *p = opaque;
 	const uint8_t *d = data;
 	uint8_t cvs[256 * 32], cv[32];
-	size_t n, ps = p->subtree_size;
+	size_t n, ps = p->subtree_size, j = off / ps;
+	size_t k = (len + ps - 1) / ps;   /* parts to check */
 
-	if (c >= p->nr_leaves || !(n = subtree_parts(p, c)) ||
-	    read_subtree_cvs(p, c, cvs) < 0 || !cvs_match_leaf(p, c, cvs, n))
+	if (c >= p->nr_leaves || !(n = subtree_parts(p, c)))
 		return 1;
-	for (size_t j = off / ps; len; j++) {
+	if (j + k > n)
+		return -1;
+	if (!cv_cache_get(p->cv_cache, c, j, k, cvs + 32 * j)) {
+		if (read_subtree_cvs(p, c, cvs) < 0 ||
+		    !cvs_match_leaf(p, c, cvs, n))
+			return 1;
+		cv_cache_put(p->cv_cache, c, cvs, n);
+	}
+	for (; len; j++) {
 		size_t l = len < ps ? len : ps;
-		if (j >= n)
-			return -1;
 		blake3__subtree_cv(d, l, j * (ps / BLAKE3__CHUNK_LEN), cv);
 		if (memcmp(cv, cvs + 32 * j, 32) != 0)
 			return -1;
@@ -1149,7 +1237,12 @@ int package__open_disk(struct package *p, imgfmt_image **out)
 		imgfmt__close(raw);
 		return package__err(EINVAL, "%s", imgfmt__error());
 	}
-	if (p->subtrees >= 0 &&
+	if (p->subtrees < 0)
+		return 0;
+	/* Without the cache (out of memory) clusters are checked whole. */
+	if (!p->cv_cache)
+		p->cv_cache = cv_cache_new(p);
+	if (p->cv_cache &&
 	    imgfmt__verified_parts(*out, p->subtree_size, subtree_verify_cb) < 0) {
 		imgfmt__close(*out);
 		*out = NULL;

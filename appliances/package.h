@@ -91,6 +91,10 @@ struct package {
 	uint8_t *leaves;
 	uint64_t nr_leaves;
 	bool members_verified;
+
+	/* Set by package__open_disk() with disk subtrees: the CVs of the
+	 * clusters read most recently, already merged to their leaves. */
+	struct package_cv_cache *cv_cache;
 };
 
 const char *package__error(void);

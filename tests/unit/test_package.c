@@ -323,6 +323,35 @@ START_TEST(small_reads_are_checked_by_their_parts)
 }
 END_TEST
 
+/* CVs that merged to their leaf are kept in memory: changing the member
+ * afterwards changes nothing for that cluster (were they read again,
+ * they would no longer merge, and the whole-cluster check would then
+ * fail on the part tampered before). */
+START_TEST(merged_cvs_are_kept_not_read_again)
+{
+	struct package *p;
+	imgfmt_image *img;
+	uint8_t buf[4096];
+	uint64_t c2 = 2 * 65536;
+
+	if (!have_avd())
+		return;
+	p = open_ok();
+	ck_assert_int_ge(p->subtrees, 0);
+	flip(disk_byte_in_package(p, c2 + 3 * 4096 + 100));
+	ck_assert_int_eq(package__verify_members(p, false), 0);
+	ck_assert_int_eq(package__open_disk(p, &img), 0);
+	/* Failed reads start no stream, so both are checked by parts. */
+	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), c2 + 3 * 4096),
+			 -EBADMSG);
+	flip(p->members[p->subtrees].offset + 2 * 512 + 5);
+	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), c2 + 12 * 4096),
+			 0);
+	imgfmt__close(img);
+	package__close(p);
+}
+END_TEST
+
 /* [disk_verity] subtree keys that disagree with the member or the rules
  * (edited in place, same length: the tar stays valid) are refused when
  * the package is opened, naming the key. */
@@ -733,6 +762,7 @@ int main(void)
 	tcase_add_test(tc, same_inputs_same_bytes);
 	tcase_add_loop_test(tc, tampered_members_are_refused, 0, 2);
 	tcase_add_loop_test(tc, small_reads_are_checked_by_their_parts, 0, 2);
+	tcase_add_test(tc, merged_cvs_are_kept_not_read_again);
 	tcase_add_test(tc, bad_subtree_keys_are_refused);
 	tcase_add_test(tc, tampered_manifest_fails_the_signature);
 	tcase_add_test(tc, wrong_or_untrusted_key_is_refused);
