@@ -1025,16 +1025,21 @@ static int subtree_verify_cb(void *opaque, uint64_t c, size_t off,
 	return 0;
 }
 
-/* verify --full: cluster c's entries in disk-subtrees are exactly the CVs
- * of its parts (zeros past them), so lazy reads will accept them. */
-static int check_subtrees_of(const struct package *p, uint64_t c,
-			     const void *data, size_t len)
+/* verify --full with disk subtrees: cluster c matches its leaf (checked
+ * through its parts' CVs, so it is hashed once) and its entries in
+ * disk-subtrees are exactly those CVs (zeros past them), so lazy reads
+ * will accept them. */
+static int check_cluster_and_subtrees(const struct package *p, uint64_t c,
+				      const void *data, size_t len)
 {
 	uint8_t mine[256 * 32] = { 0 }, stored[256 * 32];
 	size_t n = subtree_parts(p, c), bytes = subtree_entries(p) * 32;
 
 	if (n)
 		blake3__subtree_cvs(data, len, p->subtree_size, mine);
+	if (n ? !cvs_match_leaf(p, c, mine, n) : verify_leaf(p, c, data, len) < 0)
+		return package__err(EBADMSG, "%s: disk cluster %" PRIu64
+				    " does not match its hash", p->path, c);
 	if (read_subtree_cvs(p, c, stored) < 0)
 		return package__err(EIO, "%s: cannot read the disk subtrees",
 				    p->path);
@@ -1182,12 +1187,12 @@ static int verify_leaves_and_clusters(struct package *p, bool full)
 				len = (size_t)(p->disk_virtual_size - off);
 			if (imgfmt__pread(img, buf, len, off) < 0)
 				rc = package__err(EIO, "%s", imgfmt__error());
+			else if (p->subtrees >= 0)
+				rc = check_cluster_and_subtrees(p, c, buf, len);
 			else if (verify_leaf(p, c, buf, len) < 0)
 				rc = package__err(EBADMSG, "%s: disk cluster %" PRIu64
 					     " does not match its hash",
 					     p->path, c);
-			else if (p->subtrees >= 0)
-				rc = check_subtrees_of(p, c, buf, len);
 		}
 		if (img)
 			imgfmt__close(img);

@@ -50,7 +50,8 @@ const char cmd_verify_help[] =
 	"An appliance package (PKG.appliance) carries its signature inside:\n"
 	"verify checks it, the manifest's structure and the SHA-256 of the\n"
 	"kernel, initramfs and disk hashes; --full also hashes the whole disk,\n"
-	"every cluster and the disk's part chaining values.  `sign --key K.key PKG` (re)signs a package.\n"
+	"every cluster and the disk's part chaining values.\n"
+	"`sign --key K.key PKG` (re)signs a package.\n"
 	"\n"
 	"Exit status: 0 valid, 1 invalid or unreadable, 2 usage error.\n";
 
