@@ -374,16 +374,27 @@ static int any_stream_near(struct verified *v, uint64_t off)
  * else into a bounce buffer.  0, <0 (out zeroed), or 1 if the caller
  * must check the whole cluster instead (out zeroed).
  */
+/* The part-aligned range [*a, *b) around bytes [in, in + n) of a cluster
+ * of clen bytes. */
+static void parts_around(struct verified *v, size_t in, size_t n,
+			 size_t clen, size_t *a, size_t *b)
+{
+	size_t ps = v->part_size;
+
+	*a = in & ~(ps - 1);
+	*b = (in + n + ps - 1) & ~(ps - 1);
+	if (*b > clen)
+		*b = clen;
+}
+
 static int read_parts(struct verified *v, uint8_t *out, uint64_t c,
 		      size_t in, size_t n, size_t clen)
 {
-	size_t ps = v->part_size;
-	size_t a = in & ~(ps - 1), b = (in + n + ps - 1) & ~(ps - 1);
+	size_t a, b;
 	uint8_t *buf = out, *bounce = NULL;
 	int r;
 
-	if (b > clen)
-		b = clen;
+	parts_around(v, in, n, clen, &a, &b);
 	if (a != in || b != in + n) {
 		if (!(bounce = malloc(b - a)))
 			return imgfmt_err(ENOMEM, "out of memory");
@@ -448,9 +459,14 @@ static int read_cluster(struct verified *v, uint8_t *out, uint64_t c,
 		}
 		break;
 	}
-	/* Not there, or queued and not started: ours to load. */
-	if (!whole && !e && !(how & READ_NO_PARTS) && v->verify_part &&
-	    clen > v->part_size &&
+	/* Not there, or queued and not started: ours to load.  By parts
+	 * if that hashes at most half the cluster (parts hash on fewer
+	 * SIMD lanes than a whole cluster) and the read is not part of a
+	 * stream (which the cache and read-ahead serve). */
+	size_t pa = 0, pb = clen;
+	if (v->verify_part)
+		parts_around(v, in, n, clen, &pa, &pb);
+	if (!whole && !e && !(how & READ_NO_PARTS) && pb - pa <= clen / 2 &&
 	    !any_stream_near(v, c * v->cluster_size + in)) {
 		pthread_mutex_unlock(&v->lock);
 		r = read_parts(v, out, c, in, n, clen);
