@@ -573,8 +573,13 @@ START_TEST(read_ahead_waits_for_a_confirmed_stream)
 	usleep(20000);
 	ck_assert_int_eq(__atomic_load_n(&worker_calls, __ATOMIC_RELAXED), 0);
 	ck_assert_int_eq(imgfmt__pread(v, buf, PART, CL + 3 * PART), 0);
-	imgfmt__close(v);   /* joins the worker */
+	/* The worker picks the queue up when it is scheduled (closing
+	 * first would stop it before it starts). */
+	for (int i = 0; i < 500 &&
+	     !__atomic_load_n(&worker_calls, __ATOMIC_RELAXED); i++)
+		usleep(10000);
 	ck_assert_int_gt(__atomic_load_n(&worker_calls, __ATOMIC_RELAXED), 0);
+	imgfmt__close(v);
 }
 END_TEST
 
