@@ -427,6 +427,8 @@ START_TEST(bad_subtree_keys_are_refused)
 		{ "subtrees = \"disk.subtrees\"", "subtrees = \"disk.hashes\"  ",
 		  "not the disk-subtrees file" },
 		{ "subtrees = \"disk.", "#ubtrees = \"disk.", "go together" },
+		{ "algorithm = \"blake3\"", "algorithm = \"sha256\"",
+		  "need disk_verity.algorithm" },
 	};
 
 	if (!have_avd())
