@@ -560,9 +560,10 @@ static void hash_many(const struct impl *im, const uint8_t *first,
 	}
 }
 
-/* Reduce the n >= 2 CVs at cvs (in place) one tree level at a time until
- * two are left: the children of the root of their subtree. */
-static void reduce_to_pair(const struct impl *im, uint8_t *cvs, size_t n)
+/* Merge the n >= 2 CVs at cvs (overwritten) one tree level at a time
+ * down to the CV of their subtree, or with flags ROOT the digest. */
+static void merge_cvs(const struct impl *im, uint8_t *cvs, size_t n,
+		      uint32_t flags, uint8_t out[32])
 {
 	while (n > 2) {
 		size_t pairs = n / 2;
@@ -573,6 +574,30 @@ static void reduce_to_pair(const struct impl *im, uint8_t *cvs, size_t n)
 			memmove(cvs + 32 * pairs, cvs + 32 * (n - 1), 32);
 		n = pairs + (n & 1);
 	}
+	parent_cv(cvs, flags, out);
+}
+
+/* The CV (flags 0) or digest (ROOT) of the subtree of len bytes at p,
+ * more than one chunk and at most a batch, whose first chunk is number
+ * first_chunk: every chunk goes through the kernels (none is the root),
+ * then the tree is merged level by level. */
+static void subtree_of_chunks(const struct impl *im, const uint8_t *p,
+			      size_t len, uint64_t first_chunk,
+			      uint32_t flags, uint8_t out[32])
+{
+	uint8_t cvs[MAX_BATCH_CHUNKS * 32];
+	size_t full = len / BLAKE3__CHUNK_LEN, n = full;
+	uint32_t cv[8];
+
+	hash_many(im, NULL, p, BLAKE3__CHUNK_LEN, full, 16, first_chunk, 1, 0,
+		  CHUNK_START, CHUNK_END, cvs);
+	if (len % BLAKE3__CHUNK_LEN) {
+		chunk_cv(p + full * BLAKE3__CHUNK_LEN, len % BLAKE3__CHUNK_LEN,
+			 first_chunk + full, 0, cv);
+		store_cv(cvs + 32 * full, cv);
+		n++;
+	}
+	merge_cvs(im, cvs, n, flags, out);
 }
 
 /* ---- streaming ------------------------------------------------------ */
@@ -706,14 +731,10 @@ void blake3__final(const struct blake3__hasher *h, uint8_t out[BLAKE3__OUT_LEN])
 
 void blake3__hash(const void *data, size_t len, uint8_t out[BLAKE3__OUT_LEN])
 {
-	const uint8_t *p = data;
-	const struct impl *im;
-	uint8_t cvs[MAX_BATCH_CHUNKS * 32];
-	size_t full = len / BLAKE3__CHUNK_LEN, n = full;
 	uint32_t cv[8];
 
 	if (len <= BLAKE3__CHUNK_LEN) {
-		chunk_cv(p, len, 0, ROOT, cv);
+		chunk_cv(data, len, 0, ROOT, cv);
 		store_cv(out, cv);
 		return;
 	}
@@ -725,19 +746,7 @@ void blake3__hash(const void *data, size_t len, uint8_t out[BLAKE3__OUT_LEN])
 		blake3__final(&h, out);
 		return;
 	}
-	/* Two chunks or more: every chunk goes through the kernels (none
-	 * is the root), then the tree is reduced level by level. */
-	im = impl_get();
-	hash_many(im, NULL, p, BLAKE3__CHUNK_LEN, full, 16, 0, 1, 0,
-		  CHUNK_START, CHUNK_END, cvs);
-	if (len % BLAKE3__CHUNK_LEN) {
-		chunk_cv(p + full * BLAKE3__CHUNK_LEN, len % BLAKE3__CHUNK_LEN,
-			 full, 0, cv);
-		store_cv(cvs + 32 * full, cv);
-		n++;
-	}
-	reduce_to_pair(im, cvs, n);
-	parent_cv(cvs, ROOT, out);
+	subtree_of_chunks(impl_get(), data, len, 0, ROOT, out);
 }
 
 /* ---- subtrees ------------------------------------------------------- */
@@ -745,13 +754,10 @@ void blake3__hash(const void *data, size_t len, uint8_t out[BLAKE3__OUT_LEN])
 void blake3__subtree_cv(const void *data, size_t len, uint64_t first_chunk,
 			uint8_t out[BLAKE3__OUT_LEN])
 {
-	const uint8_t *p = data;
-	uint8_t cvs[MAX_BATCH_CHUNKS * 32];
-	size_t full = len / BLAKE3__CHUNK_LEN, n = full;
 	uint32_t cv[8];
 
 	if (len <= BLAKE3__CHUNK_LEN) {
-		chunk_cv(p, len, first_chunk, 0, cv);
+		chunk_cv(data, len, first_chunk, 0, cv);
 		store_cv(out, cv);
 		return;
 	}
@@ -759,17 +765,7 @@ void blake3__subtree_cv(const void *data, size_t len, uint64_t first_chunk,
 		memset(out, 0, BLAKE3__OUT_LEN);   /* outside the contract */
 		return;
 	}
-	const struct impl *im = impl_get();
-	hash_many(im, NULL, p, BLAKE3__CHUNK_LEN, full, 16, first_chunk, 1, 0,
-		  CHUNK_START, CHUNK_END, cvs);
-	if (len % BLAKE3__CHUNK_LEN) {
-		chunk_cv(p + full * BLAKE3__CHUNK_LEN, len % BLAKE3__CHUNK_LEN,
-			 first_chunk + full, 0, cv);
-		store_cv(cvs + 32 * full, cv);
-		n++;
-	}
-	reduce_to_pair(im, cvs, n);
-	parent_cv(cvs, 0, out);
+	subtree_of_chunks(impl_get(), data, len, first_chunk, 0, out);
 }
 
 /*
@@ -800,8 +796,7 @@ void blake3__subtree_cvs(const void *data, size_t len, size_t subtree_len,
 		hash_many(im, NULL, p, BLAKE3__CHUNK_LEN, per * parts, 16,
 			  chunk, 1, 0, CHUNK_START, CHUNK_END, ccv);
 		for (size_t k = 0; k < parts; k++) {
-			reduce_to_pair(im, ccv + 32 * per * k, per);
-			parent_cv(ccv + 32 * per * k, 0, cvs);
+			merge_cvs(im, ccv + 32 * per * k, per, 0, cvs);
 			cvs += 32;
 		}
 		p += subtree_len * parts;
@@ -826,6 +821,5 @@ void blake3__root_from_cvs(uint8_t *cvs, size_t n,
 		memset(out, 0, BLAKE3__OUT_LEN);   /* outside the contract */
 		return;
 	}
-	reduce_to_pair(impl_get(), cvs, n);
-	parent_cv(cvs, ROOT, out);
+	merge_cvs(impl_get(), cvs, n, ROOT, out);
 }
