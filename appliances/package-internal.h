@@ -24,6 +24,14 @@ int package__read_at(int fd, void *buf, size_t len, uint64_t off);
  * written there. */
 int package__sha256_range(int fd, uint64_t off, uint64_t len,
 			  uint8_t out[32], int copy_fd);
+/* A disk cluster of len bytes (at most cluster_size) as the
+ * disk-subtrees member holds it (appliances/FORMAT.md): its parts' CVs
+ * into entries (cluster_size / subtree_size entries of 32 bytes, zeros
+ * past its parts, all zeros if it has only one) and its BLAKE3 leaf,
+ * merged from those CVs when there are several: hashed once. */
+void package__cluster_parts(const void *data, size_t len,
+			    uint32_t cluster_size, uint32_t subtree_size,
+			    uint8_t *entries, uint8_t leaf[32]);
 /* A member name we accept: a plain file name, no directories. */
 int package__valid_member_name(const char *s);
 /* Manifest fields: t.key as a string (required or not) or an integer in

@@ -24,7 +24,6 @@
 #include "appliances/package.h"
 #include "appliances/trust.h"
 #include "builder/toml.h"
-#include "common/blake3.h"
 
 struct tar_source {
 	const char *name;
@@ -212,21 +211,11 @@ static int temp_file(const char *dir)
 static void hash_cluster(enum package_leaf_hash lh, const uint8_t *data,
 			 size_t len, uint8_t leaf[32], uint8_t *entries)
 {
-	size_t per = PACKAGE_HASH_CLUSTER / PACKAGE_SUBTREE_SIZE;
-	size_t n = (len + PACKAGE_SUBTREE_SIZE - 1) / PACKAGE_SUBTREE_SIZE;
-	uint8_t work[PACKAGE_HASH_CLUSTER / PACKAGE_SUBTREE_SIZE * 32];
-
-	if (!entries || n < 2) {
+	if (entries)
+		package__cluster_parts(data, len, PACKAGE_HASH_CLUSTER,
+				       PACKAGE_SUBTREE_SIZE, entries, leaf);
+	else
 		package__leaf(lh, data, len, leaf);
-		if (entries)
-			memset(entries, 0, per * 32);
-		return;
-	}
-	/* The leaf from the CVs: the cluster is hashed once. */
-	memset(entries, 0, per * 32);
-	blake3__subtree_cvs(data, len, PACKAGE_SUBTREE_SIZE, entries);
-	memcpy(work, entries, n * 32);
-	blake3__root_from_cvs(work, n, leaf);
 }
 
 static int hash_disk(imgfmt_image *disk, uint64_t vsize,

@@ -1025,6 +1025,23 @@ static int subtree_verify_cb(void *opaque, uint64_t c, size_t off,
 	return 0;
 }
 
+void package__cluster_parts(const void *data, size_t len,
+			    uint32_t cluster_size, uint32_t subtree_size,
+			    uint8_t *entries, uint8_t leaf[32])
+{
+	size_t n = (len + subtree_size - 1) / subtree_size;
+	uint8_t work[256 * 32];
+
+	memset(entries, 0, (size_t)(cluster_size / subtree_size) * 32);
+	if (n < 2) {
+		blake3__hash(data, len, leaf);
+		return;
+	}
+	blake3__subtree_cvs(data, len, subtree_size, entries);
+	memcpy(work, entries, n * 32);
+	blake3__root_from_cvs(work, n, leaf);
+}
+
 /* verify --full with disk subtrees: cluster c matches its leaf (checked
  * through its parts' CVs, so it is hashed once) and its entries in
  * disk-subtrees are exactly those CVs (zeros past them), so lazy reads
@@ -1032,12 +1049,12 @@ static int subtree_verify_cb(void *opaque, uint64_t c, size_t off,
 static int check_cluster_and_subtrees(const struct package *p, uint64_t c,
 				      const void *data, size_t len)
 {
-	uint8_t mine[256 * 32] = { 0 }, stored[256 * 32];
-	size_t n = subtree_parts(p, c), bytes = subtree_entries(p) * 32;
+	uint8_t mine[256 * 32], stored[256 * 32], leaf[32];
+	size_t bytes = subtree_entries(p) * 32;
 
-	if (n)
-		blake3__subtree_cvs(data, len, p->subtree_size, mine);
-	if (n ? !cvs_match_leaf(p, c, mine, n) : verify_leaf(p, c, data, len) < 0)
+	package__cluster_parts(data, len, p->hash_cluster, p->subtree_size,
+			       mine, leaf);
+	if (memcmp(leaf, p->leaves + c * 32, 32) != 0)
 		return package__err(EBADMSG, "%s: disk cluster %" PRIu64
 				    " does not match its hash", p->path, c);
 	if (read_subtree_cvs(p, c, stored) < 0)
