@@ -367,13 +367,6 @@ static int any_stream_near(struct verified *v, uint64_t off)
 	return 0;
 }
 
-/*
- * Bytes [in, in + n) of cluster c (clen bytes long) into out, checked by
- * the parts they touch; no lock held.  The parts are read straight into
- * out when the read is aligned to them (guests read whole 4 KiB blocks),
- * else into a bounce buffer.  0, <0 (out zeroed), or 1 if the caller
- * must check the whole cluster instead (out zeroed).
- */
 /* The part-aligned range [*a, *b) around bytes [in, in + n) of a cluster
  * of clen bytes. */
 static void parts_around(struct verified *v, size_t in, size_t n,
@@ -387,6 +380,13 @@ static void parts_around(struct verified *v, size_t in, size_t n,
 		*b = clen;
 }
 
+/*
+ * Bytes [in, in + n) of cluster c (clen bytes long) into out, checked by
+ * the parts they touch; no lock held.  The parts are read straight into
+ * out when the read is aligned to them (guests read whole 4 KiB blocks),
+ * else into a bounce buffer.  0, <0 (out zeroed), or 1 if the caller
+ * must check the whole cluster instead (out zeroed).
+ */
 static int read_parts(struct verified *v, uint8_t *out, uint64_t c,
 		      size_t in, size_t n, size_t clen)
 {
@@ -466,7 +466,8 @@ static int read_cluster(struct verified *v, uint8_t *out, uint64_t c,
 	size_t pa = 0, pb = clen;
 	if (v->verify_part)
 		parts_around(v, in, n, clen, &pa, &pb);
-	if (!whole && !e && !(how & READ_NO_PARTS) && pb - pa <= clen / 2 &&
+	if (v->verify_part && !whole && !e && !(how & READ_NO_PARTS) &&
+	    pb - pa <= clen / 2 &&
 	    !any_stream_near(v, c * v->cluster_size + in)) {
 		pthread_mutex_unlock(&v->lock);
 		r = read_parts(v, out, c, in, n, clen);
