@@ -49,6 +49,21 @@ static int have_avd(void)
 	return 0;
 }
 
+/* The test disk's data: bytes i*13 + i/512 (XOR variant) from this
+ * virtual offset on; zeros elsewhere. */
+#define DISK_DATA_AT 70000
+
+static uint8_t data_byte(size_t i)
+{
+	return (uint8_t)(i * 13 + (i >> 9)) ^ variant;
+}
+
+/* The genuine disk byte at virtual offset voff, inside the data. */
+static uint8_t genuine_byte(uint64_t voff)
+{
+	return data_byte((size_t)(voff - DISK_DATA_AT));
+}
+
 /* A build directory as `appliance build` leaves it. */
 static void make_build_dir(void)
 {
@@ -60,7 +75,7 @@ static void make_build_dir(void)
 	struct stat sk_, si, sd;
 
 	for (size_t i = 0; i < sizeof(data); i++)
-		data[i] = (uint8_t)(i * 13 + (i >> 9)) ^ variant;
+		data[i] = data_byte(i);
 	snprintf(p, sizeof(p), "%s/vmlinuz", build);
 	write_file(p, data, 5000);
 	snprintf(p, sizeof(p), "%s/initrd.img", build);
@@ -68,7 +83,8 @@ static void make_build_dir(void)
 	snprintf(p, sizeof(p), "%s/disk.avd", build);
 	ck_assert_msg(imgfmt__create(p, &c) == 0, "%s", imgfmt__error());
 	ck_assert_int_eq(imgfmt__open(p, &o, &img), 0);
-	ck_assert_int_eq(imgfmt__pwrite(img, data, sizeof(data), 70000), 0);
+	ck_assert_int_eq(imgfmt__pwrite(img, data, sizeof(data), DISK_DATA_AT),
+			 0);
 	ck_assert_int_eq(imgfmt__close(img), 0);
 
 	snprintf(p, sizeof(p), "%s/vmlinuz", build);
@@ -166,8 +182,9 @@ START_TEST(roundtrip_signed_package)
 	ck_assert_ptr_nonnull(strstr(tc, "demo 1.2"));
 	ck_assert_int_eq(package__verify_members(p, false), 0);
 	ck_assert_int_eq(package__open_disk(p, &disk), 0);
-	ck_assert_int_eq(imgfmt__pread(disk, buf, sizeof(buf), 70000 + 5), 0);
-	ck_assert_uint_eq(buf[0], (uint8_t)(5 * 13));
+	ck_assert_int_eq(imgfmt__pread(disk, buf, sizeof(buf),
+				       DISK_DATA_AT + 5), 0);
+	ck_assert_uint_eq(buf[0], genuine_byte(DISK_DATA_AT + 5));
 	imgfmt__close(disk);
 	ck_assert_int_eq(package__verify_members(p, true), 0);
 	package__close(p);
@@ -251,8 +268,7 @@ START_TEST(tampered_members_are_refused)
 			ck_assert_int_eq(package__open_disk(p, &img), 0);
 			ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf),
 						       2 * 65536 + 8192), 0);
-			ck_assert_uint_eq(buf[0], (uint8_t)((2 * 65536 + 8192 -
-				70000) * 13 + ((2 * 65536 + 8192 - 70000) >> 9)));
+			ck_assert_uint_eq(buf[0], genuine_byte(2 * 65536 + 8192));
 			imgfmt__close(img);
 			ck_assert_int_eq(package__verify_members(p, true),
 					 -EBADMSG);
@@ -286,6 +302,22 @@ static uint64_t disk_byte_in_package(struct package *p, uint64_t voff)
 	return p->members[p->disk].offset + (uint64_t)ext.file_offset;
 }
 
+/* The package opened with one byte changed in part 3 of disk cluster 2
+ * (which holds data), its members checked, and its disk. */
+#define TAMPERED_CLUSTER (2 * 65536)
+#define TAMPERED_PART (TAMPERED_CLUSTER + 3 * 4096)
+
+static imgfmt_image *open_with_tampered_part(struct package **p)
+{
+	imgfmt_image *img;
+
+	*p = open_ok();
+	flip(disk_byte_in_package(*p, TAMPERED_PART + 100));
+	ck_assert_int_eq(package__verify_members(*p, false), 0);
+	ck_assert_int_eq(package__open_disk(*p, &img), 0);
+	return img;
+}
+
 /* With the disk-subtrees member, a small read is checked by the 4 KiB
  * parts it touches: a changed byte fails the read of its part, and only
  * that (with whole-cluster checks, as for SHA-256 leaves, every read of
@@ -295,26 +327,22 @@ START_TEST(small_reads_are_checked_by_their_parts)
 	struct package *p;
 	imgfmt_image *img;
 	uint8_t buf[4096];
-	uint64_t c2 = 2 * 65536;
+	uint64_t other = TAMPERED_CLUSTER + 9 * 4096;
 
 	if (!have_avd())
 		return;
 	remake_pkg(leaf_hashes[_i]);
-	p = open_ok();
-	flip(disk_byte_in_package(p, c2 + 3 * 4096 + 100));
-	ck_assert_int_eq(package__verify_members(p, false), 0);
-	ck_assert_int_eq(package__open_disk(p, &img), 0);
+	img = open_with_tampered_part(&p);
 	/* The tampered part first: a failed read starts no stream. */
 	memset(buf, 0x55, sizeof(buf));
-	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), c2 + 3 * 4096),
+	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), TAMPERED_PART),
 			 -EBADMSG);
 	for (size_t k = 0; k < sizeof(buf); k++)
 		ck_assert_uint_eq(buf[k], 0);
-	int r = imgfmt__pread(img, buf, sizeof(buf), c2 + 9 * 4096);
+	int r = imgfmt__pread(img, buf, sizeof(buf), other);
 	if (p->subtrees >= 0) {
-		uint64_t d = c2 + 9 * 4096 - 70000;
 		ck_assert_int_eq(r, 0);
-		ck_assert_uint_eq(buf[0], (uint8_t)(d * 13 + (d >> 9)));
+		ck_assert_uint_eq(buf[0], genuine_byte(other));
 	} else {
 		ck_assert_int_eq(r, -EBADMSG);
 	}
@@ -333,21 +361,17 @@ START_TEST(merged_cvs_are_kept_not_read_again)
 	struct package *p;
 	imgfmt_image *img;
 	uint8_t buf[4096];
-	uint64_t c2 = 2 * 65536;
 
 	if (!have_avd())
 		return;
-	p = open_ok();
+	img = open_with_tampered_part(&p);
 	ck_assert_int_ge(p->subtrees, 0);
-	flip(disk_byte_in_package(p, c2 + 3 * 4096 + 100));
-	ck_assert_int_eq(package__verify_members(p, false), 0);
-	ck_assert_int_eq(package__open_disk(p, &img), 0);
 	/* Failed reads start no stream, so both are checked by parts. */
-	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), c2 + 3 * 4096),
+	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), TAMPERED_PART),
 			 -EBADMSG);
 	flip(p->members[p->subtrees].offset + 2 * 512 + 5);
-	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf), c2 + 12 * 4096),
-			 0);
+	ck_assert_int_eq(imgfmt__pread(img, buf, sizeof(buf),
+				       TAMPERED_CLUSTER + 12 * 4096), 0);
 	imgfmt__close(img);
 	package__close(p);
 }
@@ -359,6 +383,14 @@ END_TEST
  * byte flipped in either member, then random reads of random sizes
  * (parts, unaligned, whole and several clusters) through a fresh view.
  */
+static uint64_t next_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
 START_TEST(random_damage_never_yields_wrong_bytes)
 {
 	static uint8_t genuine[1 << 20], buf[3 * 65536];
@@ -379,17 +411,16 @@ START_TEST(random_damage_never_yields_wrong_bytes)
 	struct package_member *dm = &p->members[p->disk];
 	struct package_member *sm = &p->members[p->subtrees];
 	for (int round = 0; round < 300; round++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		uint64_t at = round % 2 ? dm->offset + x % dm->size
-					: sm->offset + x % sm->size;
+		uint64_t r = next_rand(&x);
+		uint64_t at = round % 2 ? dm->offset + r % dm->size
+					: sm->offset + r % sm->size;
 		flip(at);
 		ck_assert_int_eq(package__open_disk(p, &img), 0);
 		for (int k = 0; k < 8; k++) {
 			static const size_t sizes[] = { 512, 4096, 4096, 8192,
 				5000, 65536, 2 * 65536 + 300, 100 };
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 			size_t len = sizes[k];
-			uint64_t off = x % (sizeof(genuine) - len);
+			uint64_t off = next_rand(&x) % (sizeof(genuine) - len);
 			if (k < 4)
 				off &= ~(uint64_t)4095;
 			memset(buf, 0x5a, len);
