@@ -913,11 +913,16 @@ static int cvs_match_leaf(const struct package *p, uint64_t c,
  * A cache of clusters' CVs that merged to their leaves, so that random
  * reads of the same region do not read and merge them again (a pread
  * and four SIMD parent levels per read: a third of the cost of checking
- * a 4 KiB read).  Direct-mapped, 2048 clusters (1 MiB with 4 KiB parts;
- * 128 MiB of disk), slots guarded by striped locks: the view calls from
- * several threads.  Entries are copied in and out, never pointed to.
+ * a 4 KiB read).  Direct-mapped, at most 8 MiB of CVs (16384 clusters
+ * with 4 KiB parts: 1 GiB of disk), resident only as clusters are read.
+ * Sized by bytes because random reads over a disk larger than the cache
+ * miss in proportion: with 2048 slots, half the random 4 KiB reads of a
+ * 256 MiB disk read and merged CVs again (0.41x of unverified reads
+ * against 0.49x with the whole disk cached).  Slots are guarded by
+ * striped locks: the view calls from several threads.  Entries are
+ * copied in and out, never pointed to.
  */
-#define CV_CACHE_SLOTS 2048
+#define CV_CACHE_BYTES (8u << 20)
 #define CV_CACHE_LOCKS 16
 
 struct package_cv_cache {
@@ -933,9 +938,10 @@ static struct package_cv_cache *cv_cache_new(const struct package *p)
 
 	if (!cc)
 		return NULL;
-	cc->slots = p->nr_leaves < CV_CACHE_SLOTS ? p->nr_leaves
-						  : CV_CACHE_SLOTS;
 	cc->entries = subtree_entries(p);
+	cc->slots = CV_CACHE_BYTES / (cc->entries * 32);
+	if (p->nr_leaves < cc->slots)
+		cc->slots = p->nr_leaves;
 	cc->tag = calloc(cc->slots, sizeof(*cc->tag));
 	cc->cvs = malloc(cc->slots * cc->entries * 32);
 	if (!cc->tag || !cc->cvs) {
