@@ -10,7 +10,8 @@
  *
  * Speed comes from hashing W chunks at once (W = 16, 8 or 4 lanes): lane
  * i of every vector holds chunk i's state, so one vector instruction does
- * the same step of W compressions.  The kernels are written once with GCC
+ * the same step of W compressions.  (With AVX2, batches of 2-4 use a
+ * row-wise kernel instead: see kernel4_avx2_rows.)  The kernels are written once with GCC
  * vector extensions and stamped out per instruction set with
  * target(...) attributes; the best one this CPU runs is chosen once.
  * Whole buffers are then reduced level by level (parents also W at a
@@ -213,6 +214,7 @@ static void kernel1_portable(const uint8_t *const in[], size_t n,
 /* __builtin_shuffle and the target attributes used here are GCC's. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HAVE_SIMD 1
+#include <immintrin.h>
 
 typedef uint32_t v4u __attribute__((vector_size(16)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
@@ -411,8 +413,199 @@ DEFINE_KERNEL(kernel16_avx512, T_AVX512, v16u, 16, z, IOTA16, load16, store16)
 DEFINE_KERNEL(kernel8_avx512, T_AVX512, v8u, 8, y, IOTA8, load8, store8)
 DEFINE_KERNEL(kernel4_avx512, T_AVX512, v4u, 4, x, IOTA4, load4, store4)
 DEFINE_KERNEL(kernel8_avx2, "avx2", v8u, 8, y, IOTA8, load8, store8)
-DEFINE_KERNEL(kernel4_avx2, "avx2", v4u, 4, x, IOTA4, load4, store4)
 DEFINE_KERNEL(kernel4_sse41, "sse4.1", v4u, 4, x, IOTA4, load4, store4)
+
+/*
+ * AVX2 for 2 to 4 inputs (a 4 KiB part is 4 chunks; parent levels of a
+ * few CVs): row-wise instead of lane-wise.  The 16 state words of one
+ * compression sit in four rows of four (v0-3, v4-7, v8-11, v12-15); the
+ * column step's four G functions are then one set of row operations,
+ * and the diagonal step the same after rotating rows 1-3 by 1, 2 and 3
+ * words.  A 256-bit register holds one row of two compressions (inputs
+ * 2s and 2s + 1 in its low and high halves; every instruction used works
+ * on the halves separately), and the two pairs are interleaved.  Four
+ * lanes of the lane-wise kernel spend 4 x 8 G functions of scalar-width
+ * work per round plus transposes; this does the same work in about 30%
+ * fewer instructions (the compiled kernels, rounds unrolled: 915
+ * against 1306), and a 4 KiB part hashes in 2.3-2.5 us instead of 2.7-3.1 us (AVX2 EPYC,
+ * interleaved runs).
+ *
+ * The message is kept as (m0 m2 m4 m6) (m1 m3 m5 m7) (m8 m10 m12 m14)
+ * (m9 m11 m13 m15): the column step takes the first two, the diagonal
+ * step the last two.  Between rounds the words move by the spec's
+ * permutation P (m'[i] = m[P[i]]), which in this layout is
+ *   (m2 m3 m7 m4)  = (a1 b1 b3 a2)      (m6 m10 m0 m13) = (a3 c1 a0 d2)
+ *   (m1 m12 m9 m15) = (b0 c2 d0 d3)     (m11 m5 m14 m8) = (d1 b2 c3 c0)
+ * with a, b, c, d the four registers before the move.
+ */
+#define RW __attribute__((target("avx2"), always_inline)) static inline
+
+RW __m256i rw_rot16(__m256i x)
+{
+	return _mm256_shuffle_epi8(x, _mm256_setr_epi8(
+		2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13,
+		2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+}
+
+RW __m256i rw_rot8(__m256i x)
+{
+	return _mm256_shuffle_epi8(x, _mm256_setr_epi8(
+		1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12,
+		1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12));
+}
+
+RW __m256i rw_rotr(__m256i x, int n)
+{
+	return _mm256_or_si256(_mm256_srli_epi32(x, n),
+			       _mm256_slli_epi32(x, 32 - n));
+}
+
+/* Half of G on all four columns (or diagonals): m holds their x words,
+ * then the same with y words and the other rotations. */
+RW void rw_g1(__m256i r[4], __m256i m)
+{
+	r[0] = _mm256_add_epi32(_mm256_add_epi32(r[0], m), r[1]);
+	r[3] = rw_rot16(_mm256_xor_si256(r[3], r[0]));
+	r[2] = _mm256_add_epi32(r[2], r[3]);
+	r[1] = rw_rotr(_mm256_xor_si256(r[1], r[2]), 12);
+}
+
+RW void rw_g2(__m256i r[4], __m256i m)
+{
+	r[0] = _mm256_add_epi32(_mm256_add_epi32(r[0], m), r[1]);
+	r[3] = rw_rot8(_mm256_xor_si256(r[3], r[0]));
+	r[2] = _mm256_add_epi32(r[2], r[3]);
+	r[1] = rw_rotr(_mm256_xor_si256(r[1], r[2]), 7);
+}
+
+/* Rows 1-3 rotated left by 1, 2, 3 words (diagonals become columns),
+ * and back. */
+RW void rw_diagonalize(__m256i r[4])
+{
+	r[1] = _mm256_shuffle_epi32(r[1], _MM_SHUFFLE(0, 3, 2, 1));
+	r[2] = _mm256_shuffle_epi32(r[2], _MM_SHUFFLE(1, 0, 3, 2));
+	r[3] = _mm256_shuffle_epi32(r[3], _MM_SHUFFLE(2, 1, 0, 3));
+}
+
+RW void rw_undiagonalize(__m256i r[4])
+{
+	r[1] = _mm256_shuffle_epi32(r[1], _MM_SHUFFLE(2, 1, 0, 3));
+	r[2] = _mm256_shuffle_epi32(r[2], _MM_SHUFFLE(1, 0, 3, 2));
+	r[3] = _mm256_shuffle_epi32(r[3], _MM_SHUFFLE(0, 3, 2, 1));
+}
+
+#define RW_SHUFPS(a, b, imm) _mm256_castps_si256(_mm256_shuffle_ps( \
+	_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), (imm)))
+
+/* The message layout above, for the next round. */
+RW void rw_permute(__m256i m[4])
+{
+	__m256i a = m[0], b = m[1], c = m[2], d = m[3];
+
+	m[0] = _mm256_shuffle_epi32(RW_SHUFPS(a, b, _MM_SHUFFLE(3, 1, 2, 1)),
+				    _MM_SHUFFLE(1, 3, 2, 0));
+	m[1] = _mm256_shuffle_epi32(
+		RW_SHUFPS(a, RW_SHUFPS(c, d, _MM_SHUFFLE(2, 2, 1, 1)),
+			  _MM_SHUFFLE(2, 0, 0, 3)),
+		_MM_SHUFFLE(3, 1, 2, 0));
+	m[2] = RW_SHUFPS(RW_SHUFPS(b, c, _MM_SHUFFLE(2, 2, 0, 0)), d,
+			 _MM_SHUFFLE(3, 0, 2, 0));
+	m[3] = RW_SHUFPS(RW_SHUFPS(d, b, _MM_SHUFFLE(2, 2, 1, 1)), c,
+			 _MM_SHUFFLE(0, 3, 2, 0));
+}
+
+/* Block off of inputs lo and hi, in the message layout above. */
+RW void rw_load(__m256i m[4], const uint8_t *lo, const uint8_t *hi,
+		size_t off)
+{
+	__m256i w[4];
+
+	for (int i = 0; i < 4; i++)
+		w[i] = _mm256_inserti128_si256(
+			_mm256_castsi128_si256(_mm_loadu_si128(
+				(const __m128i *)(lo + off + 16 * i))),
+			_mm_loadu_si128((const __m128i *)(hi + off + 16 * i)),
+			1);
+	m[0] = RW_SHUFPS(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0));
+	m[1] = RW_SHUFPS(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1));
+	m[2] = RW_SHUFPS(w[2], w[3], _MM_SHUFFLE(2, 0, 2, 0));
+	m[3] = RW_SHUFPS(w[2], w[3], _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+__attribute__((target("avx2"))) static void kernel4_avx2_rows(
+	const uint8_t *const in[], size_t n, size_t blocks, uint64_t counter,
+	int inc, uint32_t flags, uint32_t fstart, uint32_t fend, uint8_t *out)
+{
+	const __m256i iv0 = _mm256_setr_epi32(
+		(int)IV[0], (int)IV[1], (int)IV[2], (int)IV[3],
+		(int)IV[0], (int)IV[1], (int)IV[2], (int)IV[3]);
+	const __m256i iv1 = _mm256_setr_epi32(
+		(int)IV[4], (int)IV[5], (int)IV[6], (int)IV[7],
+		(int)IV[4], (int)IV[5], (int)IV[6], (int)IV[7]);
+	const uint8_t *p[4];
+	uint64_t ctr[4];
+	__m256i h[2][2];
+
+	for (size_t i = 0; i < 4; i++) {
+		p[i] = in[i < n ? i : n - 1];
+		ctr[i] = counter + (inc ? i : 0);
+	}
+	for (int s = 0; s < 2; s++) {
+		h[s][0] = iv0;
+		h[s][1] = iv1;
+	}
+	for (size_t b = 0; b < blocks; b++) {
+		int f = (int)(flags | (b == 0 ? fstart : 0) |
+			      (b + 1 == blocks ? fend : 0));
+		__m256i r[2][4], m[2][4];
+
+		for (int s = 0; s < 2; s++) {
+			uint64_t lo = ctr[2 * s], hi = ctr[2 * s + 1];
+
+			rw_load(m[s], p[2 * s], p[2 * s + 1], 64 * b);
+			r[s][0] = h[s][0];
+			r[s][1] = h[s][1];
+			r[s][2] = iv0;
+			r[s][3] = _mm256_setr_epi32(
+				(int)(uint32_t)lo, (int)(uint32_t)(lo >> 32),
+				64, f, (int)(uint32_t)hi,
+				(int)(uint32_t)(hi >> 32), 64, f);
+		}
+		_Pragma("GCC unroll 7")
+		for (int round = 0; round < 7; round++) {
+			rw_g1(r[0], m[0][0]);
+			rw_g1(r[1], m[1][0]);
+			rw_g2(r[0], m[0][1]);
+			rw_g2(r[1], m[1][1]);
+			rw_diagonalize(r[0]);
+			rw_diagonalize(r[1]);
+			rw_g1(r[0], m[0][2]);
+			rw_g1(r[1], m[1][2]);
+			rw_g2(r[0], m[0][3]);
+			rw_g2(r[1], m[1][3]);
+			rw_undiagonalize(r[0]);
+			rw_undiagonalize(r[1]);
+			if (round < 6) {
+				rw_permute(m[0]);
+				rw_permute(m[1]);
+			}
+		}
+		for (int s = 0; s < 2; s++) {
+			h[s][0] = _mm256_xor_si256(r[s][0], r[s][2]);
+			h[s][1] = _mm256_xor_si256(r[s][1], r[s][3]);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		__m256i h0 = h[i / 2][0], h1 = h[i / 2][1];
+		__m128i w0 = i % 2 ? _mm256_extracti128_si256(h0, 1)
+				   : _mm256_castsi256_si128(h0);
+		__m128i w1 = i % 2 ? _mm256_extracti128_si256(h1, 1)
+				   : _mm256_castsi256_si128(h1);
+
+		_mm_storeu_si128((__m128i *)(out + 32 * i), w0);
+		_mm_storeu_si128((__m128i *)(out + 32 * i + 16), w1);
+	}
+}
 
 #endif /* HAVE_SIMD */
 
@@ -429,7 +622,7 @@ static const struct impl impls[NIMPL] = {
 	[IMPL_PORTABLE] = { "portable", NULL, NULL, NULL },
 #ifdef HAVE_SIMD
 	[IMPL_SSE41] = { "sse41", NULL, NULL, kernel4_sse41 },
-	[IMPL_AVX2] = { "avx2", NULL, kernel8_avx2, kernel4_avx2 },
+	[IMPL_AVX2] = { "avx2", NULL, kernel8_avx2, kernel4_avx2_rows },
 	[IMPL_AVX512] = { "avx512", kernel16_avx512, kernel8_avx512,
 			  kernel4_avx512 },
 #else
