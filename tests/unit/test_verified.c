@@ -24,8 +24,8 @@ static char path[64];
 static uint8_t leaves[NCL + 1][32];
 static uint8_t zero_leaf[32], zero_tail_leaf[32];
 static int calls;                 /* verify calls, all clusters */
-static int worker_calls;          /* ... made off the test's thread */
-static pthread_t test_thread;
+static int worker_calls;          /* ... made by the view's worker */
+static __thread int test_reader;  /* this thread reads for the test */
 static int calls_for[NCL + 1];    /* ... per cluster */
 static uint8_t genuine[SIZE];
 
@@ -42,7 +42,7 @@ static int verify_sha(void *opaque, uint64_t cluster, const void *data,
 
 	(void)opaque;
 	__atomic_fetch_add(&calls, 1, __ATOMIC_RELAXED);
-	if (!pthread_equal(pthread_self(), test_thread))
+	if (!test_reader)
 		__atomic_fetch_add(&worker_calls, 1, __ATOMIC_RELAXED);
 	if (cluster > NCL)
 		return -1;
@@ -108,7 +108,7 @@ static void setup(void)
 	SHA256(zeros, TAIL, zero_tail_leaf);
 	calls = 0;
 	worker_calls = 0;
-	test_thread = pthread_self();
+	test_reader = 1;
 	memset(calls_for, 0, sizeof(calls_for));
 }
 
@@ -583,6 +583,90 @@ START_TEST(read_ahead_waits_for_a_confirmed_stream)
 }
 END_TEST
 
+/* Two threads reading whole clusters 0-5 in turn (thread i the
+ * clusters c with c % 2 == i), as the NBD server's workers take a
+ * client's requests. */
+struct turns {
+	imgfmt_image *v;
+	pthread_mutex_t lock;
+	pthread_cond_t next;
+	int turn;      /* the cluster to read next */
+	int wrong;     /* reads that failed or returned other bytes */
+};
+
+struct turn_reader {
+	struct turns *t;
+	int parity;
+};
+
+static void *whole_reader_main(void *arg)
+{
+	struct turn_reader *me = arg;
+	struct turns *t = me->t;
+	uint8_t *buf = malloc(CL);
+
+	test_reader = 1;
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		while (t->turn < 6 && t->turn % 2 != me->parity)
+			pthread_cond_wait(&t->next, &t->lock);
+		if (t->turn >= 6)
+			break;
+		int c = t->turn;
+		pthread_mutex_unlock(&t->lock);
+		int rc = imgfmt__pread(t->v, buf, CL, (uint64_t)c * CL);
+		pthread_mutex_lock(&t->lock);
+		if (rc != 0 || memcmp(buf, genuine + (size_t)c * CL, CL))
+			t->wrong++;
+		t->turn++;
+		pthread_cond_broadcast(&t->next);
+	}
+	pthread_mutex_unlock(&t->lock);
+	free(buf);
+	return NULL;
+}
+
+/* Whole-cluster reads from several threads are each verified by the
+ * thread that makes them, with no read-ahead (which would only add a
+ * copy out of the cache); the same reads from one thread get it. */
+START_TEST(whole_cluster_reads_from_several_threads_get_no_read_ahead)
+{
+	struct turns t = { .lock = PTHREAD_MUTEX_INITIALIZER,
+			   .next = PTHREAD_COND_INITIALIZER };
+	struct turn_reader r[2] = { { &t, 0 }, { &t, 1 } };
+	pthread_t th[2];
+	uint8_t *buf = malloc(CL);
+
+	t.v = open_view_zero(zero_sha);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL,
+						whole_reader_main, &r[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(t.wrong, 0);
+	ck_assert_int_eq(t.turn, 6);
+	usleep(50000);   /* time for a wrongly woken worker to show */
+	ck_assert_int_eq(__atomic_load_n(&worker_calls, __ATOMIC_RELAXED), 0);
+	for (int c = 0; c < 6; c++)
+		ck_assert_int_eq(calls_for[c], 1);
+	imgfmt__close(t.v);
+
+	/* One thread: read-ahead once the stream is confirmed. */
+	t.v = open_view_zero(zero_sha);
+	for (int c = 0; c < 3; c++) {
+		ck_assert_int_eq(imgfmt__pread(t.v, buf, CL, (uint64_t)c * CL),
+				 0);
+		ck_assert_int_eq(memcmp(buf, genuine + (size_t)c * CL, CL), 0);
+	}
+	for (int i = 0; i < 500 &&
+	     !__atomic_load_n(&worker_calls, __ATOMIC_RELAXED); i++)
+		usleep(10000);
+	ck_assert_int_gt(__atomic_load_n(&worker_calls, __ATOMIC_RELAXED), 0);
+	imgfmt__close(t.v);
+	free(buf);
+}
+END_TEST
+
 START_TEST(bad_part_size_is_refused)
 {
 	imgfmt_image *v = open_view(), *raw;
@@ -638,6 +722,7 @@ int main(void)
 	tcase_add_test(tc, unsplittable_cluster_is_checked_whole);
 	tcase_add_test(tc, sequential_small_reads_verify_whole_clusters);
 	tcase_add_test(tc, read_ahead_waits_for_a_confirmed_stream);
+	tcase_add_test(tc, whole_cluster_reads_from_several_threads_get_no_read_ahead);
 	tcase_add_test(tc, bad_part_size_is_refused);
 	tcase_add_test(tc, attach_backing_refuses_a_second_one);
 	suite_add_tcase(s, tc);
