@@ -56,6 +56,10 @@ for i in 1 2 3 4 5; do
 	echo "curl $(t curl -s -o curl.out http://127.0.0.1:8931/packages/big-1.appliance)"
 	rm -f curl.out
 	echo "curl-sync $(t sh -c 'curl -s -o curl.out http://127.0.0.1:8931/packages/big-1.appliance && sync curl.out')"
+	rm -f curl.out
+	# The disk's floor for a durable copy: no network, no hashing.
+	echo "dd-fsync $(t dd if=big-1.appliance of=dd.out bs=1M conv=fsync status=none)"
+	rm -f dd.out
 	echo "pull $(t "$A" pull http://127.0.0.1:8931/big)"
 	echo "sha256sum $(t sha256sum cache/packages/big-1.appliance)"
 	echo "openssl $(t openssl dgst -sha256 cache/packages/big-1.appliance)"
@@ -73,6 +77,7 @@ echo "| pull vs curl -o followed by sync of the file (the same durability) | $(m
 row() { # LABEL OURS PEER
 	echo "| $1 | $(med $2) | $(med $3) | $(echo "$(med $2) $(med $3)" | awk '{printf "%.2fx", $1/$2}') |"
 }
+row "pull vs dd conv=fsync of the package from the page cache (the disk's floor)" pull dd-fsync
 [ -z "$EMD" ] || row "pull under eatmydata (no fsync) vs curl -o" pull-nosync curl
 row "verify --full vs sha256sum" verify-full sha256sum
 row "verify --full vs openssl dgst -sha256 (SHA-NI)" verify-full openssl
