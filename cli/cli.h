@@ -103,6 +103,16 @@ int cli__pull(const char *ref, const char *keyfile, int insecure,
  * manifest)?  And check one, printing the result. */
 int cli__is_package(const char *path);
 
+/* --key K.pub and --insecure, which every `img` command that can open a
+ * package takes (cli/img-open.c): the long options for its table, and
+ * their handler, which records them for cli__img_open (1 if c was one of
+ * them, else 0). */
+enum { CLI_OPT_PKG_KEY = 1900, CLI_OPT_PKG_INSECURE };
+#define CLI_PKG_TRUST_OPTIONS                                        \
+	{ "key", required_argument, NULL, CLI_OPT_PKG_KEY },         \
+	{ "insecure", no_argument, NULL, CLI_OPT_PKG_INSECURE }
+int cli__img_trust_option(int c, const char *arg);
+
 /* Open what an `img` command was given (cli/img-open.c): an image, or a
  * package's disk, read-only and verified as it is read.  Prints errors;
  * 0 or -1. */

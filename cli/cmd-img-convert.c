@@ -23,6 +23,7 @@ static const struct option convert_opts[] = {
 	{ "progress", no_argument, NULL, 'p' },
 	{ "threads", required_argument, NULL, 'j' },
 	{ "force", no_argument, NULL, OPT_FORCE },
+	CLI_PKG_TRUST_OPTIONS,
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -134,6 +135,8 @@ int cmd_img_convert(int argc, char **argv)
 		case OPT_FORCE: force = 1; break;
 		case 'h': fputs(cmd_img_help, stdout); goto out;
 		default:
+			if (cli__img_trust_option(c, optarg))
+				break;
 			rc = cli__usage("img", "bad option for 'img convert'");
 			goto out;
 		}
@@ -192,6 +195,7 @@ out:
 static const struct option compare_opts[] = {
 	{ "a-format", required_argument, NULL, 'f' },
 	{ "b-format", required_argument, NULL, 'F' },
+	CLI_PKG_TRUST_OPTIONS,
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -231,8 +235,11 @@ int cmd_img_compare(int argc, char **argv)
 		case 'f': fa = optarg; break;
 		case 'F': fb = optarg; break;
 		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;
-		default: return cli__usage("img", "bad option for "
-					   "'img compare'");
+		default:
+			if (cli__img_trust_option(c, optarg))
+				break;
+			return cli__usage("img", "bad option for "
+					  "'img compare'");
 		}
 	}
 	if (argc - optind != 2)

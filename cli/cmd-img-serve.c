@@ -28,6 +28,7 @@ int img_serve(int argc, char **argv)
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "export-name", required_argument, NULL, 'e' },
 		{ "format", required_argument, NULL, 'f' },
+		CLI_PKG_TRUST_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -53,7 +54,10 @@ int img_serve(int argc, char **argv)
 		case 'e': so.export_name = optarg; break;
 		case 'f': oo.format = optarg; break;
 		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;
-		default: return cli__usage("img", "img serve: bad option");
+		default:
+			if (cli__img_trust_option(c, optarg))
+				break;
+			return cli__usage("img", "img serve: bad option");
 		}
 	}
 	if (argc - optind != 1)

@@ -68,9 +68,11 @@ const char cmd_img_help[] =
 	"\n"
 	"Formats: avd (ours), raw, qcow2, vmdk, vhd; detected by magic unless\n"
 	"-f names one.  An appliance package (NAME-VERSION.appliance) opens as\n"
-	"its disk: read-only, once its signature is trusted, every cluster\n"
-	"checked against the signed hashes as it is read.  Exit status: 0 ok,\n"
-	"1 failure or problems found, 2 usage error.\n";
+	"its disk: read-only, once its signature is by a trusted key (or by\n"
+	"the one --key K.pub names), every cluster checked against the signed\n"
+	"hashes as it is read; --insecure opens an unsigned or untrusted one\n"
+	"too, with a warning.  Exit status: 0 ok, 1 failure or problems found,\n"
+	"2 usage error.\n";
 
 /* Options every image sub-command shares. */
 struct img_args {
@@ -90,6 +92,7 @@ static const struct option img_long_opts[] = {
 	{ "backing", required_argument, NULL, 'b' },
 	{ "backing-format", required_argument, NULL, 'F' },
 	{ "option", required_argument, NULL, 'o' },
+	CLI_PKG_TRUST_OPTIONS,
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -145,8 +148,11 @@ static int parse_img_args(int argc, char **argv, struct img_args *a)
 		case OPT_JSON: a->json = 1; break;
 		case OPT_REPAIR: a->repair = 1; break;
 		case 'h': fputs(cmd_img_help, stdout); return -1;
-		default: return cli__usage("img", "bad option for 'img %s'",
-					   argv[0]);
+		default:
+			if (cli__img_trust_option(c, optarg))
+				break;
+			return cli__usage("img", "bad option for 'img %s'",
+					  argv[0]);
 		}
 	}
 	return 0;
@@ -537,6 +543,7 @@ static int parse_maint_args(int argc, char **argv, struct maint_args *a)
 		{ "unsafe", no_argument, NULL, 'u' },
 		{ "compress", no_argument, NULL, 'c' },
 		{ "level", required_argument, NULL, 'l' },
+		CLI_PKG_TRUST_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -560,8 +567,11 @@ static int parse_maint_args(int argc, char **argv, struct maint_args *a)
 			a->compress = 1;
 			break;
 		case 'h': fputs(cmd_img_help, stdout); return -1;
-		default: return cli__usage("img", "bad option for 'img %s'",
-					   argv[0]);
+		default:
+			if (cli__img_trust_option(c, optarg))
+				break;
+			return cli__usage("img", "bad option for 'img %s'",
+					  argv[0]);
 		}
 	}
 	return 0;

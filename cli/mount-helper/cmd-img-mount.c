@@ -150,6 +150,8 @@ static const struct {
 	{ { "background", no_argument, NULL, OPT_BG }, 0 },
 	{ { "log", required_argument, NULL, OPT_LOG }, 0 },
 	{ { "verbose", no_argument, NULL, 'v' }, CMD_GUEST },
+	{ { "key", required_argument, NULL, CLI_OPT_PKG_KEY }, 0 },
+	{ { "insecure", no_argument, NULL, CLI_OPT_PKG_INSECURE }, 0 },
 	{ { "help", no_argument, NULL, 'h' }, 0 },
 };
 #define NR_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -212,6 +214,8 @@ static int parse_args(int argc, char **argv, int which, struct img_args *a)
 		case 'v': a->go.verbose = 1; break;
 		case 'h': fputs(cmd_img_help, stdout); return EXIT_OK;
 		default:
+			if (cli__img_trust_option(c, optarg))
+				break;
 			return cli__usage("img", "img %s: bad option", argv[0]);
 		}
 	}
