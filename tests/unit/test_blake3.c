@@ -222,6 +222,42 @@ START_TEST(subtrees_merge_to_the_digest_on_every_path)
 }
 END_TEST
 
+/* Chunk counters are 64-bit and the SIMD kernels keep them as two 32-bit
+ * halves: parts whose chunks straddle 2^32 (a disk past 4 TiB) give the
+ * portable path's CVs on every path, for batches of every kernel width. */
+START_TEST(chunk_counters_carry_past_32_bits_on_every_path)
+{
+	static const uint64_t firsts[] = { 0xfffffffeull, 0xfffffff9ull,
+					   0x1fffffffdull, 0xfffffffffffffff0ull };
+	static const size_t lens[] = { 2048, 3072, 4096, 8192, 16384, 20000 };
+	const uint8_t *in = pattern_at(3, 20000);
+	int tested = 0;
+
+	for (size_t p = 0; p < NPATHS; p++) {
+		if (blake3__force_impl(paths[p]) < 0)
+			continue;
+		tested++;
+		for (size_t f = 0; f < sizeof(firsts) / sizeof(firsts[0]); f++)
+			for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]);
+			     l++) {
+				uint8_t want[32], got[32];
+
+				ck_assert_int_eq(blake3__force_impl("portable"),
+						 0);
+				blake3__subtree_cv(in, lens[l], firsts[f], want);
+				ck_assert_int_eq(blake3__force_impl(paths[p]), 0);
+				blake3__subtree_cv(in, lens[l], firsts[f], got);
+				ck_assert_msg(memcmp(want, got, 32) == 0,
+					      "%s: %zu bytes from chunk %llx",
+					      paths[p], lens[l],
+					      (unsigned long long)firsts[f]);
+			}
+	}
+	blake3__force_impl(NULL);
+	ck_assert_int_ge(tested, 1);
+}
+END_TEST
+
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static uint64_t next_rand(void)
@@ -397,6 +433,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, vectors_on_every_path);
 	tcase_add_test(tc, vectors_on_the_automatic_path);
 	tcase_add_test(tc, subtrees_merge_to_the_digest_on_every_path);
+	tcase_add_test(tc, chunk_counters_carry_past_32_bits_on_every_path);
 	tcase_add_test(tc, random_lengths_agree_with_portable);
 	tcase_add_test(tc, final_then_more_input);
 	tcase_add_test(tc, unknown_or_unsupported_path_is_refused);
