@@ -69,6 +69,7 @@ struct avd {
 	uint64_t l1_dirty_lo, l1_dirty_hi;
 	int32_t *slot_of;
 	struct avd_slot *slots;
+	uint8_t *refill;      /* C bytes: a table read aside (avd_refill_slot) */
 	uint32_t nslots;
 	uint64_t tick;
 	pthread_rwlock_t lock;
@@ -753,6 +754,33 @@ static int avd_load_table(imgfmt_image *img, uint64_t l1i, uint8_t *buf)
 				"L2 table");
 }
 
+/*
+ * A reader's cache miss refills slot s with table l1i while lock-free
+ * readers may still be copying from it (they then see the sequence count
+ * move and discard what they copied).  Both sides of that overlap must
+ * be atomic for it not to be a data race (C11; ThreadSanitizer reports
+ * it otherwise): so the table is read aside (a pread cannot store
+ * atomically) and put into the slot a 32-bit word at a time with
+ * relaxed atomic stores, the width the readers load.  A refill happens
+ * once per table brought in; the extra copy is C bytes.
+ */
+static int avd_refill_slot(imgfmt_image *img, uint64_t l1i,
+			   struct avd_slot *s)
+{
+	struct avd *a = AVD(img);
+	uint32_t *dst = (uint32_t *)(void *)s->data;
+	int r = avd_load_table(img, l1i, a->refill);
+
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < a->C / 4; i++) {
+		uint32_t w;
+		memcpy(&w, a->refill + 4 * (size_t)i, 4);
+		__atomic_store_n(&dst[i], w, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
 static int avd_write_slot(imgfmt_image *img, struct avd_slot *s)
 {
 	struct avd *a = AVD(img);
@@ -901,7 +929,7 @@ static int avd_entry_read(imgfmt_image *img, uint64_t vc, uint8_t *ent,
 		__atomic_store_n(&a->slot_of[victim->l1i], -1,
 				 __ATOMIC_RELAXED);
 	__atomic_store_n(&victim->l1i, -1, __ATOMIC_RELAXED);
-	r = avd_load_table(img, l1i, victim->data);
+	r = avd_refill_slot(img, l1i, victim);
 	if (r == 0) {
 		avd_slot_mirror(a, victim);
 		__atomic_store_n(&victim->l1i, (int64_t)l1i, __ATOMIC_RELAXED);
@@ -2174,6 +2202,7 @@ static void avd_free(struct avd *a)
 		for (uint32_t i = 0; i < a->nslots; i++)
 			free(a->slots[i].data);
 	free(a->slots);
+	free(a->refill);
 	free(a->slot_of);
 	free(a->l1);
 	free(a->l1_bad);
@@ -2335,7 +2364,8 @@ static int avd__open(imgfmt_image *img)
 		nslots = 65536;
 	a->nslots = (uint32_t)nslots;
 	a->slots = calloc(nslots, sizeof(*a->slots));
-	if (!a->slots) {
+	a->refill = malloc(a->C);
+	if (!a->slots || !a->refill) {
 		r = imgfmt_err(ENOMEM, "out of memory");
 		goto fail;
 	}
