@@ -972,14 +972,17 @@ void blake3__subtree_cvs(const void *data, size_t len, size_t subtree_len,
 	const uint8_t *p = data;
 	const struct impl *im = impl_get();
 	size_t per = subtree_len / BLAKE3__CHUNK_LEN;   /* chunks per part */
-	size_t batch = MAX_BATCH_CHUNKS / per;          /* parts per batch */
+	size_t batch;                                   /* parts per batch */
 	uint8_t ccv[MAX_BATCH_CHUNKS * 32];
 	uint64_t chunk = 0;
 
-	if (per == 0 || batch == 0) {
-		memset(cvs, 0, 32 * ((len + subtree_len - 1) / subtree_len));
-		return;   /* outside the contract */
+	if (per == 0 || per > MAX_BATCH_CHUNKS) {   /* outside the contract */
+		if (subtree_len)
+			memset(cvs, 0,
+			       32 * ((len + subtree_len - 1) / subtree_len));
+		return;
 	}
+	batch = MAX_BATCH_CHUNKS / per;
 	while (len >= subtree_len && per > 1) {
 		/* whole parts, a batch at a time (a part is never the root,
 		 * so the last one may be among them) */

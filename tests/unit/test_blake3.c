@@ -258,6 +258,29 @@ START_TEST(chunk_counters_carry_past_32_bits_on_every_path)
 }
 END_TEST
 
+/* Calls outside the subtree functions' contract (parts smaller than a
+ * chunk or larger than 256 KiB, fewer than two CVs) give zeros, without
+ * dividing by zero or reading past the input. */
+START_TEST(subtree_calls_outside_the_contract_give_zeros)
+{
+	static const size_t bad[] = { 0, 512, 1000, 512u << 10 };
+	const uint8_t *in = pattern_at(0, 8192);
+	uint8_t cvs[16 * 32], zeros[16 * 32] = { 0 }, d[32];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(cvs, 0xaa, sizeof(cvs));
+		blake3__subtree_cvs(in, 8192, bad[i], cvs);
+		if (bad[i])
+			ck_assert_int_eq(memcmp(cvs, zeros,
+						32 * ((8192 + bad[i] - 1) /
+						      bad[i])), 0);
+	}
+	memset(d, 0xaa, sizeof(d));
+	blake3__root_from_cvs(cvs, 1, d);
+	ck_assert_int_eq(memcmp(d, zeros, 32), 0);
+}
+END_TEST
+
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static uint64_t next_rand(void)
@@ -434,6 +457,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, vectors_on_the_automatic_path);
 	tcase_add_test(tc, subtrees_merge_to_the_digest_on_every_path);
 	tcase_add_test(tc, chunk_counters_carry_past_32_bits_on_every_path);
+	tcase_add_test(tc, subtree_calls_outside_the_contract_give_zeros);
 	tcase_add_test(tc, random_lengths_agree_with_portable);
 	tcase_add_test(tc, final_then_more_input);
 	tcase_add_test(tc, unknown_or_unsupported_path_is_refused);
