@@ -108,9 +108,10 @@ int cli__is_package(const char *path);
  * their handler, which records them for cli__img_open (1 if c was one of
  * them, else 0). */
 enum { CLI_OPT_PKG_KEY = 1900, CLI_OPT_PKG_INSECURE };
-#define CLI_PKG_TRUST_OPTIONS                                        \
-	{ "key", required_argument, NULL, CLI_OPT_PKG_KEY },         \
+#define CLI_PKG_KEY_OPTION { "key", required_argument, NULL, CLI_OPT_PKG_KEY }
+#define CLI_PKG_INSECURE_OPTION                                      \
 	{ "insecure", no_argument, NULL, CLI_OPT_PKG_INSECURE }
+#define CLI_PKG_TRUST_OPTIONS CLI_PKG_KEY_OPTION, CLI_PKG_INSECURE_OPTION
 int cli__img_trust_option(int c, const char *arg);
 
 /* Open what an `img` command was given (cli/img-open.c): an image, or a

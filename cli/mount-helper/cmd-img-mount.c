@@ -150,8 +150,8 @@ static const struct {
 	{ { "background", no_argument, NULL, OPT_BG }, 0 },
 	{ { "log", required_argument, NULL, OPT_LOG }, 0 },
 	{ { "verbose", no_argument, NULL, 'v' }, CMD_GUEST },
-	{ { "key", required_argument, NULL, CLI_OPT_PKG_KEY }, 0 },
-	{ { "insecure", no_argument, NULL, CLI_OPT_PKG_INSECURE }, 0 },
+	{ CLI_PKG_KEY_OPTION, 0 },
+	{ CLI_PKG_INSECURE_OPTION, 0 },
 	{ { "help", no_argument, NULL, 'h' }, 0 },
 };
 #define NR_OPTIONS (sizeof(options) / sizeof(options[0]))
