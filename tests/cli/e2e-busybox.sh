@@ -31,7 +31,7 @@ t_check "img cat reads a file from the signed package" sh -c "LIBGUESTFS_BACKEND
 # Refusals, each before anything boots.
 cp "$PKG" bad.appliance
 off=$(( $($A inspect --json bad.appliance | sed -n 's/.*"name": "vmlinuz".*"offset": \([0-9]*\).*/\1/p') + 1000 ))
-printf '\377' | dd of=bad.appliance bs=1 seek=$off conv=notrunc 2>/dev/null
+flip_byte bad.appliance $off
 t_check "a tampered package is refused before boot" sh -c "! timeout 60 $A run bad.appliance >out 2>&1; grep -q 'does not match the SHA-256' out && ! grep -q 'Linux version' out"
 APPLIANCE_TRUST_DIR=$T_TMP/empty APPLIANCE_SYSTEM_TRUST_DIR=$T_TMP/empty \
 	t_check "an untrusted key is refused" sh -c "! timeout 60 $A run '$PKG' >out 2>&1; grep -q 'not in the trust store' out"
@@ -40,7 +40,7 @@ t_run "--insecure runs it anyway, with a warning" sh -c "APPLIANCE_TRUST_DIR=$T_
 # before anything boots, and nothing enters the (fresh) cache.
 PKGS=$D/repo/packages
 f=$(ls "$PKGS" | head -n 1)
-printf '\377' | dd of="$PKGS/$f" bs=1 seek=200000 conv=notrunc 2>/dev/null
+flip_byte "$PKGS/$f" 200000
 python3 -m http.server 0 --bind 127.0.0.1 --directory "$D/repo" > http.log 2>&1 &
 HTTP=$!
 for i in $(seq 100); do grep -q "port" http.log && break; sleep 0.1; done

@@ -59,7 +59,7 @@ import tarfile
 print([m.offset_data for m in tarfile.open('t.appliance') if m.name == 'disk.avd'][0])")
 foff=$($A img map b/disk.avd | awk '$3 == "data" { print $4; exit }')
 cp t.appliance bad.appliance
-printf '\001' | dd of=bad.appliance bs=1 seek=$((doff + foff + 70000)) conv=notrunc 2>/dev/null
+flip_byte bad.appliance $((doff + foff + 70000))
 t_check "a tampered cluster stops img convert" sh -c "! $A img convert -O raw bad.appliance bad.raw 2>err && grep -q 'cluster 2 (bytes 131072+65536) fails verification' err"
 t_check "  ... leaving no output file" test ! -e bad.raw
 t_check "  ... and img compare reports an error (2)" sh -c "$A img compare bad.appliance b/disk.avd 2>/dev/null; test \$? = 2"
@@ -72,7 +72,7 @@ t_check "  ... and reading it through img attach fails at that byte" sh -c "! dd
 $A img unmount bview.raw
 t_run "  ... while untouched clusters still read" sh -c "$A img read bad.appliance 65536 65536 >/dev/null"
 cp unsigned.appliance ubad.appliance
-printf '\001' | dd of=ubad.appliance bs=1 seek=$((doff + foff + 70000)) conv=notrunc 2>/dev/null
+flip_byte ubad.appliance $((doff + foff + 70000))
 t_check "--insecure does not let a tampered cluster through" sh -c "! $A img convert --insecure -O raw ubad.appliance ubad.raw 2>err && grep -q 'cluster 2 (bytes 131072+65536) fails verification' err"
 
 # disk.subtrees (the optional part CVs) damaged: not hashed up front, so
@@ -82,7 +82,7 @@ soff=$(python3 -c "
 import tarfile
 print([m.offset_data for m in tarfile.open('t.appliance') if m.name == 'disk.subtrees'][0])")
 cp t.appliance sub.appliance
-printf '\377' | dd of=sub.appliance bs=1 seek=$((soff + 2 * 512 + 3)) conv=notrunc 2>/dev/null
+flip_byte sub.appliance $((soff + 2 * 512 + 3))
 t_check "damaged part CVs: the disk still reads, byte for byte" sh -c "$A img read sub.appliance 131072 8192 | cmp -s -i 0:131072 -n 8192 - disk.raw"
 t_run "  ... and verify (without --full) passes" $A verify sub.appliance
 t_check "  ... but verify --full names disk.subtrees" sh -c "! $A verify --full sub.appliance 2>err && grep -q \"member 'disk.subtrees' does not match\" err"

@@ -34,3 +34,12 @@ t_check() {
 }
 
 t_done() { exit $((T_FAILS > 0)); }
+
+# flip_byte FILE OFFSET: invert one byte in place.  Tampering tests
+# invert rather than write a fixed value: in random data a fixed value is
+# already there one run in 256, and the "tampered" file is then intact.
+flip_byte() {
+	_b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	printf "\\$(printf '%03o' $((255 - _b)))" |
+		dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}

@@ -91,7 +91,7 @@ t_check "an index signed by an untrusted key is refused" sh -c "! $A pull '$URL/
 # Tampered package on the server.
 $A rm tiny >/dev/null
 rm -rf repo/old && cp -r repo repo.save && mv repo.save repo/old
-printf '\377' | dd of=repo/old/packages/tiny-2.0.appliance bs=1 seek=5000 conv=notrunc 2>/dev/null
+flip_byte repo/old/packages/tiny-2.0.appliance 5000
 rm -rf "$APPLIANCE_CACHE/state"
 t_check "a tampered package is refused by its digest" sh -c "! $A pull '$URL/old/tiny' 2>cerr; grep -q 'SHA-256 does not match' cerr"
 t_check "  ... and nothing is cached or left partial" sh -c "[ \$(ls '$APPLIANCE_CACHE/packages' | wc -l) = 0 ] && [ \$(ls '$APPLIANCE_CACHE/partial' | wc -l) = 0 ]"

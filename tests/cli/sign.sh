@@ -132,7 +132,7 @@ t_run "we verify legacy signatures too" $A verify --key ms.pub --sig legacy.sig 
 # ---- rejections ----
 cp big.bin tampered.bin
 cp big.bin.minisig tampered.bin.minisig
-printf 'X' | dd of=tampered.bin bs=1 seek=1000000 conv=notrunc 2>/dev/null
+flip_byte tampered.bin 1000000
 $A verify --key ours.pub tampered.bin >/dev/null 2>err.txt
 t_check "tampered file: exit 1" [ $? = 1 ]
 t_check "tampered file: clear message" said "data was modified"
