@@ -319,18 +319,22 @@ static int setup_msrs(struct vcpu *c)
 		MSR_IA32_SYSENTER_EIP, MSR_STAR, MSR_LSTAR, MSR_CSTAR,
 		MSR_SYSCALL_MASK, MSR_KERNEL_GS_BASE, MSR_IA32_TSC,
 	};
-	struct {
+	/* The header and its entries in one buffer: a union, since a struct
+	 * with a flexible array may not be followed by more members. */
+	union {
 		struct kvm_msrs h;
-		struct kvm_msr_entry e[16];
+		uint8_t room[sizeof(struct kvm_msrs) +
+			     16 * sizeof(struct kvm_msr_entry)];
 	} m;
+	struct kvm_msr_entry *e = m.h.entries;
 	uint32_t n = 0;
 
 	memset(&m, 0, sizeof(m));
 	for (size_t i = 0; i < sizeof(zeroed) / sizeof(zeroed[0]); i++)
-		m.e[n++].index = zeroed[i];
+		e[n++].index = zeroed[i];
 	/* Fast string operations on, as firmware leaves them. */
-	m.e[n].index = MSR_IA32_MISC_ENABLE;
-	m.e[n++].data = 1;
+	e[n].index = MSR_IA32_MISC_ENABLE;
+	e[n++].data = 1;
 	m.h.nmsrs = n;
 	int set = ioctl(c->fd, KVM_SET_MSRS, &m);
 	if (set < 0)
@@ -338,7 +342,7 @@ static int setup_msrs(struct vcpu *c)
 			       strerror(errno));
 	if ((uint32_t)set != n)
 		return vm__err(EINVAL, "vCPU %d: KVM refused MSR 0x%x", c->id,
-			       m.e[set].index);
+			       e[set].index);
 	return 0;
 }
 
