@@ -6,6 +6,7 @@
 #   make check SANITIZE=1   the same under ASan+UBSan (into build-san/)
 #   make check SLOW=1  also run the tests tagged slow
 #   make install PREFIX=/usr/local
+#   make fuzz          build the libFuzzer targets with clang (fuzz/README.md)
 #
 # Every library is the *.c files of its folder and its subfolders (one
 # level: runtime/virtio/*.c), so a new module needs no Makefile edit.  BUILD=dir puts the objects elsewhere,
@@ -66,7 +67,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 PROGRAM := $(BUILD)/appliance
 
-.PHONY: all deps check install clean demo bench
+.PHONY: all deps check install clean demo bench fuzz fuzzers
 all: $(PROGRAM) $(UNIT_BINS) $(TOOL_BINS)
 
 $(BUILD)/%.o: %.c
@@ -109,6 +110,29 @@ $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LINK_LIBS) $(LDLIBS)
 
+# Fuzz targets (fuzz/): each links twice.  Here with fuzz/replay.c's
+# main(), so `make check` replays the saved corpus (tests/cli/fuzz.sh);
+# and by `make fuzz` with clang's libFuzzer for coverage-guided runs by
+# hand (fuzz/README.md).
+FUZZ_TARGETS := $(patsubst fuzz/fuzz-%.c,%,$(wildcard fuzz/fuzz-*.c))
+REPLAY_BINS := $(patsubst %,$(BUILD)/fuzz/replay-%,$(FUZZ_TARGETS))
+all: $(REPLAY_BINS)
+FUZZ_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard fuzz/*.c))
+.SECONDARY: $(FUZZ_OBJS)
+$(BUILD)/fuzz/replay-%: $(BUILD)/fuzz/fuzz-%.o $(BUILD)/fuzz/file.o $(BUILD)/fuzz/replay.o $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/fuzz/file.o $(BUILD)/fuzz/replay.o $(LINK_LIBS) $(LDLIBS)
+
+FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang \
+		EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SANFLAGS)" \
+		EXTRA_LDFLAGS="$(FUZZ_SANFLAGS)" fuzzers
+fuzzers: $(patsubst %,$(BUILD)/fuzzers/%,$(FUZZ_TARGETS))
+$(BUILD)/fuzzers/%: $(BUILD)/fuzz/fuzz-%.o $(BUILD)/fuzz/file.o $(LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/fuzz/file.o $(LINK_LIBS) $(LDLIBS)
+
 # Benchmarks are run by hand (see bench/README.md), never by make check.
 bench: $(BENCH_BINS)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBS)
@@ -150,7 +174,7 @@ install: $(PROGRAM) $(MOUNT_HELPER) $(RUN_HELPER)
 		$(DESTDIR)$(PREFIX)/libexec/appliance/appliance-run
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -1,0 +1,22 @@
+/* fuzz/fuzz.h - what the fuzz targets share.
+ *
+ * Each target is one LLVMFuzzerTestOneInput() over one kind of hostile
+ * input (an image, a package, a text format).  The same source links
+ * two ways: with clang's libFuzzer (`make fuzz`, coverage-guided, run by
+ * hand) and with fuzz/replay.c's main() (built by `make`, run by
+ * `make check` over fuzz/corpus/), so every input that once crashed a
+ * target stays a regression test on machines without clang. */
+#ifndef FUZZ_FUZZ_H
+#define FUZZ_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The input as an anonymous file (memfd): returns its fd and writes a
+ * path that opens it ("/proc/self/fd/N") into `path`; -1 on failure.
+ * Libraries open images and packages by path, as users give them. */
+int fuzz__file(const uint8_t *data, size_t size, char path[64]);
+
+#endif /* FUZZ_FUZZ_H */

@@ -1,0 +1,133 @@
+#!/bin/sh
+# fuzz/seeds.sh - make starting inputs for the fuzz targets.
+#
+#   APPLIANCE=build/appliance sh fuzz/seeds.sh OUTDIR
+#
+# writes OUTDIR/image/, OUTDIR/package/, OUTDIR/text/ and OUTDIR/nbd/: small valid
+# inputs of every format (made by our own writers and by qemu-img), so
+# that libFuzzer starts from deep inside each parser rather than at its
+# magic number.  Each image seed appears twice: mode byte 0 (detect,
+# read-only) and 8 (detect, read-write), AVD and VHD ones also with mode
+# bit 4 (checksums recomputed); see fuzz/fuzz-image.c.
+set -eu
+OUT=$1
+APPLIANCE=${APPLIANCE:-build/appliance}
+case $APPLIANCE in /*) ;; *) APPLIANCE=$(pwd)/$APPLIANCE ;; esac
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+mkdir -p "$OUT/image" "$OUT/package" "$OUT/text" "$OUT/nbd"
+
+# Some data at the start, in the middle and at the end of a 1 MiB disk.
+data() {
+	printf 'appliance fuzz seed %s\n' "$1" | head -c 4096 > "$W/d1"
+	"$APPLIANCE" img write "$2" 0 "$(stat -c %s "$W/d1")" < "$W/d1"
+	head -c 20000 /dev/urandom | "$APPLIANCE" img write "$2" 300000 20000
+	head -c 4096 /dev/zero | tr '\0' 'z' |
+		"$APPLIANCE" img write "$2" 1044480 4096
+}
+"$APPLIANCE" img create -o cluster_size=4096 "$W/plain.avd" 1M >/dev/null
+data avd "$W/plain.avd"
+"$APPLIANCE" img convert -O avd -c -o cluster_size=4096 "$W/plain.avd" \
+	"$W/compressed.avd"
+"$APPLIANCE" img create -b "$W/plain.avd" -F avd "$W/overlay.avd" >/dev/null
+printf 'overlay' | "$APPLIANCE" img write "$W/overlay.avd" 8192 7
+"$APPLIANCE" img create -f qcow2 -o cluster_size=4096 "$W/ours.qcow2" 1M >/dev/null
+data qcow2 "$W/ours.qcow2"
+"$APPLIANCE" img convert -O raw "$W/plain.avd" "$W/plain.raw"
+qemu-img convert -q -f raw -O qcow2 -o cluster_size=4096 "$W/plain.raw" "$W/qemu.qcow2"
+qemu-img convert -q -c -f raw -O qcow2 -o cluster_size=4096 "$W/plain.raw" \
+	"$W/compressed.qcow2"
+qemu-img create -q -f qcow2 -o cluster_size=4096 -b "$W/qemu.qcow2" -F qcow2 \
+	"$W/overlay.qcow2"
+qemu-img convert -q -f raw -O vmdk "$W/plain.raw" "$W/sparse.vmdk"
+qemu-img convert -q -f raw -O vmdk -o subformat=streamOptimized \
+	"$W/plain.raw" "$W/stream.vmdk"
+qemu-img convert -q -f raw -O vpc "$W/plain.raw" "$W/dynamic.vhd"
+qemu-img convert -q -f raw -O vpc -o subformat=fixed "$W/plain.raw" \
+	"$W/fixed.vhd"
+# seed MODE FILE PREFIX: the mode byte, then the image.  A fixed VHD
+# is raw data plus a footer, detected only when named (as in qemu), so
+# its seeds name the format (mode 4).
+seed() {
+	m=$1
+	[ "$2" = fixed.vhd ] && m=$((m | 4))
+	{ printf "\\$(printf %03o "$m")"; cat "$W/$2"; } > "$OUT/image/$3-$2"
+}
+for f in plain.avd compressed.avd overlay.avd ours.qcow2 qemu.qcow2 \
+	 compressed.qcow2 overlay.qcow2 sparse.vmdk stream.vmdk \
+	 dynamic.vhd fixed.vhd; do
+	seed 0 "$f" ro; seed 8 "$f" rw
+done
+# With checksums recomputed by the target (mode bit 4) where they guard
+# the header fields.
+for f in plain.avd compressed.avd overlay.avd dynamic.vhd fixed.vhd; do
+	seed 16 "$f" fix-ro; seed 24 "$f" fix-rw
+done
+
+# A small signed package (the shape tests/cli/lib-pkg.sh builds).
+APPLIANCE=$APPLIANCE
+. "$TOP/tests/cli/lib-pkg.sh"
+mkbuild "$W/b" 1.0 30000 >/dev/null
+# Signed by fuzz/fixed.key, the key fuzz-package.c checks against, so
+# that the fuzzer's manifests reach the Ed25519 verification (a public
+# test key: never trust it).
+cp "$TOP/fuzz/fixed.key" "$W/k.key"
+"$APPLIANCE" pack "$W/b" --sign "$W/k.key" -o "$OUT/package/blake3.appliance" \
+	>/dev/null
+"$APPLIANCE" pack "$W/b" --sign "$W/k.key" --leaf-hash sha256 \
+	-o "$OUT/package/sha256.appliance" >/dev/null
+
+# Text: selector byte (fuzz/fuzz-text.c), then the text.
+text() { { printf "\\$(printf %03o "$1")"; cat "$2"; } > "$OUT/text/$3"; }
+text 0 "$W/b/manifest.toml" toml-manifest
+for f in "$TOP"/recipes/*/recipe.toml; do
+	n=$(basename "$(dirname "$f")")
+	text 0 "$f" "toml-$n"
+	text 5 "$f" "recipe-$n"
+done
+mkdir -p "$W/repo"
+"$APPLIANCE" publish "$OUT/package/blake3.appliance" --repo "$W/repo" \
+	--key "$W/k.key" >/dev/null
+for f in "$W"/repo/index*; do
+	case $f in
+	*.minisig) text 3 "$f" "sig-$(basename "$f")" ;;
+	*) text 1 "$f" "index-$(basename "$f")" ;;
+	esac
+done
+text 4 "$W/k.key" seckey
+printf "untrusted comment: minisign public key 9044771B9CB29870\nRWRwmLKcG3dEkMpEabFkJrQ36B0KPa78vgWSApOYOzst3Mw06Qt6jtw4\n" > "$W/k.pub"
+text 2 "$W/k.pub" pubkey
+
+# NBD client transcripts (fuzz/fuzz-nbd.c): the handshake of a modern
+# client, then each kind of request against the 1 MiB export.
+python3 - "$OUT/nbd" <<'PY'
+import os, struct, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+IHAVEOPT, REQ = 0x49484156454F5054, 0x25609513
+def opt(n, data=b""):
+    return struct.pack(">QII", IHAVEOPT, n, len(data)) + data
+def req(t, off=0, ln=0, flags=0, cookie=1, payload=b""):
+    return struct.pack(">IHHQQI", REQ, flags, t, cookie, off, ln) + payload
+hello = struct.pack(">I", 3)          # fixed newstyle, no zeroes
+meta = struct.pack(">I", 0) + struct.pack(">I", 1) + \
+       struct.pack(">I", 15) + b"base:allocation"
+go = struct.pack(">IH", 0, 1) + struct.pack(">H", 3)  # info: block size
+modern = hello + opt(8) + opt(10, meta) + opt(7, go)
+seeds = {
+    "list": hello + opt(3) + opt(9, meta) + opt(6, go) + opt(2),
+    "export-name": hello + opt(1) + req(0, 0, 4096) + req(2),
+    "read-write": modern + req(1, 4096, 512, payload=b"x" * 512) +
+                  req(0, 4096, 512, cookie=2) + req(3, cookie=3) + req(2),
+    "zero-trim": modern + req(6, 0, 65536) + req(4, 65536, 65536, cookie=2) +
+                 req(6, 8192, 4096, flags=2, cookie=3) + req(5, 0, 4096, cookie=4) +
+                 req(2),
+    "block-status": modern + req(7, 0, 1 << 20) + req(0, 1 << 20, 1, cookie=2) +
+                    req(2),
+    "bad-request": modern + req(1, 0, 64 << 20) + req(99) + struct.pack(">I", 0),
+}
+for name, data in seeds.items():
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
+PY
