@@ -3,10 +3,10 @@
 #
 #   APPLIANCE=build/appliance sh fuzz/seeds.sh OUTDIR
 #
-# writes OUTDIR/image/, OUTDIR/package/, OUTDIR/text/ and OUTDIR/nbd/: small valid
-# inputs of every format (made by our own writers and by qemu-img), so
-# that libFuzzer starts from deep inside each parser rather than at its
-# magic number.  Each image seed appears twice: mode byte 0 (detect,
+# writes OUTDIR/TARGET/ for each target (image, package, text, nbd,
+# virtio): small valid inputs of every format (made by our own writers
+# and by qemu-img), so that libFuzzer starts from deep inside each
+# parser rather than at its magic number.  Each image seed appears twice: mode byte 0 (detect,
 # read-only) and 8 (detect, read-write), AVD and VHD ones also with mode
 # bit 4 (checksums recomputed); see fuzz/fuzz-image.c.
 set -eu
@@ -16,7 +16,7 @@ case $APPLIANCE in /*) ;; *) APPLIANCE=$(pwd)/$APPLIANCE ;; esac
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-mkdir -p "$OUT/image" "$OUT/package" "$OUT/text" "$OUT/nbd"
+mkdir -p "$OUT/image" "$OUT/package" "$OUT/text" "$OUT/nbd" "$OUT/virtio"
 
 # Some data at the start, in the middle and at the end of a 1 MiB disk.
 data() {
@@ -126,6 +126,83 @@ seeds = {
     "block-status": modern + req(7, 0, 1 << 20) + req(0, 1 << 20, 1, cookie=2) +
                     req(2),
     "bad-request": modern + req(1, 0, 64 << 20) + req(99) + struct.pack(">I", 0),
+}
+for name, data in seeds.items():
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
+PY
+
+# Guest RAM images for fuzz-virtio.c: rings at the fixed places and
+# well-formed requests of each device, the starting point for hostile
+# ones.
+python3 - "$OUT/virtio" <<'PY'
+import os, struct, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+BASE, DESC, AVAIL, USED, BUFS = 0x100000, 0, 4096, 8192, 12288
+F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
+
+def image(chains, mode, qlog=5, indirect=False):
+    """chains: lists of (bytes, device_writable)."""
+    ram = bytearray(64 * 1024)
+    at, d, heads = BUFS, 0, []
+    def put(data):
+        nonlocal at
+        a = at
+        ram[a:a + len(data)] = data
+        at = (a + len(data) + 15) & ~15
+        return a
+    for chain in chains:
+        descs = []
+        for data, writable in chain:
+            a = put(data if not writable else bytes(len(data)))
+            descs.append((BASE + a, len(data), F_WRITE if writable else 0))
+        if indirect:
+            table = bytearray()
+            for i, (a, ln, fl) in enumerate(descs):
+                nx = i + 1 if i + 1 < len(descs) else 0
+                table += struct.pack("<QIHH", a, ln,
+                                     fl | (F_NEXT if i + 1 < len(descs) else 0), nx)
+            t = put(bytes(table))
+            struct.pack_into("<QIHH", ram, DESC + 16 * d, BASE + t, len(table),
+                             F_INDIRECT, 0)
+            heads.append(d)
+            d += 1
+        else:
+            heads.append(d)
+            for i, (a, ln, fl) in enumerate(descs):
+                last = i + 1 == len(descs)
+                struct.pack_into("<QIHH", ram, DESC + 16 * d, a, ln,
+                                 fl | (0 if last else F_NEXT), d + 1)
+                d += 1
+    struct.pack_into("<HH", ram, AVAIL, 0, len(heads))
+    for i, h in enumerate(heads):
+        struct.pack_into("<H", ram, AVAIL + 4 + 2 * i, h)
+    return bytes([mode, qlog]) + bytes(ram)
+
+def blk(t, sector, data=b"", inlen=0, status=1):
+    hdr = struct.pack("<IIQ", t, 0, sector)
+    c = [(hdr, False)]
+    if data:
+        c.append((data, False))
+    if inlen:
+        c.append((bytes(inlen), True))
+    c.append((bytes(status), True))
+    return c
+
+io = [blk(1, 8, b"w" * 4096), blk(0, 8, inlen=4096), blk(4, 0),
+      blk(8, 0, inlen=20),
+      blk(11, 0, struct.pack("<QII", 16, 8, 0)),
+      blk(13, 0, struct.pack("<QII", 32, 8, 1))]
+seeds = {
+    "blk": image(io, 0),
+    "blk-indirect": image(io, 0 | 4, indirect=True),
+    "blk-event-idx-ro": image(io, 0 | 8 | 16),
+    "rng": image([[(bytes(64), True)], [(bytes(7), True), (bytes(9), True)]], 1),
+    "net": image([[(bytes(12) + b"\xff" * 6 + b"\x02" * 6 + b"\x08\x00" +
+                    b"payload" * 8, False)],
+                  [(bytes(12), False), (b"\x01" * 60, False)],
+                  [(bytes(1526), True)]], 2, indirect=False),
 }
 for name, data in seeds.items():
     with open(os.path.join(out, name), "wb") as f:
