@@ -7,7 +7,11 @@
  * first recomputes the checksums that guard AVD's header and VHD's
  * footer and dynamic header, so that mutations of the fields behind them
  * reach the code that interprets those fields (a mutation almost never
- * keeps a checksum right by chance).
+ * keeps a checksum right by chance); bit 5 also converts the image
+ * (when its virtual size is at most 4 MiB) to the format bits 6-7 pick
+ * (avd compressed, qcow2, vmdk, vhd), as `img convert` of a download
+ * does, and checks that the copy reads as the original wherever the
+ * original reads at all.
  *
  * Everything a user's command does to a downloaded image: info, check,
  * walk the allocation map, read where the map points, and (read-write)
@@ -17,6 +21,7 @@
 #include "fuzz/fuzz.h"
 #include "imgfmt.h"
 #include "crc32c.h"
+#include "convert.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +94,44 @@ static void write_and_check(imgfmt_image *img, uint64_t size,
 	imgfmt__flush(img);
 }
 
+/* Convert into a tmpfs (fsync is free there) and compare. */
+static void convert_and_compare(imgfmt_image *img, uint64_t size,
+				unsigned mode)
+{
+	static const char *const formats[4] = { "avd", "qcow2", "vmdk",
+						"vhd" };
+	static uint8_t a[65536], b[65536];
+	char dir[] = "/dev/shm/fuzz-image.XXXXXX", dst[64];
+	if (size > (4u << 20) || !mkdtemp(dir))
+		return;
+	snprintf(dst, sizeof dst, "%s/copy", dir);
+	struct imgfmt_writer_opts wo = {
+		.format = formats[(mode >> 6) & 3],
+		.compress = ((mode >> 6) & 3) == 0,
+	};
+	struct imgfmt_convert_opts co = { .threads = 1 };
+	imgfmt_image *copy;
+	struct imgfmt_open_opts o = { .format = wo.format };
+	if (imgfmt__convert(img, dst, &wo, &co, NULL) == 0 &&
+	    imgfmt__open(dst, &o, &copy) == 0) {
+		for (uint64_t off = 0; off < size; off += sizeof a) {
+			size_t n = size - off < sizeof a ? (size_t)(size - off)
+							 : sizeof a;
+			if (imgfmt__pread(img, a, n, off) < 0)
+				continue;
+			if (imgfmt__pread(copy, b, n, off) < 0 ||
+			    memcmp(a, b, n) != 0)
+				abort(); /* the copy differs from its source */
+		}
+		imgfmt__close(copy);
+	} else if (getenv("FUZZ_VERBOSE")) {
+		fprintf(stderr, "convert to %s: %s\n", wo.format,
+			imgfmt__error());
+	}
+	unlink(dst);
+	rmdir(dir);
+}
+
 /* The byte-sum checksum of a VHD structure (imgfmt/vhd.md). */
 static void vhd_fix(uint8_t *p, size_t len, size_t at)
 {
@@ -159,6 +202,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			struct imgfmt_check_result res;
 			imgfmt__check(img, 0, &res);
 			walk_and_read(img, info.virtual_size);
+			if (mode & 32)
+				convert_and_compare(img, info.virtual_size,
+						    mode);
 			if (mode & 8)
 				write_and_check(img, info.virtual_size,
 						data + 1, size - 1);

@@ -64,6 +64,14 @@ done
 for f in plain.avd compressed.avd overlay.avd dynamic.vhd fixed.vhd; do
 	seed 16 "$f" fix-ro; seed 24 "$f" fix-rw
 done
+# Converted (mode bit 5) to avd (0), qcow2 (64), vmdk (128), vhd (192).
+seed $((32 + 192)) plain.avd convert-vhd
+seed $((32 + 64)) compressed.avd convert-qcow2
+seed 32 qemu.qcow2 convert-avd
+seed $((32 + 128)) compressed.qcow2 convert-vmdk
+seed $((32 + 64)) sparse.vmdk convert-qcow2
+seed 32 stream.vmdk convert-avd
+seed $((32 + 128)) dynamic.vhd convert-vmdk
 
 # A small signed package (the shape tests/cli/lib-pkg.sh builds).
 APPLIANCE=$APPLIANCE
