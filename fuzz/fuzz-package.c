@@ -4,10 +4,13 @@
  * --insecure` do with it: open (tar members, manifest), check the
  * signature against a fixed key (fuzz/fixed.key's, which signs the
  * seeds, so mutated manifests and signatures reach Ed25519), check the
- * members whatever the signature said (--insecure goes on too), then open the disk through the verified view and read
- * it; and separately verify --full.  The oracle: no crash, no sanitizer
- * report, no leak, no hang.  (Every byte read through the view was
- * checked against the manifest's tree; test_package covers that.)
+ * members whatever the signature said (--insecure goes on too), then
+ * open the disk through the verified view and read it; and separately
+ * verify --full.  The oracle: no crash, no sanitizer
+ * report, no leak, no hang, and verify --full and lazy verification
+ * agree: a package --full accepts reads whole through the verified
+ * view.  (That every byte read through the view was checked against
+ * the manifest's tree, test_package covers.)
  *
  * The disk member's AVD header checksum is recomputed before each run:
  * the header is read before any cluster is verified, so its fields are
@@ -35,13 +38,15 @@ static void note(const char *step)
 		fprintf(stderr, "%s: %s\n", step, package__error());
 }
 
-static void read_disk(struct package *p)
+/* 0 if the whole disk (up to the budget) read, -1 if anything failed. */
+static int read_disk(struct package *p)
 {
 	static uint8_t buf[128 * 1024];
 	imgfmt_image *disk;
+	int r = -1;
 	if (package__open_disk(p, &disk) < 0) {
 		note("disk");
-		return;
+		return -1;
 	}
 	struct imgfmt_info info;
 	if (imgfmt__info(disk, &info) == 0) {
@@ -58,9 +63,12 @@ static void read_disk(struct package *p)
 			}
 			off += n;
 			left -= n < left ? n : left;
+			if (off == info.virtual_size || !left)
+				r = 0;
 		}
 	}
 	imgfmt__close(disk);
+	return r;
 }
 
 /* Tar members start on 512-byte boundaries. */
@@ -97,23 +105,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(copy);
 	if (fd < 0)
 		return 0;
+	/* verify --full first: a package it passes must also pass the lazy
+	 * path, member check and every read, or the two disagree about
+	 * what a good package is. */
 	struct package *p;
+	int full_ok = 0;
+	if (package__open(path, &p) == 0) {
+		full_ok = package__verify_members(p, true) == 0;
+		package__close(p);
+	}
 	if (package__open(path, &p) == 0) {
 		char keyid[MINISIGN_KEYID_HEX];
 		const char *comment;
 		if (package__verify_signature(p, &pk, keyid, &comment) < 0)
 			note("signature");
-		if (package__verify_members(p, false) == 0)
-			read_disk(p);
-		else
+		if (package__verify_members(p, false) == 0) {
+			if (read_disk(p) < 0 && full_ok)
+				abort(); /* full passed, a lazy read failed */
+		} else {
 			note("members");
+			if (full_ok)
+				abort(); /* full passed, the lazy check not */
+		}
 		package__close(p);
 	} else {
 		note("open");
-	}
-	if (package__open(path, &p) == 0) {
-		package__verify_members(p, true);
-		package__close(p);
+		if (full_ok)
+			abort(); /* opened once, not twice */
 	}
 	close(fd);
 	return 0;
