@@ -5,10 +5,14 @@
  * The peer is untrusted: a length of 0 is skipped, a length above
  * NET_MAX_FRAME means the stream is out of step (there is no way to find
  * the next frame boundary), so the backend reports itself finished.
+ *
+ * Sending never blocks.  A frame the socket takes only in part must still
+ * be finished before any other byte goes out (the stream has no other
+ * frame boundary), so its rest is copied aside and written by flush()
+ * when the socket drains; until then send() takes nothing new.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,39 +29,42 @@ struct stream {
 	uint32_t frame_len;
 	size_t frame_have;
 	uint8_t frame[NET_MAX_FRAME];
+	/* The unsent rest of a frame the socket took in part. */
+	size_t out_at, out_len;
+	uint8_t out[4 + NET_MAX_FRAME];
 };
 
-/* Write all of iov, riding out short writes and EINTR; the socket is
- * non-blocking for reads, so wait in poll() when it is full.  sendmsg with
- * MSG_NOSIGNAL: a peer that went away must give EPIPE, not a SIGPIPE that
- * kills the monitor. */
-static int write_all(int fd, struct iovec *iov, int n)
+/* sendmsg, riding out EINTR; MSG_NOSIGNAL: a peer that went away must
+ * give EPIPE, not a SIGPIPE that kills the monitor. */
+static ssize_t send_some(int fd, struct iovec *iov, int n)
 {
-	while (n > 0) {
-		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+
+	for (;;) {
 		ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
 
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { fd, POLLOUT, 0 };
-
-			if (poll(&p, 1, -1) < 0 && errno != EINTR)
-				return -errno;
-			continue;
-		}
-		if (w < 0)
-			return -errno;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
+		if (w >= 0 || errno != EINTR)
+			return w;
 	}
+}
+
+static int stream_flush(struct net_backend *be)
+{
+	struct stream *s = (struct stream *)be;
+
+	while (s->out_at < s->out_len) {
+		struct iovec v = { s->out + s->out_at, s->out_len - s->out_at };
+		ssize_t w = send_some(s->fd, &v, 1);
+
+		if (w < 0 && errno == EAGAIN)
+			return 1;
+		if (w < 0) {
+			s->out_at = s->out_len = 0;
+			return -errno;
+		}
+		s->out_at += (size_t)w;
+	}
+	s->out_at = s->out_len = 0;
 	return 0;
 }
 
@@ -67,9 +74,13 @@ static int stream_send(struct net_backend *be, const struct iovec *iov,
 	struct stream *s = (struct stream *)be;
 	struct iovec v[1 + VIRTQ_MAX_SEGS];
 	uint8_t hdr[4];
+	int r;
 
 	if (len == 0 || len > NET_MAX_FRAME || n > VIRTQ_MAX_SEGS)
 		return -EMSGSIZE;
+	r = stream_flush(be);
+	if (r != 0)
+		return r == 1 ? -EAGAIN : r;
 	hdr[0] = (uint8_t)(len >> 24);
 	hdr[1] = (uint8_t)(len >> 16);
 	hdr[2] = (uint8_t)(len >> 8);
@@ -77,7 +88,23 @@ static int stream_send(struct net_backend *be, const struct iovec *iov,
 	v[0].iov_base = hdr;
 	v[0].iov_len = 4;
 	memcpy(v + 1, iov, sizeof(*iov) * (size_t)n);
-	return write_all(s->fd, v, n + 1);
+
+	ssize_t w = send_some(s->fd, v, n + 1);
+	if (w < 0)
+		return -errno;            /* EAGAIN: nothing taken */
+	if ((size_t)w == 4 + len)
+		return 0;
+	/* Keep the rest: skip what went, copy what did not. */
+	s->out_at = s->out_len = 0;
+	for (int i = 0; i <= n; i++) {
+		size_t l = v[i].iov_len, skip = (size_t)w < l ? (size_t)w : l;
+
+		w -= (ssize_t)skip;
+		memcpy(s->out + s->out_len, (uint8_t *)v[i].iov_base + skip,
+		       l - skip);
+		s->out_len += l - skip;
+	}
+	return 1;
 }
 
 /* Read what is available into [p, p+want); returns bytes read, 0 if none
@@ -153,6 +180,7 @@ static void stream_free(struct net_backend *be)
 
 static const struct net_backend_ops stream_ops = {
 	.send = stream_send,
+	.flush = stream_flush,
 	.recv = stream_recv,
 	.poll_fd = stream_poll_fd,
 	.free = stream_free,

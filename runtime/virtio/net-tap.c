@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -45,14 +44,9 @@ static int tap_send(struct net_backend *be, const struct iovec *iov, int n,
 			return (size_t)w == len ? 0 : -EIO;
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			struct pollfd p = { t->fd, POLLOUT, 0 };
-			if (poll(&p, 1, -1) < 0 && errno != EINTR)
-				return -errno;
-			continue;
-		}
-		/* EIO while the interface is down: the frame is lost, the
-		 * backend lives on. */
+		/* EAGAIN (the fd is non-blocking): full, the device sends
+		 * it again later.  EIO while the interface is down: the
+		 * frame is lost, the backend lives on. */
 		return -errno;
 	}
 }

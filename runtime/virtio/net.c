@@ -2,11 +2,16 @@
  * net.c - virtio-net device model (see net.h for what it offers).
  *
  * Threads: transmit is handled in queue_notify on the vCPU thread that
- * kicked queue 1.  Receive has its own thread, "rx", which alternates
- * between waiting for a frame from the backend and waiting for the guest
- * to post a receive buffer (a kick of queue 0 wakes it through an
- * eventfd).  Holding a frame while no buffer is posted keeps back-pressure
- * on the peer instead of dropping traffic during a guest burst.
+ * kicked queue 1, without ever blocking there: when the backend is full
+ * the device keeps the chain it could not send (tx_held) and stops, and
+ * the device's own thread, "rx", waits for the backend to drain and runs
+ * transmit again (tx_wait tells it to).  A vCPU waiting on the peer
+ * could not be stopped: the signal that interrupts KVM_RUN only makes a
+ * wait retry.  Besides that, the rx thread alternates between waiting
+ * for a frame from the backend and waiting for the guest to post a
+ * receive buffer (a kick of queue 0 wakes it through an eventfd).
+ * Holding a frame while no buffer is posted keeps back-pressure on the
+ * peer instead of dropping traffic during a guest burst.
  */
 #include <endian.h>
 #include <errno.h>
@@ -37,10 +42,18 @@ struct net {
 	int rx_started;
 	int stop_fd;                     /* eventfd: stop the rx thread */
 	int kick_fd;                     /* eventfd: rx buffers posted */
+	int wake_fd;                     /* eventfd: tx_wait was set */
 	struct virtio_net_stats st;      /* under stats_lock */
 	pthread_mutex_t stats_lock;
 	struct virtq_chain tx_chain;     /* under the tx queue lock */
 	struct iovec tx_iov[VIRTQ_MAX_SEGS];
+	int tx_k;                        /* entries of tx_iov in use */
+	int tx_held;                     /* tx_chain popped, not yet sent:
+					    the backend was full */
+	int tx_queued;                   /* the backend holds part of a
+					    frame (its send returned 1) */
+	int tx_wait;                     /* atomic: transmit waits for the
+					    backend to poll writable */
 	struct virtq_chain rx_chain;     /* under the rx queue lock */
 	uint8_t rx_frame[NET_MAX_FRAME]; /* rx thread only */
 };
@@ -54,49 +67,113 @@ static void stat_add(struct net *n, uint64_t *field)
 
 /* ---- transmit -------------------------------------------------------- */
 
+/* Take the next chain off the transmit queue into tx_chain/tx_iov.  1: a
+ * frame to send; 0: none left; -1: the chain was malformed and went back
+ * empty (go on). */
+static int tx_next(struct net *n)
+{
+	struct virtq *vq = &n->vdev.vqs[TXQ];
+	struct virtq_chain *c = &n->tx_chain;
+	size_t skip = VIRTIO_NET_HDR_LEN;
+
+	if (virtq__pop(vq, c) <= 0)
+		return 0;
+	/* The frame is the readable part after the header; any writable
+	 * buffers are meaningless for transmit. */
+	if (c->out_len <= VIRTIO_NET_HDR_LEN ||
+	    c->out_len - VIRTIO_NET_HDR_LEN > NET_MAX_FRAME) {
+		stat_add(n, &n->st.tx_dropped);
+		virtq__push(vq, c->head, 0);
+		return -1;
+	}
+	n->tx_k = 0;
+	for (int i = 0; i < c->nr_out; i++) {
+		size_t l = c->iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		n->tx_iov[n->tx_k].iov_base = (uint8_t *)c->iov[i].iov_base +
+					      skip;
+		n->tx_iov[n->tx_k].iov_len = l - skip;
+		skip = 0;
+		n->tx_k++;
+	}
+	return 1;
+}
+
+/* Send what the guest posted until the queue is empty or the backend is
+ * full.  Called with the transmit queue's lock held. */
 static void net_tx(struct net *n)
 {
 	struct virtq *vq = &n->vdev.vqs[TXQ];
 	struct virtq_chain *c = &n->tx_chain;
-	int done = 0;
+	int done = 0, r, wait = 0;
 
-	while (virtq__pop(vq, c) > 0) {
-		uint64_t len = c->out_len;
-		size_t skip = VIRTIO_NET_HDR_LEN;
-		int k = 0;
-
-		/* The frame is the readable part after the header; any
-		 * writable buffers are meaningless for transmit. */
-		if (len <= VIRTIO_NET_HDR_LEN ||
-		    len - VIRTIO_NET_HDR_LEN > NET_MAX_FRAME) {
-			stat_add(n, &n->st.tx_dropped);
-			virtq__push(vq, c->head, 0);
-			done++;
-			continue;
-		}
-		for (int i = 0; i < c->nr_out; i++) {
-			size_t l = c->iov[i].iov_len;
-
-			if (skip >= l) {
-				skip -= l;
+	if (n->tx_queued) {
+		r = n->be->ops->flush(n->be);
+		n->tx_queued = r == 1;
+		wait = n->tx_queued;
+	}
+	while (!wait) {
+		if (!n->tx_held) {
+			r = tx_next(n);
+			if (r == 0)
+				break;
+			if (r < 0) {
+				done++;
 				continue;
 			}
-			n->tx_iov[k].iov_base = (uint8_t *)c->iov[i].iov_base +
-						skip;
-			n->tx_iov[k].iov_len = l - skip;
-			skip = 0;
-			k++;
 		}
-		if (n->be->ops->send(n->be, n->tx_iov, k,
-				     (size_t)(len - VIRTIO_NET_HDR_LEN)) < 0)
-			stat_add(n, &n->st.tx_dropped);
-		else
-			stat_add(n, &n->st.tx_frames);
+		r = n->be->ops->send(n->be, n->tx_iov, n->tx_k,
+				     (size_t)(c->out_len - VIRTIO_NET_HDR_LEN));
+		n->tx_held = r == -EAGAIN;
+		if (n->tx_held) {
+			wait = 1;
+			break;
+		}
+		stat_add(n, r < 0 ? &n->st.tx_dropped : &n->st.tx_frames);
+		n->tx_queued = r == 1;
+		wait = n->tx_queued;
 		virtq__push(vq, c->head, 0);
 		done++;
 	}
+	if (wait && !__atomic_load_n(&n->tx_wait, __ATOMIC_RELAXED)) {
+		uint64_t one = 1;
+
+		__atomic_store_n(&n->tx_wait, 1, __ATOMIC_RELAXED);
+		if (write(n->wake_fd, &one, sizeof(one)) < 0) {
+			/* counter saturated: the rx thread is awake anyway */
+		}
+	} else if (!wait) {
+		__atomic_store_n(&n->tx_wait, 0, __ATOMIC_RELAXED);
+	}
 	if (done)
 		virtio__notify_used(&n->vdev, TXQ);
+}
+
+/* The backend polled writable while transmit waited for it (rx thread).
+ * A queue that is no longer live (reset, broken) only finishes the frame
+ * the backend holds in part. */
+static void tx_resume(struct net *n)
+{
+	struct virtq *vq = &n->vdev.vqs[TXQ];
+
+	pthread_mutex_lock(&vq->lock);
+	if (vq->ready && !vq->broken &&
+	    (__atomic_load_n(&n->vdev.status, __ATOMIC_RELAXED) &
+	     VIRTIO_STATUS_DRIVER_OK)) {
+		net_tx(n);
+		if (vq->broken)
+			virtio__needs_reset(&n->vdev);
+	} else {
+		if (n->tx_queued)
+			n->tx_queued = n->be->ops->flush(n->be) == 1;
+		n->tx_held = 0;
+		__atomic_store_n(&n->tx_wait, n->tx_queued, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&vq->lock);
 }
 
 /* ---- receive --------------------------------------------------------- */
@@ -171,15 +248,24 @@ static void *rx_thread(void *arg)
 	int dead = 0;
 
 	for (;;) {
-		struct pollfd p[2] = { { n->stop_fd, POLLIN, 0 } };
-		int np = 1;
+		struct pollfd p[4] = { { n->stop_fd, POLLIN, 0 },
+				       { n->wake_fd, POLLIN, 0 } };
+		int np = 2, kick = -1, be = -1;
+		short want = 0;
 
 		if (len) {
 			/* Wait for the guest to post buffers. */
+			kick = np;
 			p[np++] = (struct pollfd){ n->kick_fd, POLLIN, 0 };
 		} else if (!dead) {
+			want = POLLIN;
+		}
+		if (__atomic_load_n(&n->tx_wait, __ATOMIC_RELAXED))
+			want |= POLLOUT;
+		if (want) {
+			be = np;
 			p[np++] = (struct pollfd){ n->be->ops->poll_fd(n->be),
-						   POLLIN, 0 };
+						   want, 0 };
 		}
 		if (poll(p, (nfds_t)np, -1) < 0) {
 			if (errno == EINTR)
@@ -188,13 +274,22 @@ static void *rx_thread(void *arg)
 		}
 		if (p[0].revents)
 			break;
+		if (p[1].revents)
+			drain(n->wake_fd);   /* re-read tx_wait above */
+		/* Writable, or an error that send will report. */
+		if (be >= 0 && (want & POLLOUT) &&
+		    (p[be].revents & (POLLOUT | POLLERR | POLLHUP)))
+			tx_resume(n);
 		if (len) {
+			if (!p[kick].revents)
+				continue;
 			drain(n->kick_fd);
 			if (rx_deliver(n, len))
 				len = 0;
 			continue;
 		}
-		if (np < 2 || !p[1].revents)
+		if (be < 0 || !(want & POLLIN) ||
+		    !(p[be].revents & (POLLIN | POLLERR | POLLHUP)))
 			continue;
 		ssize_t r = n->be->ops->recv(n->be, n->rx_frame);
 		if (r < 0) {
@@ -232,6 +327,20 @@ static void net_queue_notify(struct virtio_dev *vdev, int q)
 	}
 }
 
+/* The queues are reset: a chain held for a full backend is void.  Part
+ * of a frame the backend holds is still finished (the stream must stay
+ * in step), by the rx thread. */
+static void net_reset(struct virtio_dev *vdev)
+{
+	struct net *n = (struct net *)vdev;
+	struct virtq *vq = &n->vdev.vqs[TXQ];
+
+	pthread_mutex_lock(&vq->lock);
+	n->tx_held = 0;
+	__atomic_store_n(&n->tx_wait, n->tx_queued, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&vq->lock);
+}
+
 static void net_stop(struct virtio_dev *vdev)
 {
 	struct net *n = (struct net *)vdev;
@@ -256,12 +365,15 @@ static void net_free(struct virtio_dev *vdev)
 		close(n->stop_fd);
 	if (n->kick_fd >= 0)
 		close(n->kick_fd);
+	if (n->wake_fd >= 0)
+		close(n->wake_fd);
 	pthread_mutex_destroy(&n->stats_lock);
 	free(n);
 }
 
 static const struct virtio_dev_ops net_ops = {
 	.queue_notify = net_queue_notify,
+	.reset = net_reset,
 	.stop = net_stop,
 	.free = net_free,
 };
@@ -300,6 +412,7 @@ int virtio_net__new(struct net_backend *be, const struct virtio_net_opts *o,
 	n->be = be;
 	n->stop_fd = eventfd(0, EFD_CLOEXEC);
 	n->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pthread_mutex_init(&n->stats_lock, NULL);
 	virtio__dev_init(&n->vdev, "virtio-net", VIRTIO_ID_NET,
 			 (1ull << VIRTIO_NET_F_MAC) |
@@ -307,7 +420,7 @@ int virtio_net__new(struct net_backend *be, const struct virtio_net_opts *o,
 			 (1ull << VIRTIO_NET_F_MTU), 2, qsize, mem);
 	n->vdev.ops = &net_ops;
 	n->vdev.priv = n;
-	if (n->stop_fd < 0 || n->kick_fd < 0) {
+	if (n->stop_fd < 0 || n->kick_fd < 0 || n->wake_fd < 0) {
 		r = virtio__err(errno, "virtio-net: eventfd: %s",
 				strerror(errno));
 		virtio__dev_free(&n->vdev);

@@ -13,11 +13,16 @@
  * F_MTU the guest cannot raise the MTU past what the device says, and
  * with an MTU above 1500 Linux posts 64 KiB receive chains instead.
  *
- * Transmit runs on the thread that rang the doorbell.  Receive runs on a
- * thread of the device's own that waits for the backend; when the guest
- * has no receive buffer posted, that thread stops reading the backend
- * until the guest posts one (backpressure instead of dropping), and frames
- * arriving while the driver is not up are dropped (a cable not plugged).
+ * Transmit runs on the thread that rang the doorbell and never blocks
+ * there: when the backend is full (the peer stopped reading), the device
+ * keeps the frame it could not send and the transmit queue waits, and
+ * its own thread resumes transmit when the backend drains (backpressure
+ * on the guest, as a real NIC's full ring, never a vCPU stuck in the
+ * peer's hands).  Receive runs on that same thread, which waits for the
+ * backend; when the guest has no receive buffer posted, it stops reading
+ * the backend until the guest posts one (backpressure instead of
+ * dropping), and frames arriving while the driver is not up are dropped
+ * (a cable not plugged).
  *
  * A backend moves whole Ethernet frames.  Two are provided: "stream"
  * speaks the framing of QEMU's -netdev stream and passt/pasta (each frame
@@ -44,15 +49,26 @@
 struct net_backend;
 
 struct net_backend_ops {
-	/* Send one frame of `len` bytes gathered from iov.  May block.
-	 * 0 or -errno (the frame is lost either way). */
+	/* Send one frame of `len` bytes gathered from iov, without
+	 * blocking:
+	 *   0        sent, all of it
+	 *   1        taken, but part of it is still queued in the backend:
+	 *            call flush() once poll_fd polls writable
+	 *   -EAGAIN  the backend is full and did not take the frame: send
+	 *            it again once poll_fd polls writable
+	 *   -errno   the frame is lost (the backend may live on) */
 	int (*send)(struct net_backend *be, const struct iovec *iov, int n,
 		    size_t len);
+	/* Write what send() left queued: 0 all of it, 1 some still queued,
+	 * -errno the backend failed and the rest is lost.  NULL for a
+	 * backend whose send() takes frames whole or not at all. */
+	int (*flush)(struct net_backend *be);
 	/* Receive one frame into buf (NET_MAX_FRAME bytes), without
 	 * blocking: > 0 its length, 0 nothing complete yet, -errno the
 	 * backend is finished (peer closed, or it broke the framing). */
 	ssize_t (*recv)(struct net_backend *be, void *buf);
-	/* A descriptor that polls readable when recv may have progress. */
+	/* A descriptor that polls readable when recv may have progress, and
+	 * writable when send or flush may. */
 	int (*poll_fd)(struct net_backend *be);
 	void (*free)(struct net_backend *be);
 };

@@ -150,6 +150,78 @@ START_TEST(transmit_frames)
 }
 END_TEST
 
+/* Post `n` frames of `len` bytes, each one descriptor (header and frame
+ * in one buffer, so that 15 fit a 16-entry ring), frame i filled from
+ * seed i + 1, its guest address in frames[i]. */
+static void post_tx_frames(int n, uint32_t len, uint64_t *frames)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t b = td_alloc(&d, 12 + len, 8);
+		frames[i] = b + 12;
+		fill(td_ptr(&d, frames[i]), len, (uint8_t)(i + 1));
+		struct tbuf t = { b, 12 + len, 0 };
+		td_post(&txq, &t, 1, 0);
+	}
+}
+
+/* A peer that stops reading (passt stalled, its buffers full) must not
+ * block the vCPU that rang the doorbell: it would hang there, beyond the
+ * reach of the signal that stops vCPUs, and the monitor with it.  The
+ * device keeps the frame it could not send, and the rx thread resumes
+ * transmit when the socket drains; frames arrive whole and in order. */
+START_TEST(stalled_peer_never_blocks_transmit)
+{
+	enum { N = 15, LEN = 60000 };       /* ~900 KB: more than a socket
+					       pair buffers */
+	uint64_t frames[N];
+	static uint8_t got[LEN];
+	uint32_t id, len;
+	int used = 0;
+
+	post_tx_frames(N, LEN, frames);
+	virtio__kick(vdev, 1);              /* returns: that is the test */
+	while (td_used(&txq, &id, &len))
+		used++;
+	ck_assert_int_lt(used, N);          /* the socket did fill */
+	virtio__kick(vdev, 1);              /* again, still stalled */
+
+	for (int i = 0; i < N; i++) {
+		ck_assert_uint_eq(peer_recv(got, sizeof(got)), LEN);
+		ck_assert_mem_eq(got, td_ptr(&d, frames[i]), LEN);
+	}
+	/* The rx thread completes the rest as the socket drains. */
+	for (; used < N; used++)
+		ck_assert(fx_wait_used(&txq, &id, &len));
+
+	struct virtio_net_stats st;
+	virtio_net__stats(vdev, &st);
+	ck_assert_uint_eq(st.tx_frames, N);
+	ck_assert_uint_eq(st.tx_dropped, 0);
+
+	/* Transmit goes on as before. */
+	post_tx_frames(1, 100, frames);
+	virtio__kick(vdev, 1);
+	ck_assert_uint_eq(peer_recv(got, sizeof(got)), 100);
+	ck_assert_mem_eq(got, td_ptr(&d, frames[0]), 100);
+}
+END_TEST
+
+/* Freeing the device while transmit waits for a stalled peer returns
+ * (the monitor's shutdown), and a reset drops the frame it held. */
+START_TEST(stalled_transmit_ends_with_the_device)
+{
+	uint64_t frames[15];
+
+	post_tx_frames(15, 60000, frames);
+	virtio__kick(vdev, 1);
+	virtio__reset(vdev);
+	driver_up();
+	post_tx_frames(1, 100, frames);
+	virtio__kick(vdev, 1);
+	/* teardown frees the device with the socket still full */
+}
+END_TEST
+
 START_TEST(receive_frames)
 {
 	uint8_t f[1514];
@@ -472,6 +544,8 @@ int main(void)
 	tcase_add_test(tc, frames_before_driver_ok_are_dropped);
 	tcase_add_test(tc, passt_answers_arp);
 	tcase_add_test(tc, jumbo_frames_in_page_chains);
+	tcase_add_test(tc, stalled_peer_never_blocks_transmit);
+	tcase_add_test(tc, stalled_transmit_ends_with_the_device);
 	suite_add_tcase(s, tc);
 	return fx_run_suite(s);
 }
