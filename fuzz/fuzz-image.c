@@ -15,9 +15,11 @@
  *
  * Everything a user's command does to a downloaded image: info, check,
  * walk the allocation map, read where the map points, and (read-write)
- * write, zero, discard and flush.  The oracle beyond "no crash, no
- * sanitizer report, no leak, no hang": data written and flushed reads
- * back as written, whatever the image said before. */
+ * write, zero, discard and flush.  The oracles beyond "no crash, no
+ * sanitizer report, no leak, no hang": map extents are non-empty and
+ * inside the range asked for, a read past the end fails, data written
+ * and flushed reads back as written whatever the image said before, and
+ * a converted copy reads as its source. */
 #include "fuzz/fuzz.h"
 #include "imgfmt.h"
 #include "crc32c.h"
