@@ -7,8 +7,8 @@
 # last long run, merged small; fuzz/seeds.sh makes valid inputs of every
 # format (our writers and qemu-img), on which the image target's
 # write-then-read oracle also runs.  A replay fails on a crash, an
-# abort() of a target's oracle, or (under SANITIZE=1) any sanitizer
-# report.
+# abort() of a target's oracle, a hang (120 s for a whole folder, which
+# replays in seconds), or (under SANITIZE=1) any sanitizer report.
 . "$(dirname "$0")/lib.sh"
 
 for dir in "$TOP"/fuzz/corpus/*/; do
@@ -16,7 +16,7 @@ for dir in "$TOP"/fuzz/corpus/*/; do
 	target=$(basename "$dir")
 	n=$(find "$dir" -type f | wc -l)
 	t_run "fuzz corpus $target ($n inputs)" \
-		timeout 600 "$BUILD_ABS/fuzz/replay-$target" "$dir"
+		timeout 120 "$BUILD_ABS/fuzz/replay-$target" "$dir"
 done
 
 if APPLIANCE=$APPLIANCE sh "$TOP/fuzz/seeds.sh" seeds >seeds.log 2>&1; then
@@ -25,7 +25,7 @@ if APPLIANCE=$APPLIANCE sh "$TOP/fuzz/seeds.sh" seeds >seeds.log 2>&1; then
 		t_check "fuzz seeds $target present" \
 			[ -n "$(ls seeds/$target)" ]
 		t_run "fuzz seeds $target" \
-			timeout 600 "$BUILD_ABS/fuzz/replay-$target" "seeds/$target"
+			timeout 120 "$BUILD_ABS/fuzz/replay-$target" "seeds/$target"
 	done
 else
 	t_failed "fuzz seeds made" "$(tail -n 5 seeds.log)"
