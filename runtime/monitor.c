@@ -266,6 +266,7 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 	st->serial = serial__new(c->console_out_fd, serial_irq, vm);
 	if (!st->serial)
 		return vm__err(ENOMEM, "out of memory for the UART");
+	serial__bind_vm(st->serial, vm);
 	if ((rc = vm__add_cleanup(vm, (void (*)(void *))serial__free,
 				  st->serial)) < 0) {
 		serial__free(st->serial);

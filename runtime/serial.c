@@ -10,6 +10,7 @@
  * checks.  The divisor latch is stored and read back but has no effect.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ enum { RBR_THR = 0, IER = 1, IIR_FCR = 2, LCR = 3, MCR = 4, LSR = 5,
 struct serial {
 	pthread_mutex_t lock;
 	int out_fd;
+	struct vm *vm;           /* stop waiting for out_fd when it stops */
 	serial_irq_fn irq;
 	void *irq_opaque;
 	int irq_level;
@@ -65,6 +67,11 @@ struct serial *serial__new(int out_fd, serial_irq_fn irq, void *irq_opaque)
 	s->irq_opaque = irq_opaque;
 	s->dll = 12;             /* 9600 baud, the power-on divisor */
 	return s;
+}
+
+void serial__bind_vm(struct serial *s, struct vm *vm)
+{
+	s->vm = vm;
 }
 
 void serial__free(struct serial *s)
@@ -106,17 +113,40 @@ static void rx_push(struct serial *s, uint8_t b)
 	s->rx_count++;
 }
 
+/* One byte to the console.  A console that does not take it (a pipe
+ * nobody drains, a terminal on XOFF) holds the guest, as a UART on a
+ * stalled line would, but only while the VM runs: the wait is poll() in
+ * slices with a look at the VM in between, never a blocking write().
+ * The kick that stops a vCPU interrupts a blocking write only to have it
+ * retried, and a kick landing just before the write is lost; a vCPU
+ * stuck here could never be stopped, and the monitor never exit. */
+static void console_write(struct serial *s, uint8_t b)
+{
+	for (;;) {
+		struct pollfd p = { s->out_fd, POLLOUT, 0 };
+		int r = poll(&p, 1, 100);
+
+		if (r > 0) {
+			/* Writable (1 byte cannot block now), or an error
+			 * the write reports. */
+			ssize_t w = write(s->out_fd, &b, 1);
+			if (w < 0 && errno == EINTR)
+				continue;
+			return;   /* a dead console must not stop the guest */
+		}
+		if (r < 0 && errno != EINTR)
+			return;
+		if (s->vm && vm__stopped(s->vm) != VM_RUNNING)
+			return;   /* stopping: the byte is dropped */
+	}
+}
+
 static void transmit(struct serial *s, uint8_t b)
 {
 	if (s->mcr & MCR_LOOP) {
 		rx_push(s, b);
 	} else if (s->out_fd >= 0) {
-		for (;;) {
-			ssize_t w = write(s->out_fd, &b, 1);
-			if (w < 0 && errno == EINTR)
-				continue;
-			break;   /* a dead console must not stop the guest */
-		}
+		console_write(s, b);
 	}
 	s->tx_bytes++;
 	s->thri_pending = true;

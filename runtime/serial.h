@@ -21,6 +21,9 @@ typedef void (*serial_irq_fn)(void *opaque, int level);
 /* A UART whose transmitted bytes go to `out_fd` (-1: discarded). */
 struct serial *serial__new(int out_fd, serial_irq_fn irq, void *irq_opaque);
 void serial__free(struct serial *s);
+/* A console that does not take the UART's bytes holds the vCPU writing
+ * them until `vm` stops; then they are dropped (without a VM: holds). */
+void serial__bind_vm(struct serial *s, struct vm *vm);
 /* Claim the eight registers at `base` on the port-I/O bus. */
 int serial__attach(struct serial *s, struct bus *pio, uint16_t base);
 /* The register handler (exposed so tests drive the UART directly). */

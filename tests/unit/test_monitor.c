@@ -8,8 +8,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/acpi.h"
@@ -432,6 +434,54 @@ START_TEST(serial_registers)
 END_TEST
 
 /* ---- i8042 ----------------------------------------------------------- */
+
+static void *send_x(void *arg)
+{
+	uart_out(arg, 0, 'x');
+	return NULL;
+}
+
+/* A console nobody drains holds the vCPU writing to it, but only until
+ * the VM stops: the kick that stops vCPUs cannot end a blocking write
+ * (it is retried), so the UART must not block in one. */
+START_TEST(stalled_console_gives_way_when_the_vm_stops)
+{
+	struct vm *vm = fx_vm_new(16u << 20);
+	int fds[2];
+	char filler[4096];
+	pthread_t t;
+	struct timespec until;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	memset(filler, 'f', sizeof(filler));
+	int fl = fcntl(fds[1], F_GETFL);
+	ck_assert_int_eq(fcntl(fds[1], F_SETFL, fl | O_NONBLOCK), 0);
+	while (write(fds[1], filler, sizeof(filler)) > 0)
+		;
+	ck_assert_int_eq(fcntl(fds[1], F_SETFL, fl), 0);   /* blocking */
+
+	struct serial *s = serial__new(fds[1], rec_irq, NULL);
+	serial__bind_vm(s, vm);
+	ck_assert_int_eq(pthread_create(&t, NULL, send_x, s), 0);
+	usleep(200 * 1000);
+	ck_assert_int_eq(pthread_tryjoin_np(t, NULL), EBUSY);  /* held */
+	vm__stop(vm, VM_STOP_POWEROFF, "test");
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;    /* a bound that turns a hang into a failure */
+	ck_assert_int_eq(pthread_timedjoin_np(t, NULL, &until), 0);
+
+	/* The byte was dropped, not written late. */
+	int rfl = fcntl(fds[0], F_GETFL);
+	ck_assert_int_eq(fcntl(fds[0], F_SETFL, rfl | O_NONBLOCK), 0);
+	ssize_t r;
+	while ((r = read(fds[0], filler, sizeof(filler))) > 0)
+		ck_assert_ptr_null(memchr(filler, 'x', (size_t)r));
+	serial__free(s);
+	close(fds[0]);
+	close(fds[1]);
+	fx_vm_free(vm);
+}
+END_TEST
 
 START_TEST(i8042_probe_and_reset)
 {
@@ -877,6 +927,7 @@ static Suite *monitor_suite(void)
 	tcase_add_test(tc, e820_map_layout);
 	tcase_add_test(tc, bus_dispatch_and_overlap);
 	tcase_add_test(tc, serial_registers);
+	tcase_add_test(tc, stalled_console_gives_way_when_the_vm_stops);
 	tcase_add_test(tc, i8042_probe_and_reset);
 	tcase_add_test(tc, cpuid_filter);
 	tcase_add_test(tc, cpuid_hide_unemulated);
