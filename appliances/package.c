@@ -691,7 +691,9 @@ int package__open(const char *path, struct package **out)
 		return package__err(ENOMEM, "out of memory");
 	p->kernel = p->initrd = p->disk = p->hashes = p->subtrees = -1;
 	p->path = strdup(path);
-	p->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must fail the check below, not hang the open
+	 * (regular files ignore the flag). */
+	p->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (!p->path || p->fd < 0) {
 		rc = package__err(errno, "%s: %s", path, strerror(errno));
 		goto fail;

@@ -3,10 +3,12 @@
  * `publish`, `pull`, `list`, `rm`.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -321,16 +323,20 @@ int cmd_publish(int argc, char **argv)
 
 int cli__is_package(const char *path)
 {
-	FILE *f = fopen(path, "rb");
+	/* Only a regular file can be a package; O_NONBLOCK so that a FIFO
+	 * is not waited on here (the open that follows says what it is). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	struct stat st;
 	char h[512];
 	int yes = 0;
 
-	if (!f)
+	if (fd < 0)
 		return 0;
-	if (fread(h, 1, sizeof(h), f) == sizeof(h))
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h))
 		yes = memcmp(h, PACKAGE_MANIFEST, sizeof(PACKAGE_MANIFEST)) == 0
 		      && memcmp(h + 257, "ustar", 5) == 0;
-	fclose(f);
+	close(fd);
 	return yes;
 }
 

@@ -217,13 +217,16 @@ int avd_header_decode(const char *path, const uint8_t *buf, size_t len,
 
 int avd_file_digest(const char *path, uint8_t out[32])
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	/* The backing file an image names: a regular file (a FIFO or
+	 * /dev/zero would never end). */
+	int fd = imgfmt_open_file(path, O_RDONLY, 1, &st);
 	EVP_MD_CTX *ctx;
 	uint8_t *buf;
 	int r = 0;
 
 	if (fd < 0)
-		return imgfmt_err(errno, "%s: %s", path, strerror(errno));
+		return fd;
 	buf = malloc(1u << 20);
 	ctx = EVP_MD_CTX_new();
 	if (!buf || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {

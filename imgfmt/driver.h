@@ -161,6 +161,18 @@ void imgfmt_writer_buf_put(struct imgfmt_writer *w, void *buf);
 struct ZSTD_CCtx_s;
 struct ZSTD_CCtx_s *imgfmt_writer_zstd_cctx(void);
 
+/* Open a file to read an image from (flags: O_RDONLY or O_RDWR), and
+ * fstat it into *st.  Returns the fd, or a negative errno with the
+ * message set.  Opened O_NONBLOCK first, so a FIFO cannot hang the open.
+ * A path the user named may be a regular file or a block device (a disk
+ * read as raw); a path an image names (named_by_image: a backing file, a
+ * VMDK extent) must be a regular file, or a downloaded image could make
+ * us read a FIFO forever, /dev/zero without end, or a host disk into a
+ * guest or a converted copy. */
+struct stat;
+int imgfmt_open_file(const char *path, int flags, int named_by_image,
+		     struct stat *st);
+
 /* Where a backing name recorded in an image points: absolute names as
  * they are, relative ones next to the image (as qemu-img does), so an
  * image and its backing file can move together.  malloc'ed, or NULL. */

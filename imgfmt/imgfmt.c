@@ -180,18 +180,52 @@ static const struct imgfmt_driver *probe_fd(int fd, uint64_t base,
 	return best;
 }
 
-int imgfmt__probe(const char *path, char *name, size_t name_size)
+static const char *file_type_name(mode_t m)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" :
+	       S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO" :
+	       S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+int imgfmt_open_file(const char *path, int flags, int named_by_image,
+		     struct stat *st)
+{
+	int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	int e;
 
 	if (fd < 0)
 		return imgfmt_err(errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
+	if (fstat(fd, st) < 0) {
+		e = imgfmt_err(errno, "%s: %s", path, strerror(errno));
 		close(fd);
-		return imgfmt_err(e, "%s: %s", path, strerror(e));
+		return e;
 	}
+	if (!S_ISREG(st->st_mode) && (named_by_image || !S_ISBLK(st->st_mode))) {
+		e = imgfmt_err(EINVAL, named_by_image ?
+			       "%s is %s; a file an image names (backing file, "
+			       "extent) must be a regular file" :
+			       "%s is %s, not a regular file or a block device",
+			       path, file_type_name(st->st_mode));
+		close(fd);
+		return e;
+	}
+	/* Regular files ignore O_NONBLOCK; a block device should not. */
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		e = imgfmt_err(errno, "%s: %s", path, strerror(errno));
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+int imgfmt__probe(const char *path, char *name, size_t name_size)
+{
+	struct stat st;
+	int fd = imgfmt_open_file(path, O_RDONLY, 0, &st);
+
+	if (fd < 0)
+		return fd;
 	const struct imgfmt_driver *d = probe_fd(fd, 0, (uint64_t)st.st_size);
 	close(fd);
 	snprintf(name, name_size, "%s", d->name);
@@ -289,13 +323,13 @@ static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
 	img->cache_bytes = o->cache_bytes ? o->cache_bytes : 32u << 20;
 	img->depth = 1;
 
-	img->fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	/* seen->n: the images opened before this one, whose backing file
+	 * this is. */
+	img->fd = imgfmt_open_file(path, rw ? O_RDWR : O_RDONLY, seen->n > 0,
+				   &st);
 	if (img->fd < 0) {
-		r = imgfmt_err(errno, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (fstat(img->fd, &st) < 0) {
-		r = imgfmt_err(errno, "%s: %s", path, strerror(errno));
+		r = img->fd;
+		img->fd = -1;
 		goto fail;
 	}
 	for (int i = 0; i < seen->n; i++) {

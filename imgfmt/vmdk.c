@@ -1172,13 +1172,15 @@ static int vmdk__open_extent_file(imgfmt_image *img, struct vmdk_extent *e,
 		return imgfmt_err(ENOMEM, "out of memory");
 	memcpy(e->name, img->path, dirlen);
 	memcpy(e->name + dirlen, file, flen + 1);
-	e->fd = open(e->name, O_RDONLY | O_CLOEXEC);
-	if (e->fd < 0)
-		return imgfmt_err(errno, "%s: extent %s: %s", img->path,
-				  e->name, strerror(errno));
-	if (fstat(e->fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return imgfmt_err(EINVAL, "%s: extent %s is not a regular "
-				  "file", img->path, e->name);
+	e->fd = imgfmt_open_file(e->name, O_RDONLY, 1, &st);
+	if (e->fd < 0) {
+		char inner[1024];
+		int r = e->fd;
+
+		e->fd = -1;
+		snprintf(inner, sizeof(inner), "%s", imgfmt__error());
+		return imgfmt_err(-r, "%s: extent: %s", img->path, inner);
+	}
 	e->file_length = (uint64_t)st.st_size;
 	return 0;
 }

@@ -14,4 +14,28 @@ t_fail "bad size is a usage error" 2 $A img create -f raw other.raw 12Q
 t_fail "unknown subcommand is a usage error" 2 $A img frobnicate
 t_fail "missing file fails" 1 $A img info nonexistent.img
 t_run "help img" $A help img
+
+# Files an image names are the image's choice, not the user's: a hostile
+# image must not make us wait on a FIFO or read a device (a host disk,
+# /dev/zero without end) into a guest or a converted copy.  `timeout`
+# turns the old hang into exit 124.
+mkfifo fifo
+qemu-img create -q -u -f qcow2 -b "$PWD/fifo" -F raw on-fifo.qcow2 1M
+qemu-img create -q -u -f qcow2 -b /dev/zero -F raw on-zero.qcow2 1M
+t_fail "a backing file that is a FIFO is refused, not waited on" 1 \
+	timeout 20 $A img info on-fifo.qcow2
+t_check "  ... and the error says what it is" sh -c \
+	"timeout 20 $A img info on-fifo.qcow2 2>&1 | grep -q 'fifo is a FIFO; a file an image names'"
+t_fail "a backing file that is a device is refused" 1 \
+	timeout 20 $A img read on-zero.qcow2 0 512
+t_check "  ... naming it" sh -c \
+	"timeout 20 $A img convert -O avd on-zero.qcow2 copy.avd 2>&1 | grep -q '/dev/zero is a character device'"
+t_check "  ... and nothing is written" [ ! -e copy.avd ]
+printf '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "fifo" 0\n' > on-fifo.vmdk
+t_fail "a VMDK extent that is a FIFO is refused" 1 \
+	timeout 20 $A img info on-fifo.vmdk
+t_fail "the user naming a FIFO gets an error, not a wait" 1 \
+	timeout 20 $A img info fifo
+t_check "  ... saying what it is" sh -c \
+	"timeout 20 $A img info fifo 2>&1 | grep -q 'is a FIFO, not a regular file or a block device'"
 t_done
