@@ -1,5 +1,8 @@
-/* fuzz/file.c - the input as a file (see fuzz.h). */
+/* fuzz/file.c - what the targets share (see fuzz.h): the input as a
+ * file, and the AVD header checksum put right. */
 #include "fuzz/fuzz.h"
+#include "avd.h"
+#include "crc32c.h"
 
 #include <stdio.h>
 #include <sys/mman.h>
@@ -21,4 +24,10 @@ int fuzz__file(const uint8_t *data, size_t size, char path[64])
 	}
 	snprintf(path, 64, "/proc/self/fd/%d", fd);
 	return fd;
+}
+
+void fuzz__fix_avd_header(uint8_t *h)
+{
+	memset(h + AVD_H_CRC, 0, 4);
+	avd_put32(h + AVD_H_CRC, crc32c(0, h, AVD_HEADER_SIZE));
 }

@@ -22,7 +22,7 @@
  * a converted copy reads as its source. */
 #include "fuzz/fuzz.h"
 #include "imgfmt.h"
-#include "crc32c.h"
+#include "avd.h"
 #include "convert.h"
 
 #include <stdio.h>
@@ -148,13 +148,8 @@ static void vhd_fix(uint8_t *p, size_t len, size_t at)
 
 static void fix_checksums(uint8_t *f, size_t len)
 {
-	if (len >= 4096 && memcmp(f, "AVD", 3) == 0) {
-		uint32_t crc;
-		memset(f + 108, 0, 4);
-		crc = crc32c(0, f, 4096);
-		for (int i = 0; i < 4; i++) /* little-endian (FORMAT.md) */
-			f[108 + i] = (uint8_t)(crc >> (8 * i));
-	}
+	if (len >= AVD_HEADER_SIZE && memcmp(f, AVD_MAGIC, AVD_MAGIC_LEN) == 0)
+		fuzz__fix_avd_header(f);
 	if (len < 512 || memcmp(f + len - 512, "conectix", 8) != 0)
 		return;
 	uint8_t *footer = f + len - 512;

@@ -18,7 +18,7 @@
  * checksum right by chance (fuzz-image.c mode bit 4 does the same). */
 #include "fuzz/fuzz.h"
 #include "appliances/package.h"
-#include "crc32c.h"
+#include "avd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,14 +74,11 @@ static int read_disk(struct package *p)
 /* Tar members start on 512-byte boundaries. */
 static void fix_avd_header(uint8_t *f, size_t len)
 {
-	for (size_t off = 512; off + 4096 <= len; off += 512) {
-		if (memcmp(f + off, "AVD1\r\n\x1a\n", 8) != 0)
-			continue;
-		memset(f + off + 108, 0, 4);
-		uint32_t crc = crc32c(0, f + off, 4096);
-		for (int i = 0; i < 4; i++)
-			f[off + 108 + i] = (uint8_t)(crc >> (8 * i));
-		return;
+	for (size_t off = 512; off + AVD_HEADER_SIZE <= len; off += 512) {
+		if (memcmp(f + off, AVD_MAGIC, AVD_MAGIC_LEN) == 0) {
+			fuzz__fix_avd_header(f + off);
+			return;
+		}
 	}
 }
 

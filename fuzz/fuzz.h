@@ -19,4 +19,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * Libraries open images and packages by path, as users give them. */
 int fuzz__file(const uint8_t *data, size_t size, char path[64]);
 
+/* Put right the CRC-32C of the AVD header at `h` (AVD_HEADER_SIZE bytes
+ * that start with the magic), as the writer does: the header is read
+ * before anything else is checked, and a mutation almost never keeps its
+ * checksum right by chance. */
+void fuzz__fix_avd_header(uint8_t *h);
+
 #endif /* FUZZ_FUZZ_H */
