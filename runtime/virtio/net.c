@@ -103,19 +103,33 @@ static int tx_next(struct net *n)
 	return 1;
 }
 
+/* Write the rest of a part-sent frame, if the backend holds one; 1 if
+ * some of it is still queued.  Under the transmit queue's lock. */
+static int tx_flush(struct net *n)
+{
+	if (n->tx_queued)
+		n->tx_queued = n->be->ops->flush(n->be) == 1;
+	return n->tx_queued;
+}
+
+/* The queue is gone (reset, or no longer live): a chain held for a full
+ * backend is void; transmit still waits for the backend only to finish
+ * a part-sent frame (the stream must stay in step).  Under the transmit
+ * queue's lock. */
+static void tx_drop_held(struct net *n)
+{
+	n->tx_held = 0;
+	__atomic_store_n(&n->tx_wait, n->tx_queued, __ATOMIC_RELAXED);
+}
+
 /* Send what the guest posted until the queue is empty or the backend is
  * full.  Called with the transmit queue's lock held. */
 static void net_tx(struct net *n)
 {
 	struct virtq *vq = &n->vdev.vqs[TXQ];
 	struct virtq_chain *c = &n->tx_chain;
-	int done = 0, r, wait = 0;
+	int done = 0, r, wait = tx_flush(n);
 
-	if (n->tx_queued) {
-		r = n->be->ops->flush(n->be);
-		n->tx_queued = r == 1;
-		wait = n->tx_queued;
-	}
 	while (!wait) {
 		if (!n->tx_held) {
 			r = tx_next(n);
@@ -168,10 +182,8 @@ static void tx_resume(struct net *n)
 		if (vq->broken)
 			virtio__needs_reset(&n->vdev);
 	} else {
-		if (n->tx_queued)
-			n->tx_queued = n->be->ops->flush(n->be) == 1;
-		n->tx_held = 0;
-		__atomic_store_n(&n->tx_wait, n->tx_queued, __ATOMIC_RELAXED);
+		tx_flush(n);
+		tx_drop_held(n);
 	}
 	pthread_mutex_unlock(&vq->lock);
 }
@@ -327,17 +339,15 @@ static void net_queue_notify(struct virtio_dev *vdev, int q)
 	}
 }
 
-/* The queues are reset: a chain held for a full backend is void.  Part
- * of a frame the backend holds is still finished (the stream must stay
- * in step), by the rx thread. */
+/* The queues are reset: drop a held chain (the rx thread still
+ * finishes a part-sent frame). */
 static void net_reset(struct virtio_dev *vdev)
 {
 	struct net *n = (struct net *)vdev;
 	struct virtq *vq = &n->vdev.vqs[TXQ];
 
 	pthread_mutex_lock(&vq->lock);
-	n->tx_held = 0;
-	__atomic_store_n(&n->tx_wait, n->tx_queued, __ATOMIC_RELAXED);
+	tx_drop_held(n);
 	pthread_mutex_unlock(&vq->lock);
 }
 
