@@ -24,6 +24,7 @@
 #include "appliances/package.h"
 #include "appliances/trust.h"
 #include "builder/toml.h"
+#include "common/tmpfile.h"
 
 struct tar_source {
 	const char *name;
@@ -190,22 +191,6 @@ struct disk_hashes {
 	uint8_t sub_sha[32];
 };
 
-/* An unlinked temporary file in dir (the build directory: the package
- * is written next to it anyway). */
-static int temp_file(const char *dir)
-{
-	char *path;
-	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-
-	if (fd >= 0 || asprintf(&path, "%s/.subtrees.XXXXXX", dir) < 0)
-		return fd;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	free(path);
-	return fd;
-}
-
 /* Hash one cluster: its leaf and, when entries is not NULL, its part
  * CVs in the member's layout (zeros past the cluster's parts). */
 static void hash_cluster(enum package_leaf_hash lh, const uint8_t *data,
@@ -237,9 +222,11 @@ static int hash_disk(imgfmt_image *disk, uint64_t vsize,
 		zero_entries = malloc(ebytes);
 		entries = malloc(ebytes * batch);
 		sub_md = EVP_MD_CTX_new();
-		if ((dh->sub_fd = temp_file(tmp_dir)) < 0) {
-			rc = package__err(errno, "%s: temporary file: %s", tmp_dir,
-				     strerror(errno));
+		/* Next to the package, which is written there anyway. */
+		if ((dh->sub_fd = tmpfile__open(tmp_dir)) < 0) {
+			rc = package__err(-dh->sub_fd, "%s: temporary file: %s",
+					  tmp_dir, strerror(-dh->sub_fd));
+			dh->sub_fd = -1;
 			goto out;
 		}
 	}
