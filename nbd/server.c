@@ -1,8 +1,8 @@
 /*
  * server.c - the NBD server (see server.h and protocol.h).
  *
- * One thread accepts; each connection gets a thread that negotiates and
- * then serves requests one at a time.  A client is untrusted: every length
+ * One thread accepts (or the caller hands over connected sockets); each
+ * connection gets a thread that negotiates and then serves requests.  A client is untrusted: every length
  * is checked before anything is allocated or read, and a protocol error
  * ends only that client's connection.
  */
@@ -829,6 +829,60 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
+/* Give a connected socket its thread; on failure the socket is closed
+ * (a client beyond MAX_CONNECTIONS sees its connection end). */
+static int start_conn(struct nbd_server *s, int fd)
+{
+	struct nbd_conn *c = calloc(1, sizeof(*c));
+	int slot = -1;
+
+	if (!c) {
+		close(fd);
+		return nbd_err(ENOMEM, "out of memory");
+	}
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < MAX_CONNECTIONS; i++)
+		if (!s->conns[i]) {
+			slot = i;
+			break;
+		}
+	if (slot < 0) {
+		pthread_mutex_unlock(&s->lock);
+		free(c);
+		close(fd);
+		return nbd_err(EBUSY, "too many connections");
+	}
+	c->srv = s;
+	c->fd = fd;
+	c->slot = slot;
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_mutex_init(&c->qlock, NULL);
+	pthread_cond_init(&c->qwork, NULL);
+	pthread_cond_init(&c->qspace, NULL);
+	s->conns[slot] = c;
+	s->nconns++;
+	if (pthread_create(&c->thread, NULL, conn_thread, c) != 0) {
+		s->conns[slot] = NULL;
+		s->nconns--;
+		pthread_mutex_unlock(&s->lock);
+		close(fd);
+		pthread_mutex_destroy(&c->send_lock);
+		pthread_mutex_destroy(&c->qlock);
+		pthread_cond_destroy(&c->qwork);
+		pthread_cond_destroy(&c->qspace);
+		free(c);
+		return nbd_err(EAGAIN, "cannot start a connection thread");
+	}
+	pthread_detach(c->thread);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int nbd_server__add_client(struct nbd_server *s, int fd)
+{
+	return start_conn(s, fd);
+}
+
 /* ---- listening ------------------------------------------------------- */
 
 static int listen_unix(const char *path)
@@ -910,6 +964,10 @@ int nbd_server__create(imgfmt_image *img, const struct nbd_server_opts *o,
 		nbd_err(errno, "pipe: %s", strerror(errno));
 		goto fail;
 	}
+	if (o->no_listen) {
+		*out = s;
+		return 0;
+	}
 	if (o->socket_path) {
 		s->listen_fd = listen_unix(o->socket_path);
 		if (s->listen_fd >= 0)
@@ -955,40 +1013,7 @@ int nbd_server__run(struct nbd_server *s)
 			continue;
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
-		struct nbd_conn *c = calloc(1, sizeof(*c));
-		pthread_mutex_lock(&s->lock);
-		int slot = -1;
-		for (int i = 0; c && i < MAX_CONNECTIONS; i++)
-			if (!s->conns[i]) {
-				slot = i;
-				break;
-			}
-		if (slot < 0) {
-			pthread_mutex_unlock(&s->lock);
-			free(c);
-			close(fd);
-			continue;
-		}
-		c->srv = s;
-		c->fd = fd;
-		c->slot = slot;
-		pthread_mutex_init(&c->send_lock, NULL);
-		pthread_mutex_init(&c->qlock, NULL);
-		pthread_cond_init(&c->qwork, NULL);
-		pthread_cond_init(&c->qspace, NULL);
-		s->conns[slot] = c;
-		s->nconns++;
-		if (pthread_create(&c->thread, NULL, conn_thread, c) != 0) {
-			s->conns[slot] = NULL;
-			s->nconns--;
-			pthread_mutex_unlock(&s->lock);
-			close(fd);
-			free(c);
-			continue;
-		}
-		pthread_detach(c->thread);
-		pthread_mutex_unlock(&s->lock);
+		start_conn(s, fd);
 	}
 
 	/* Shut down: wake every connection thread out of its recv(), wait

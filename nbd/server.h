@@ -31,6 +31,8 @@ struct nbd_server_opts {
 	const char *export_name; /* the export's name; "" is accepted too */
 	const char *description;
 	int read_only;           /* refuse writes even if the image is RW */
+	int no_listen;           /* no listening socket: clients come only
+	                            through nbd_server__add_client() */
 };
 
 struct nbd_server;
@@ -42,6 +44,13 @@ const char *nbd__error(void);
  * the server. */
 int nbd_server__create(imgfmt_image *img, const struct nbd_server_opts *o,
 		       struct nbd_server **out);
+
+/* Serve an already connected stream socket (one end of a socketpair
+ * whose other end a client such as QEMU was given): no socket file for
+ * anyone else to find, nothing left behind if we die.  Takes the fd, which
+ * is closed on failure too.  Thread-safe; may be called before or while
+ * nbd_server__run() runs, not after it returned. */
+int nbd_server__add_client(struct nbd_server *s, int fd);
 
 /* Serve until nbd_server__stop() is called (from any thread or a signal
  * handler).  Returns when every connection has ended. */
