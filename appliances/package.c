@@ -1281,27 +1281,20 @@ int package__open_disk(struct package *p, imgfmt_image **out)
 	return 0;
 }
 
-int package__extract(struct package *p, int member, const char *dest)
+int package__extract(struct package *p, int member, int fd)
 {
 	struct package_member *m;
 	uint8_t h[32];
-	int fd, rc;
+	int rc;
 
 	if (member < 0 || member >= p->nr_members)
 		return package__err(EINVAL, "no such member");
 	m = &p->members[member];
-	fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return package__err(errno, "%s: %s", dest, strerror(errno));
 	rc = package__sha256_range(p->fd, m->offset, m->size, h, fd);
-	if (close(fd) < 0 && rc == 0)
-		rc = package__err(errno, "%s: %s", dest, strerror(errno));
 	if (rc == 0 && memcmp(h, m->sha256, 32) != 0)
 		rc = package__err(EBADMSG, "%s: member '%s' does not match the "
 			     "SHA-256 in the manifest (tampered or damaged)",
 			     p->path, m->name);
-	if (rc < 0)
-		unlink(dest);
 	return rc;
 }
 

@@ -141,9 +141,9 @@ int package__verify_members(struct package *p, bool full);
  * package__verify_members() must have succeeded. */
 int package__open_disk(struct package *p, imgfmt_image **out);
 
-/* Copy a member into a new file (mode 0644, created with O_EXCL),
- * checking its SHA-256 on the way: the copy is what gets used, so a file
- * changed after the check cannot be. */
-int package__extract(struct package *p, int member, const char *dest);
+/* Copy a member to fd (from its current offset), checking its SHA-256 on
+ * the way: the copy is what gets used, so a file changed after the check
+ * cannot be.  On failure what was written must not be used. */
+int package__extract(struct package *p, int member, int fd);
 
 #endif /* APPLIANCES_PACKAGE_H */

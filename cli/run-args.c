@@ -53,8 +53,13 @@ const char cmd_run_help[] =
 	"  --check-kvm           only measure whether /dev/kvm runs guests at\n"
 	"                        hardware speed, print the verdict, exit\n"
 	"\n"
-	"Exit status: 0 the guest powered off (or was stopped by SIGINT,\n"
-	"SIGTERM or Ctrl-A x), 1 failure (guest crash, bad kernel), 2 usage.\n";
+	"The VM is stopped and its disk images flushed on SIGINT, SIGTERM,\n"
+	"SIGHUP, Ctrl-A x, or the console's reader going away (as in\n"
+	"`appliance run ... | grep -m1 ready`).  Nothing of a run stays in\n"
+	"$TMPDIR, even if it is killed.\n"
+	"\n"
+	"Exit status: 0 the guest powered off or was stopped as above,\n"
+	"1 failure (guest crash, bad kernel), 2 usage.\n";
 
 enum {
 	OPT_ENGINE = 1000, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_DISK,

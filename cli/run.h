@@ -31,6 +31,9 @@ struct run_args {
 	struct qemu_port_forward ports[QEMU_ENGINE_MAX_PORTS];
 	int nr_ports;
 	imgfmt_image *images[1];   /* a package's overlay */
+	int inherit_fds[2];        /* a package's kernel and initramfs
+	                              copies, for QEMU (/proc/self/fd/N) */
+	int nr_inherit_fds;
 };
 
 /* Parse `run` ARGV (argv[0] is "run") into a, which must be zeroed.

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,7 +95,7 @@ void qemu_engine__free_argv(char **argv)
 }
 
 char **qemu_engine__argv(const struct qemu_engine_config *cfg,
-			 const char *const *sockets)
+			 const int *disk_fds)
 {
 	struct argv_buf a = { 0 };
 	uint64_t mem_mb = cfg->mem_size ? cfg->mem_size >> 20 : 256;
@@ -142,8 +145,8 @@ char **qemu_engine__argv(const struct qemu_engine_config *cfg,
 		int ro = cfg->disk_readonly && cfg->disk_readonly[i];
 		arg_add(&a, "-drive");
 		arg_add(&a, "id=disk%d,if=none,format=raw,cache=writeback,"
-			"file.driver=nbd,file.server.type=unix,"
-			"file.server.path=%s%s", i, sockets[i],
+			"file.driver=nbd,file.server.type=fd,"
+			"file.server.str=%d%s", i, disk_fds[i],
 			ro ? ",readonly=on" : "");
 		arg_add(&a, "-device");
 		arg_add(&a, "virtio-blk-device,drive=disk%d", i);
@@ -187,7 +190,7 @@ struct served_disk {
 	struct nbd_server *srv;
 	pthread_t thread;
 	int running;
-	char socket[4096];
+	int qemu_fd;           /* QEMU's end of the socketpair, until fork */
 };
 
 static void *serve_thread(void *arg)
@@ -223,51 +226,83 @@ static int stop_disks(struct served_disk *disks, int n, char *msg,
 	return rc;
 }
 
+/* Whether the console's reader is gone: a pipe whose reader exited
+ * (POLLERR), a hung-up terminal or a closed socket (POLLHUP).  Files and
+ * /dev/null never report either. */
+static bool console_gone(short revents)
+{
+	return revents & (POLLERR | POLLHUP);
+}
+
+/* Wait for QEMU to exit.  QEMU writes the console itself and carries on
+ * when its reader goes away (`appliance run ... | head`), so we watch the
+ * console for that and stop QEMU, as the builtin monitor does: a run
+ * ends with its console, like any program in a pipeline, rather than
+ * leaving the pipeline waiting on a guest nobody sees. */
+static int wait_qemu(pid_t pid, int console_fd, int *status,
+		     bool *console_closed)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	struct pollfd p[2] = {
+		{ .fd = pfd, .events = POLLIN },
+		{ .fd = console_fd, .events = 0 },
+	};
+
+	/* Without pidfds (kernels before 5.3) only the plain wait. */
+	while (pfd >= 0) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[0].revents)
+			break;
+		if (console_gone(p[1].revents)) {
+			*console_closed = true;
+			p[1].fd = -1;
+			kill(pid, SIGTERM);
+		}
+	}
+	if (pfd >= 0)
+		close(pfd);
+	while (waitpid(pid, status, 0) < 0)
+		if (errno != EINTR)
+			return engine_err(errno, "waitpid: %s",
+					  strerror(errno));
+	return 0;
+}
+
 int qemu_engine__run(const struct qemu_engine_config *cfg,
 		     struct qemu_engine_result *res)
 {
 	struct served_disk disks[QEMU_ENGINE_MAX_DISKS];
-	const char *sockets[QEMU_ENGINE_MAX_DISKS];
-	char workdir[3072];
-	int own_workdir = 0, rc = 0, status = 0;
+	int disk_fds[QEMU_ENGINE_MAX_DISKS];
+	int rc = 0, status = 0;
 	char **argv = NULL;
 	pid_t pid;
 
 	memset(res, 0, sizeof(*res));
 	memset(disks, 0, sizeof(disks));
+	for (int i = 0; i < QEMU_ENGINE_MAX_DISKS; i++)
+		disks[i].qemu_fd = -1;
 	res->qemu_status = -1;
 	stop_requested = 0;
 	if (cfg->nr_disks > QEMU_ENGINE_MAX_DISKS || cfg->nr_disks < 0)
 		return engine_err(EINVAL, "at most %d disks",
 				  QEMU_ENGINE_MAX_DISKS);
-	if (cfg->work_dir) {
-		if (strlen(cfg->work_dir) >= sizeof(workdir))
-			return engine_err(ENAMETOOLONG, "%s: path too long",
-					  cfg->work_dir);
-		snprintf(workdir, sizeof(workdir), "%s", cfg->work_dir);
-	} else {
-		const char *t = getenv("TMPDIR");
-		snprintf(workdir, sizeof(workdir), "%s/appliance-qemu.XXXXXX",
-			 t && *t ? t : "/tmp");
-		if (!mkdtemp(workdir))
-			return engine_err(errno, "%s: %s", workdir,
-					  strerror(errno));
-		own_workdir = 1;
-	}
 
-	/* Export every disk on its own socket before QEMU starts, so QEMU
-	 * finds them listening. */
+	/* Every disk is served over its own socketpair: QEMU inherits one
+	 * end, our server has the other.  No socket file that another
+	 * process could connect to, and none left behind. */
 	for (int i = 0; i < cfg->nr_disks; i++) {
 		struct served_disk *d = &disks[i];
 		int ro = cfg->disk_readonly && cfg->disk_readonly[i];
 		struct imgfmt_open_opts oo = {
 			.flags = ro ? 0 : IMGFMT_OPEN_RDWR };
-		struct nbd_server_opts so = { .read_only = ro };
+		struct nbd_server_opts so = { .read_only = ro,
+					      .no_listen = 1 };
+		int sv[2];
 
-		snprintf(d->socket, sizeof(d->socket), "%s/disk%d.sock",
-			 workdir, i);
-		sockets[i] = d->socket;
-		so.socket_path = d->socket;
 		so.description = cfg->disks[i];
 		if (cfg->disk_images) {
 			d->img = cfg->disk_images[i];
@@ -281,6 +316,17 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 			rc = engine_err(EIO, "%s", nbd__error());
 			goto out;
 		}
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+			rc = engine_err(errno, "socketpair: %s",
+					strerror(errno));
+			goto out;
+		}
+		d->qemu_fd = sv[1];
+		disk_fds[i] = sv[1];
+		if (nbd_server__add_client(d->srv, sv[0]) < 0) {
+			rc = engine_err(EIO, "%s", nbd__error());
+			goto out;
+		}
 		if (pthread_create(&d->thread, NULL, serve_thread, d) != 0) {
 			rc = engine_err(EAGAIN, "cannot start a server thread");
 			goto out;
@@ -288,7 +334,7 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 		d->running = 1;
 	}
 
-	argv = qemu_engine__argv(cfg, sockets);
+	argv = qemu_engine__argv(cfg, disk_fds);
 	if (!argv) {
 		rc = engine_err(ENOMEM, "out of memory");
 		goto out;
@@ -300,7 +346,8 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 	}
 	if (pid == 0) {
 		int in = cfg->console_in_fd >= 0
-			? cfg->console_in_fd : open("/dev/null", O_RDONLY);
+			? cfg->console_in_fd
+			: open("/dev/null", O_RDONLY | O_CLOEXEC);
 		/* QEMU gets its own process group so a terminal's Ctrl-C
 		 * reaches us, and we stop QEMU cleanly. */
 		setpgid(0, 0);
@@ -313,26 +360,36 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 		/* No console (-1): the guest's output goes nowhere, as
 		 * with the builtin monitor, not to our stdout. */
 		int out = cfg->console_out_fd >= 0
-			? cfg->console_out_fd : open("/dev/null", O_WRONLY);
+			? cfg->console_out_fd
+			: open("/dev/null", O_WRONLY | O_CLOEXEC);
 		if (out >= 0 && out != 1)
 			dup2(out, 1);
+		/* What QEMU is to keep across exec: its disks' sockets and
+		 * the files it is given as /proc/self/fd/N. */
+		for (int i = 0; i < cfg->nr_disks; i++)
+			fcntl(disks[i].qemu_fd, F_SETFD, 0);
+		for (int i = 0; i < cfg->nr_inherit_fds; i++)
+			fcntl(cfg->inherit_fds[i], F_SETFD, 0);
 		execvp(argv[0], argv);
 		fprintf(stderr, "appliance: cannot run %s: %s\n", argv[0],
 			strerror(errno));
 		_exit(127);
 	}
+	for (int i = 0; i < cfg->nr_disks; i++) {
+		close(disks[i].qemu_fd);
+		disks[i].qemu_fd = -1;
+	}
 	running_qemu = pid;
 	if (stop_requested)
 		kill(pid, SIGTERM);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			rc = engine_err(errno, "waitpid: %s", strerror(errno));
-			break;
-		}
-	}
+	rc = wait_qemu(pid, cfg->console_out_fd, &status,
+		       &res->console_closed);
 	running_qemu = 0;
+	if (res->console_closed)
+		stop_requested = 1;
 	if (rc == 0) {
-		res->stopped_by_signal = stop_requested;
+		res->stopped_by_signal = stop_requested &&
+					 !res->console_closed;
 		if (WIFEXITED(status)) {
 			res->qemu_status = WEXITSTATUS(status);
 			if (res->qemu_status == 127)
@@ -357,8 +414,9 @@ out:
 	if (rc < 0)
 		snprintf(res->message, sizeof(res->message), "%s",
 			 engine_errbuf);
+	for (int i = 0; i < cfg->nr_disks; i++)
+		if (disks[i].qemu_fd >= 0)
+			close(disks[i].qemu_fd);
 	qemu_engine__free_argv(argv);
-	if (own_workdir)
-		rmdir(workdir);
 	return rc;
 }

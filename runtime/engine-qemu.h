@@ -5,8 +5,8 @@
  * (no /dev/kvm, or a nested KVM that emulates): the same kernel, initrd,
  * command line and disks under QEMU's microvm machine, with KVM when it is
  * usable and TCG otherwise.  QEMU cannot read AVD, so every disk is
- * exported to it over NBD by our own server (nbd/server.h) on a private
- * unix socket, running in this process: nothing is converted or copied,
+ * exported to it over NBD by our own server (nbd/server.h) through a
+ * socketpair QEMU inherits, running in this process: nothing is converted or copied,
  * and writes land in the image exactly as the builtin monitor's would.
  */
 #ifndef RUNTIME_ENGINE_QEMU_H
@@ -50,28 +50,33 @@ struct qemu_engine_config {
 	                                quits, as in the builtin monitor
 	                                (QEMU's character-device mux) */
 	const char *qemu_binary;     /* NULL: qemu-system-x86_64 from PATH */
-	const char *work_dir;        /* where the NBD sockets go; NULL: a
-	                                fresh directory under $TMPDIR */
+	const int *inherit_fds;      /* descriptors QEMU keeps across exec,
+	                                for kernel or initrd paths of the
+	                                form /proc/self/fd/N */
+	int nr_inherit_fds;
 };
 
 struct qemu_engine_result {
 	int qemu_status;             /* QEMU's exit status, -1 if signalled */
-	bool stopped_by_signal;      /* we stopped it on SIGINT/SIGTERM */
+	bool stopped_by_signal;      /* we stopped it on SIGINT/SIGTERM/SIGHUP */
+	bool console_closed;         /* we stopped it: the console's reader
+	                                went away */
 	char message[512];
 };
 
 /* Message of the most recent failure in this thread. */
 const char *qemu_engine__error(void);
 
-/* The argument vector QEMU would be started with (for `--dry-run` and
- * tests); NULL-terminated, free with qemu_engine__free_argv().  The
- * socket paths name disks in order: sockets[i] serves disks[i]. */
+/* The argument vector QEMU would be started with (for tests);
+ * NULL-terminated, free with qemu_engine__free_argv().  disk_fds[i] is
+ * the connected NBD socket QEMU will have for disks[i]. */
 char **qemu_engine__argv(const struct qemu_engine_config *cfg,
-			 const char *const *sockets);
+			 const int *disk_fds);
 void qemu_engine__free_argv(char **argv);
 
-/* Run until QEMU exits (guest poweroff) or SIGINT/SIGTERM arrives (the
- * caller's handler calls qemu_engine__stop()).  0 on a clean guest
+/* Run until QEMU exits (guest poweroff), SIGINT/SIGTERM/SIGHUP arrives
+ * (the caller's handler calls qemu_engine__stop()) or the console's
+ * reader goes away (res->console_closed).  0 on a clean guest
  * poweroff, negative errno otherwise with the reason in res->message. */
 int qemu_engine__run(const struct qemu_engine_config *cfg,
 		     struct qemu_engine_result *res);

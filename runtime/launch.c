@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/tmpfile.h"
 #include "runtime/launch.h"
 
 static __thread char launch_errbuf[1024];
@@ -69,7 +70,16 @@ static int open_overlay(struct launch *l, const struct launch_opts *o)
 		if (imgfmt__create(l->overlay_path, &c) < 0)
 			return launch_err(EIO, "overlay: %s", imgfmt__error());
 	}
-	if (imgfmt__open(l->overlay_path, &oo, &l->overlay) < 0)
+	rc = imgfmt__open(l->overlay_path, &oo, &l->overlay);
+	if (l->overlay_temp) {
+		/* The open image is all the run needs: with no name left
+		 * the overlay goes with the process, however it ends. */
+		unlink(l->overlay_path);
+		rmdir(l->dir);
+		l->overlay_temp = false;
+		l->dir[0] = 0;
+	}
+	if (rc < 0)
 		return launch_err(EIO, "overlay: %s", imgfmt__error());
 	struct imgfmt_info info;
 	if (imgfmt__info(l->overlay, &info) < 0 ||
@@ -90,23 +100,36 @@ static int open_overlay(struct launch *l, const struct launch_opts *o)
 	return 0;
 }
 
+/* Copy a member out of the package into a file with no name (see
+ * common/tmpfile.h) that the engines open as /proc/self/fd/N: nothing
+ * of the run stays in $TMPDIR if it is killed. */
+static int extract(struct launch *l, int member, int *fd, char *path,
+		   size_t len)
+{
+	const char *dir = tmpfile__dir();
+	int rc;
+
+	*fd = tmpfile__open(dir);
+	if (*fd < 0)
+		return launch_err(-*fd, "%s: temporary file: %s", dir,
+				  strerror(-*fd));
+	rc = package__extract(l->pkg, member, *fd);
+	if (rc < 0)
+		return launch_err(-rc, "%s", package__error());
+	snprintf(path, len, "/proc/self/fd/%d", *fd);
+	return 0;
+}
+
 int launch__prepare(const char *package_path, const struct launch_opts *o,
 		    struct launch **out)
 {
 	struct launch *l = calloc(1, sizeof(*l));
-	const char *tmp = getenv("TMPDIR");
 	int rc;
 
 	*out = NULL;
 	if (!l)
 		return launch_err(ENOMEM, "out of memory");
-	snprintf(l->dir, sizeof(l->dir), "%s/appliance-run.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(l->dir)) {
-		rc = launch_err(errno, "%s: %s", l->dir, strerror(errno));
-		l->dir[0] = 0;
-		goto fail;
-	}
+	l->kernel_fd = l->initrd_fd = -1;
 	rc = package__open(package_path, &l->pkg);
 	if (rc < 0) {
 		rc = launch_err(-rc, "%s", package__error());
@@ -128,19 +151,24 @@ int launch__prepare(const char *package_path, const struct launch_opts *o,
 		rc = launch_err(-rc, "%s", package__error());
 		goto fail;
 	}
-	snprintf(l->kernel, sizeof(l->kernel), "%s/vmlinuz", l->dir);
-	rc = package__extract(l->pkg, l->pkg->kernel, l->kernel);
-	if (rc < 0) {
-		l->kernel[0] = 0;
-		rc = launch_err(-rc, "%s", package__error());
+	rc = extract(l, l->pkg->kernel, &l->kernel_fd, l->kernel,
+		     sizeof(l->kernel));
+	if (rc < 0)
 		goto fail;
-	}
 	if (l->pkg->initrd >= 0) {
-		snprintf(l->initrd, sizeof(l->initrd), "%s/initrd.img", l->dir);
-		rc = package__extract(l->pkg, l->pkg->initrd, l->initrd);
-		if (rc < 0) {
-			l->initrd[0] = 0;
-			rc = launch_err(-rc, "%s", package__error());
+		rc = extract(l, l->pkg->initrd, &l->initrd_fd, l->initrd,
+			     sizeof(l->initrd));
+		if (rc < 0)
+			goto fail;
+	}
+	if (!o->persist) {
+		/* The throwaway overlay needs a name only until it is open. */
+		snprintf(l->dir, sizeof(l->dir), "%s/appliance-run.XXXXXX",
+			 tmpfile__dir());
+		if (!mkdtemp(l->dir)) {
+			rc = launch_err(errno, "%s: %s", l->dir,
+					strerror(errno));
+			l->dir[0] = 0;
 			goto fail;
 		}
 	}
@@ -164,10 +192,10 @@ int launch__finish(struct launch *l)
 		rc = launch_err(EIO, "%s", imgfmt__error());
 	if (l->overlay_temp && l->overlay_path[0])
 		unlink(l->overlay_path);
-	if (l->kernel[0])
-		unlink(l->kernel);
-	if (l->initrd[0])
-		unlink(l->initrd);
+	if (l->kernel_fd >= 0)
+		close(l->kernel_fd);
+	if (l->initrd_fd >= 0)
+		close(l->initrd_fd);
 	if (l->dir[0])
 		rmdir(l->dir);
 	package__close(l->pkg);

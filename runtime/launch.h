@@ -5,7 +5,8 @@
  * launch__prepare() gets them from a package without trusting it: the
  * signature is checked (trust store, or a given key), the kernel and
  * initramfs are copied out with their SHA-256 checked on the way (the
- * copies are what boots), and the disk is the package's own AVD member,
+ * copies are what boots; files with no name, see common/tmpfile.h, named
+ * /proc/self/fd/N for the engines), and the disk is the package's own AVD member,
  * used in place and verified cluster by cluster as the guest reads it,
  * under a writable AVD overlay that takes every guest write.  The package
  * itself is never written.
@@ -28,11 +29,13 @@ struct launch_opts {
 
 struct launch {
 	struct package *pkg;
-	char dir[4096];          /* private run directory */
-	char kernel[4200];
-	char initrd[4200];       /* "" if the package has none */
+	char dir[4096];          /* private directory, only while the
+	                            throwaway overlay is being made */
+	char kernel[64];         /* /proc/self/fd/N of kernel_fd */
+	char initrd[64];         /* "" if the package has none */
+	int kernel_fd, initrd_fd;
 	char overlay_path[4200];
-	bool overlay_temp;
+	bool overlay_temp;       /* overlay_path is ours to remove */
 	imgfmt_image *overlay;   /* read-write; backing = verified disk */
 	char keyid[MINISIGN_KEYID_HEX];
 	bool signature_ok;       /* false only with insecure */
@@ -44,8 +47,10 @@ const char *launch__error(void);
 int launch__prepare(const char *package_path, const struct launch_opts *o,
 		    struct launch **out);
 
-/* Flush and close the overlay, remove the run directory (and a
- * throwaway overlay).  Returns the flush's result. */
+/* Flush and close the overlay, close the kernel and initramfs copies
+ * (which vanish with them).  Returns the flush's result.  A throwaway
+ * overlay has no name from the moment it is open, so a run killed
+ * outright leaves nothing behind either. */
 int launch__finish(struct launch *l);
 
 #endif /* RUNTIME_LAUNCH_H */

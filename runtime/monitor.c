@@ -3,8 +3,9 @@
  *
  * Threads: one per vCPU (cpu.c) running KVM_RUN and the device models
  * synchronously on exits, and the caller's thread, which waits in poll()
- * on the stop eventfd, a signalfd for SIGINT/SIGTERM and the console
- * input, feeding keystrokes to the UART.  Every thread locks itself down
+ * on the stop eventfd, a signalfd for SIGINT/SIGTERM/SIGHUP and the
+ * console, feeding keystrokes to the UART and watching for the console's
+ * reader going away.  Every thread locks itself down
  * with seccomp before the guest runs.
  */
 #include <errno.h>
@@ -147,6 +148,7 @@ struct run_state {
 	bool tio_saved;
 	int tty_fd;                    /* the terminal put in raw mode */
 	int in_fd;
+	int out_fd;                    /* watched for its reader leaving */
 	bool escape;                   /* Ctrl-A seen */
 };
 
@@ -223,10 +225,17 @@ static void main_loop(struct run_state *st)
 	struct vm *vm = &st->vm;
 
 	while (vm__stopped(vm) == VM_RUNNING) {
-		struct pollfd p[3] = {
+		struct pollfd p[4] = {
 			{ .fd = vm->stop_efd, .events = POLLIN },
 			{ .fd = st->sig_fd, .events = POLLIN },
 			{ .fd = -1, .events = POLLIN },
+			/* Only POLLERR/POLLHUP: a pipe whose reader
+			 * exited, a hung-up terminal.  A console nobody
+			 * reads any more ends the run, as it ends any
+			 * program in a pipeline (`appliance run | head`);
+			 * the UART itself just drops what it cannot
+			 * write. */
+			{ .fd = st->out_fd, .events = 0 },
 		};
 		size_t room = 0;
 		if (st->in_fd >= 0) {
@@ -236,15 +245,19 @@ static void main_loop(struct run_state *st)
 		}
 		/* With a full FIFO, look again shortly for the guest having
 		 * drained it. */
-		int rc = poll(p, 3, st->in_fd >= 0 && !room ? 10 : -1);
+		int rc = poll(p, 4, st->in_fd >= 0 && !room ? 10 : -1);
 		if (rc < 0 && errno != EINTR)
 			break;
 		if (p[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			if (read(st->sig_fd, &si, sizeof(si)) == sizeof(si))
-				vm__stop(vm, VM_STOP_SIGNAL, "stopped by %s",
-					 si.ssi_signo == SIGINT ? "SIGINT"
-								: "SIGTERM");
+				vm__stop(vm, VM_STOP_SIGNAL, "stopped by SIG%s",
+					 sigabbrev_np((int)si.ssi_signo));
+		}
+		if (p[3].revents & (POLLERR | POLLHUP)) {
+			vm__stop(vm, VM_STOP_SIGNAL, "the console was closed; "
+				 "the VM was stopped");
+			st->out_fd = -1;
 		}
 		if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
 			uint8_t buf[SERIAL_FIFO];
@@ -449,6 +462,7 @@ static int write_firmware_tables(struct run_state *st)
 static int setup_console(struct run_state *st, const struct monitor_config *c)
 {
 	st->in_fd = c->console_in_fd;
+	st->out_fd = c->console_out_fd;
 	if (st->in_fd >= 0 && c->console_raw) {
 		struct termios t;
 		if (tcgetattr(st->in_fd, &st->saved_tio) < 0)
@@ -467,6 +481,15 @@ static int setup_console(struct run_state *st, const struct monitor_config *c)
 	}
 	return 0;
 }
+/* The signals that stop the VM cleanly: ^C, kill, and the terminal
+ * going away (a closed ssh session). */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
 
 static int setup_signals(struct run_state *st)
 {
@@ -474,11 +497,9 @@ static int setup_signals(struct run_state *st)
 
 	/* Block before the vCPU threads exist so they inherit the mask and
 	 * the signals queue for the signalfd. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
+	stop_signals(&set);
 	if (pthread_sigmask(SIG_BLOCK, &set, &st->old_mask) != 0)
-		return vm__err(EINVAL, "cannot block SIGINT/SIGTERM");
+		return vm__err(EINVAL, "cannot block SIGINT/SIGTERM/SIGHUP");
 	st->mask_changed = true;
 	st->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (st->sig_fd < 0)
@@ -502,9 +523,7 @@ static int teardown(struct run_state *st)
 		 * unblocking, so they do not kill us after a clean stop. */
 		struct timespec zero = { 0, 0 };
 		sigset_t set;
-		sigemptyset(&set);
-		sigaddset(&set, SIGINT);
-		sigaddset(&set, SIGTERM);
+		stop_signals(&set);
 		while (sigtimedwait(&set, NULL, &zero) > 0)
 			;
 		pthread_sigmask(SIG_SETMASK, &st->old_mask, NULL);

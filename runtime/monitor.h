@@ -4,9 +4,12 @@
  * monitor__run() builds the machine (RAM, vCPUs, in-kernel irqchip and
  * PIT, UART, i8042, RTC, MP table, PCI bus with virtio devices), loads a
  * Linux bzImage or a PVH vmlinux (boot-pvh.h), restricts the process
- * with seccomp and runs until the guest powers off, a vCPU fails, or
- * SIGINT/SIGTERM/the console escape arrives.  It never prints: the guest's console goes to console_fd and
- * everything else comes back in struct monitor_result.
+ * with seccomp and runs until the guest powers off, a vCPU fails,
+ * SIGINT/SIGTERM/SIGHUP or the console escape arrives, or the console's
+ * reader goes away (the caller should ignore SIGPIPE: the UART's writes
+ * to such a console then fail instead of killing the process).  It never
+ * prints: the guest's console goes to console_out_fd and everything else
+ * comes back in struct monitor_result.
  */
 #ifndef RUNTIME_MONITOR_H
 #define RUNTIME_MONITOR_H

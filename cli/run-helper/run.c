@@ -107,7 +107,7 @@ static int run_qemu(struct run_args *a, bool use_kvm)
 {
 	struct qemu_engine_config qc;
 	struct qemu_engine_result res;
-	struct sigaction sa, old_int, old_term;
+	struct sigaction sa, old_int, old_term, old_hup;
 	int file_fd, in_fd, out_fd, rc;
 	bool raw;
 
@@ -136,18 +136,27 @@ static int run_qemu(struct run_args *a, bool use_kvm)
 	qc.console_out_fd = out_fd;
 	qc.console_in_fd = in_fd;
 	qc.console_escape = raw;
+	qc.inherit_fds = a->inherit_fds;
+	qc.nr_inherit_fds = a->nr_inherit_fds;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = qemu_stop_handler;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
+	sigaction(SIGHUP, &sa, &old_hup);
 	rc = qemu_engine__run(&qc, &res);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
+	sigaction(SIGHUP, &old_hup, NULL);
 	if (file_fd >= 0)
 		close(file_fd);
 	if (res.stopped_by_signal) {
 		fprintf(stderr, "appliance: run: stopped by a signal\n");
+		return EXIT_OK;
+	}
+	if (res.console_closed) {
+		fprintf(stderr, "appliance: run: the console was closed; "
+			"the VM was stopped\n");
 		return EXIT_OK;
 	}
 	if (rc < 0) {
@@ -280,6 +289,9 @@ static int run_appliance(struct run_args *a)
 	}
 	a->mc.kernel = l->kernel;
 	a->mc.initrd = l->initrd[0] ? l->initrd : NULL;
+	a->inherit_fds[a->nr_inherit_fds++] = l->kernel_fd;
+	if (l->initrd_fd >= 0)
+		a->inherit_fds[a->nr_inherit_fds++] = l->initrd_fd;
 	a->mc.cmdline = cmdline;
 	if (!a->mem_given)
 		a->mc.mem_size = l->pkg->memory;
@@ -341,5 +353,10 @@ int main(int argc, char **argv)
 			   "by hand");
 		return EXIT_USAGE;
 	}
+	/* A console or stderr whose reader went away (`appliance run ... |
+	 * head`) must not kill us outright, leaving the VM's disks
+	 * unflushed: writes to it fail instead, and the engines notice the
+	 * closed console and stop the VM cleanly. */
+	signal(SIGPIPE, SIG_IGN);
 	return run_main(argc - 1, argv + 1);
 }
