@@ -82,6 +82,7 @@ int img_serve(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);   /* its terminal closing */
 	signal(SIGPIPE, SIG_IGN);
 	if (so.socket_path)
 		fprintf(stderr, "appliance: serving %s%s on nbd+unix:///%s"

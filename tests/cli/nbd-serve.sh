@@ -68,6 +68,16 @@ python3 "$TOP/tests/cli/nbd_hostile.py" "$SOCK"
 t_check "server survived the hostile clients" kill -0 "$SERVER"
 stop_server
 
+# SIGHUP (the terminal closing) stops it as SIGTERM does: written data
+# flushed, the socket removed.
+qemu-img create -q -f raw hup.raw 8M
+start_server hup.raw
+qemu-io -f raw -c "write -P 0x6b 0 64k" "$URI" >/dev/null
+kill -HUP "$SERVER"; wait "$SERVER"; SERVER_RC=$?
+t_check "SIGHUP stops the server cleanly" [ "$SERVER_RC" = 0 ]
+t_check "  ... the socket is gone" [ ! -e "$SOCK" ]
+t_check "  ... the write is in the image" sh -c "qemu-io -f raw -c 'read -P 0x6b 0 64k' hup.raw | grep -q 'read 65536'"
+
 # fio's nbd engine, briefly (the benchmark runs it for real).
 if fio --enghelp 2>/dev/null | grep -qw nbd; then
 	qemu-img create -q -f raw f.raw 64M
