@@ -14,10 +14,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -178,12 +182,128 @@ static int publish(struct build_ctx *c, const char *out)
 	return rc;
 }
 
+/* ---- work left by killed builds --------------------------------------
+ *
+ * A build works in CACHE/work/build-XXXXXX and writes its output to
+ * OUTPUT.tmp-PID, and removes both when it ends, however it fails.  A
+ * build killed outright (SIGKILL, the OOM killer, a power cut) cannot:
+ * it would leave a whole root filesystem behind at every kill.  So each
+ * build holds an exclusive flock on WORK/lock while it lives (the
+ * descriptor is close-on-exec: a build command left running does not
+ * keep a dead build's lock) and records its OUTPUT.tmp-PID in
+ * WORK/outtmp; the next build that uses the cache removes every work
+ * directory whose lock it can take, and the output directory named in
+ * it. */
+
+#define STALE_UNLOCKED_AGE 600   /* seconds: no lock file yet (a build
+                                    between mkdtemp and flock), or one
+                                    from before locks */
+
+static int work_lock(struct build_ctx *c)
+{
+	char *lock = build__path(c->work, "lock");
+	char *rec = build__path(c->work, "outtmp");
+	char *cwd = c->outtmp[0] == '/' ? NULL : getcwd(NULL, 0);
+	/* Absolute: the build that finds it may run elsewhere. */
+	char *abs = cwd ? build__path(cwd, c->outtmp) : strdup(c->outtmp);
+	int rc = 0;
+
+	if (!lock || !rec || !abs) {
+		rc = build__err(ENOMEM, "out of memory");
+		goto out;
+	}
+	c->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+			  0600);
+	if (c->lock_fd < 0 || flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = build__err(errno, "%s: %s", lock, strerror(errno));
+		goto out;
+	}
+	rc = build__write_file(rec, abs, strlen(abs), 0600);
+out:
+	free(lock);
+	free(rec);
+	free(cwd);
+	free(abs);
+	return rc;
+}
+
+/* Whether work directory dir (a build-* entry of the work folder) was
+ * left by a build that is no longer running. */
+static bool work_is_stale(const char *dir)
+{
+	char *lock = build__path(dir, "lock");
+	struct stat st;
+	bool stale = false;
+	int fd;
+
+	if (!lock)
+		return false;
+	fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		stale = flock(fd, LOCK_EX | LOCK_NB) == 0;
+		close(fd);   /* drops the lock we may have taken */
+	} else if (errno == ENOENT && lstat(dir, &st) == 0) {
+		stale = time(NULL) - st.st_mtime > STALE_UNLOCKED_AGE;
+	}
+	free(lock);
+	return stale;
+}
+
+/* The OUTPUT.tmp-PID a stale work directory recorded, if it still looks
+ * like one (the file is ours, but it is read back, so checked). */
+static void remove_stale_output(const char *dir)
+{
+	char *rec = build__path(dir, "outtmp");
+	char path[PATH_MAX];
+	const char *tmp;
+	ssize_t n = -1;
+	int fd;
+
+	if (rec && (fd = open(rec, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		n = read(fd, path, sizeof(path) - 1);
+		close(fd);
+	}
+	free(rec);
+	if (n <= 0)
+		return;
+	path[n] = 0;
+	tmp = strstr(path, ".tmp-");
+	if (!tmp || path[0] != '/' || strspn(tmp + 5, "0123456789") !=
+	    strlen(tmp + 5) || !tmp[5])
+		return;
+	build__rm_rf_one_fs(path);
+}
+
+/* Remove what killed builds left under workparent; best effort, and
+ * silent: it is not this build's failure if some of it stays. */
+static void sweep_stale_work(const char *workparent)
+{
+	DIR *d = opendir(workparent);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "build-", 6) != 0)
+			continue;
+		char *dir = build__path(workparent, e->d_name);
+		if (dir && work_is_stale(dir)) {
+			remove_stale_output(dir);
+			build__rm_rf_one_fs(dir);
+		}
+		free(dir);
+	}
+	closedir(d);
+}
+
 static void ctx_free(struct build_ctx *c)
 {
 	if (c->log_fd >= 0)
 		close(c->log_fd);
 	if (c->work)
 		build__rm_rf(c->work);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
 	free(c->cache);
 	free(c->work);
 	free(c->root);
@@ -203,7 +323,8 @@ static void ctx_free(struct build_ctx *c)
 int builder__build(const struct recipe *r, const struct build_opts *o)
 {
 	static const struct build_opts no_opts = { 0 };
-	struct build_ctx c = { .r = r, .o = o ? o : &no_opts, .log_fd = -1 };
+	struct build_ctx c = { .r = r, .o = o ? o : &no_opts, .log_fd = -1,
+			       .lock_fd = -1 };
 	const struct step *steps;
 	size_t n_steps;
 	char *out = NULL, *failed_log = NULL;
@@ -246,6 +367,8 @@ int builder__build(const struct recipe *r, const struct build_opts *o)
 		goto done;
 	char *workparent = build__path(c.cache, "work");
 	rc = workparent ? build__mkdir_p(workparent, 0755) : -ENOMEM;
+	if (rc == 0)
+		sweep_stale_work(workparent);
 	if (rc == 0 && asprintf(&c.work, "%s/build-XXXXXX", workparent) < 0)
 		c.work = NULL;
 	free(workparent);
@@ -265,6 +388,8 @@ int builder__build(const struct recipe *r, const struct build_opts *o)
 		rc = build__err(ENOMEM, "out of memory");
 		goto done;
 	}
+	if ((rc = work_lock(&c)) < 0)
+		goto done;
 	if (mkdir(c.root, 0755) < 0 || chmod(c.root, 0755) < 0) {
 		rc = build__err(errno, "%s: %s", c.root, strerror(errno));
 		goto done;

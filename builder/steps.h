@@ -26,6 +26,7 @@ struct build_ctx {
 	char *root;           /* work/root: the root filesystem tree */
 	char *outtmp;         /* temporary output directory */
 	int log_fd;           /* build log (append) */
+	int lock_fd;          /* flock on work/lock: this build is alive */
 	char *log_path;
 
 	/* kernel */
@@ -81,6 +82,10 @@ int build__cancelled(struct build_ctx *c);
 char *build__path(const char *a, const char *b); /* a/b, malloc'ed */
 int build__mkdir_p(const char *path, mode_t mode);
 int build__rm_rf(const char *path);
+/* The same, never crossing into another file system: for trees a process
+ * we do not control may have mounted something in (what is on another
+ * file system, and the directories above it, stay). */
+int build__rm_rf_one_fs(const char *path);
 int build__copy_file(const char *src, const char *dst, mode_t mode);
 int build__write_file(const char *path, const void *data, size_t len,
 		      mode_t mode);

@@ -364,7 +364,7 @@ static int rm_cb(const char *path, const struct stat *st, int flag,
 	return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-int build__rm_rf(const char *path)
+static int rm_tree(const char *path, int flags)
 {
 	struct stat st;
 
@@ -374,10 +374,20 @@ int build__rm_rf(const char *path)
 	if (!S_ISDIR(st.st_mode))
 		return unlink(path) < 0 ? build__err(errno, "unlink %s: %s",
 						     path, strerror(errno)) : 0;
-	if (nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS) < 0)
+	if (nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS | flags) < 0)
 		return build__err(errno, "removing %s: %s", path,
 				  strerror(errno));
 	return 0;
+}
+
+int build__rm_rf(const char *path)
+{
+	return rm_tree(path, 0);
+}
+
+int build__rm_rf_one_fs(const char *path)
+{
+	return rm_tree(path, FTW_MOUNT);
 }
 
 int build__write_file(const char *path, const void *data, size_t len,

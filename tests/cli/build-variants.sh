@@ -152,4 +152,23 @@ t_check "nothing at the output path" test ! -e slowout
 t_check "no temporary output left" sh -c '! ls -d slowout.tmp-* 2>/dev/null | grep -q .'
 t_check "scratch directory removed" sh -c '[ -z "$(ls pcache/work)" ]'
 
+# Killed outright (SIGKILL, the OOM killer): no cleanup is possible, so
+# the next build that uses the cache removes what it left.
+"$APPLIANCE" build -q --cache pcache -o killout slow/recipe.toml > kill.out 2>&1 &
+bpid=$!
+n=0
+while [ $n -lt 100 ] && ! pgrep -fx "sleep $SLEEPN" >/dev/null; do sleep 0.2; n=$((n + 1)); done
+live=$(ls pcache/work)
+(cd evil && "$APPLIANCE" build -q --cache ../pcache -o out2 recipe.toml) > evil2.out 2>&1
+t_check "a build running meanwhile leaves a live build's work alone" sh -c '[ -n "$1" ] && [ -d "pcache/work/$1" ] && kill -0 $2' - "$live" "$bpid"
+kill -KILL $bpid
+wait $bpid 2>/dev/null
+pkill -fx "sleep $SLEEPN"   # the build command it left running
+t_check "a killed build leaves its work directory" sh -c '[ -n "$(ls pcache/work)" ]'
+t_check "  ... and its temporary output" sh -c 'ls -d killout.tmp-* 2>/dev/null | grep -q .'
+# Any build will do, even one that fails (the hostile tarball above).
+(cd evil && "$APPLIANCE" build -q --cache ../pcache -o out2 recipe.toml) > evil3.out 2>&1
+t_check "the next build removes the work directory" sh -c '[ -z "$(ls pcache/work)" ]'
+t_check "  ... and the temporary output" sh -c '! ls -d killout.tmp-* 2>/dev/null | grep -q .'
+
 t_done
