@@ -95,38 +95,6 @@ static void pci_irq(void *opaque, int line, int level)
 	vm__irq_line(opaque, (uint32_t)line, level);
 }
 
-static void pci_pio(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
-		    bool is_write)
-{
-	uint32_t v = 0;
-
-	if (len > 4) {
-		if (!is_write)
-			memset(data, 0xff, len);
-		return;
-	}
-	if (is_write) {
-		memcpy(&v, data, len);
-		pci__io_write(opaque, (uint16_t)(PCI_CONF1_ADDR_PORT + off),
-			      len, v);
-	} else {
-		pci__io_read(opaque, (uint16_t)(PCI_CONF1_ADDR_PORT + off),
-			     len, &v);
-		memcpy(data, &v, len);
-	}
-}
-
-static void pci_mmio(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
-		     bool is_write)
-{
-	uint64_t gpa = PCI_MMIO_BASE + off;
-
-	if (is_write)
-		pci__mmio_write(opaque, gpa, data, len);
-	else
-		pci__mmio_read(opaque, gpa, data, len);
-}
-
 /* ---- the run --------------------------------------------------------- */
 
 struct run_state {
@@ -297,10 +265,11 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 	if ((rc = pci__bus_new(&pc, &st->pci)) < 0)
 		return vm__err(-rc, "PCI bus: %s", pci__error());
 	if ((rc = bus__register(&vm->pio, PCI_CONF1_ADDR_PORT,
-				PCI_CONF1_PORT_COUNT, pci_pio, st->pci,
-				"pci-conf1")) < 0 ||
+				PCI_CONF1_PORT_COUNT, pci__conf1_access,
+				st->pci, "pci-conf1")) < 0 ||
 	    (rc = bus__register(&vm->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE,
-				pci_mmio, st->pci, "pci-mmio")) < 0)
+				pci__window_access, st->pci,
+				"pci-mmio")) < 0)
 		return rc;
 	/* One slot (and IOAPIC pin) per disk, then virtio-rng, then
 	 * virtio-net if there is a network. */

@@ -37,6 +37,7 @@
 #define RUNTIME_PCI_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Suggested MMIO window for BARs: inside the 32-bit hole below the IOAPIC
@@ -168,6 +169,15 @@ uint64_t pci__bar_addr(struct pci_dev *dev, int bar);
 
 /* Does the bus deliver MSIs (send_msi was given)? */
 int pci__msi_capable(struct pci_bus *bus);
+
+/* The bus as devices on the monitor's buses (bus_io_fn, runtime/vm.h;
+ * opaque is the pci_bus): the configuration mechanism #1 ports,
+ * registered at PCI_CONF1_ADDR_PORT for PCI_CONF1_PORT_COUNT, and the
+ * MMIO window, registered at the bus's mmio_base for its mmio_size. */
+void pci__conf1_access(void *opaque, uint64_t off, uint8_t *data,
+		       uint32_t len, bool is_write);
+void pci__window_access(void *opaque, uint64_t off, uint8_t *data,
+			uint32_t len, bool is_write);
 
 /* Send an MSI on behalf of `dev` (dropped while bus mastering is off, as
  * the device could not write it).  Returns 0, or -ENOTSUP without

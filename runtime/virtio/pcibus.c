@@ -433,3 +433,38 @@ int pci__send_msi(struct pci_dev *dev, uint64_t addr, uint32_t data)
 	bus->cfg.send_msi(bus->cfg.irq_opaque, addr, data);
 	return 0;
 }
+
+/* ---- as devices on the monitor's buses ------------------------------ */
+
+void pci__conf1_access(void *opaque, uint64_t off, uint8_t *data,
+		       uint32_t len, bool is_write)
+{
+	uint32_t v = 0;
+
+	if (len > 4) {
+		if (!is_write)
+			memset(data, 0xff, len);
+		return;
+	}
+	if (is_write) {
+		memcpy(&v, data, len);
+		pci__io_write(opaque, (uint16_t)(PCI_CONF1_ADDR_PORT + off),
+			      len, v);
+	} else {
+		pci__io_read(opaque, (uint16_t)(PCI_CONF1_ADDR_PORT + off),
+			     len, &v);
+		memcpy(data, &v, len);
+	}
+}
+
+void pci__window_access(void *opaque, uint64_t off, uint8_t *data,
+			uint32_t len, bool is_write)
+{
+	struct pci_bus *bus = opaque;
+	uint64_t gpa = (uint64_t)bus->cfg.mmio_base + off;
+
+	if (is_write)
+		pci__mmio_write(bus, gpa, data, len);
+	else
+		pci__mmio_read(bus, gpa, data, len);
+}
