@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -885,10 +886,34 @@ int nbd_server__add_client(struct nbd_server *s, int fd)
 
 /* ---- listening ------------------------------------------------------- */
 
+/* A socket file at path that nobody listens on any more: a server that
+ * was killed before it could remove it.  Only a socket is ever removed,
+ * and only when connecting to it is refused.  0 removed; else why not. */
+static const char *remove_stale_socket(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return strerror(errno);
+	if (!S_ISSOCK(st.st_mode))
+		return "exists and is not a socket";
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return strerror(errno);
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	close(fd);
+	if (r == 0)
+		return "another server is listening on it";
+	if (errno != ECONNREFUSED)
+		return strerror(errno);
+	return unlink(sa->sun_path) < 0 ? strerror(errno) : NULL;
+}
+
 static int listen_unix(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
+	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return nbd_err(ENAMETOOLONG, "%s: socket path too long", path);
@@ -896,8 +921,16 @@ static int listen_unix(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return nbd_err(errno, "socket: %s", strerror(errno));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(fd, 16) < 0) {
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (r < 0 && errno == EADDRINUSE) {
+		const char *why = remove_stale_socket(&sa);
+		if (why) {
+			close(fd);
+			return nbd_err(EADDRINUSE, "%s: %s", path, why);
+		}
+		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	}
+	if (r < 0 || listen(fd, 16) < 0) {
 		int e = errno;
 		close(fd);
 		return nbd_err(e, "%s: %s", path, strerror(e));

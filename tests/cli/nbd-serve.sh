@@ -78,6 +78,22 @@ t_check "SIGHUP stops the server cleanly" [ "$SERVER_RC" = 0 ]
 t_check "  ... the socket is gone" [ ! -e "$SOCK" ]
 t_check "  ... the write is in the image" sh -c "qemu-io -f raw -c 'read -P 0x6b 0 64k' hup.raw | grep -q 'read 65536'"
 
+# A server killed outright leaves its socket file; the next one on that
+# path takes it over.  A live server's socket, or a file that is not a
+# socket, is never taken.
+start_server hup.raw
+kill -KILL "$SERVER"; wait "$SERVER" 2>/dev/null
+t_check "a killed server leaves its socket" [ -S "$SOCK" ]
+t_check "  ... which the next server takes over" start_server hup.raw
+t_check "  ... and serves" sh -c "nbdinfo '$URI' | grep -q 'export-size: 8388608'"
+t_fail "a second server on a live socket is refused" 1 timeout 10 $A img serve --socket "$SOCK" hup.raw
+t_check "  ... saying so" sh -c "timeout 10 $A img serve --socket '$SOCK' hup.raw 2>&1 | grep -q 'another server is listening on it'"
+t_check "  ... and the first still serves" sh -c "nbdinfo '$URI' | grep -q 'export-size: 8388608'"
+stop_server
+echo precious > notasocket
+t_fail "a path that is not a socket is refused" 1 timeout 10 $A img serve --socket notasocket hup.raw
+t_check "  ... and left as it was" [ "$(cat notasocket)" = precious ]
+
 # fio's nbd engine, briefly (the benchmark runs it for real).
 if fio --enghelp 2>/dev/null | grep -qw nbd; then
 	qemu-img create -q -f raw f.raw 64M
