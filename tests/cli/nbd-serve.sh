@@ -84,7 +84,11 @@ t_check "  ... the write is in the image" sh -c "qemu-io -f raw -c 'read -P 0x6b
 start_server hup.raw
 kill -KILL "$SERVER"; wait "$SERVER" 2>/dev/null
 t_check "a killed server leaves its socket" [ -S "$SOCK" ]
-t_check "  ... which the next server takes over" start_server hup.raw
+# (not start_server, which removes the socket first)
+"$A" img serve --socket "$SOCK" hup.raw 2>server.log &
+SERVER=$!
+for i in $(seq 100); do nbdinfo "$URI" >/dev/null 2>&1 && break; sleep 0.05; done
+t_check "  ... which the next server takes over" kill -0 "$SERVER"
 t_check "  ... and serves" sh -c "nbdinfo '$URI' | grep -q 'export-size: 8388608'"
 t_fail "a second server on a live socket is refused" 1 timeout 10 $A img serve --socket "$SOCK" hup.raw
 t_check "  ... saying so" sh -c "timeout 10 $A img serve --socket '$SOCK' hup.raw 2>&1 | grep -q 'another server is listening on it'"
