@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -765,6 +766,36 @@ static int pull_local(const char *cache, const char *ref, char **path)
 	return rc;
 }
 
+/* Two pulls of the same package at once (two `appliance run URL` in a
+ * script) would both resume into one partial file, interleaving their
+ * bytes.  Each holds an exclusive lock on locks/HASH (a file of its own,
+ * never renamed or removed, so every pull locks the same inode; empty,
+ * one per package ever pulled) from before it looks at the cache until
+ * the package is admitted; the second then finds it cached, or resumes
+ * what the first left.  The lock goes with the process however it ends.
+ * A descriptor, or -errno. */
+static int lock_pull(const char *cache, const char *hx)
+{
+	char lk[4400];
+	int fd, rc;
+
+	snprintf(lk, sizeof(lk), "%s/locks", cache);
+	if ((rc = mkdir_p(lk)) < 0)
+		return rc;
+	snprintf(lk, sizeof(lk), "%s/locks/%s", cache, hx);
+	fd = open(lk, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return repo_err(errno, "%s: %s", lk, strerror(errno));
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return repo_err(e, "%s: %s", lk, strerror(e));
+		}
+	}
+	return fd;
+}
+
 int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	       char **path)
 {
@@ -777,7 +808,7 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	int64_t now = o->now ? o->now : (int64_t)time(NULL);
 	uint8_t sha[32];
 	uint64_t got;
-	int rc;
+	int rc, lock = -1;
 
 	*path = NULL;
 	if ((rc = repo__cache_dir(cache, sizeof(cache))) < 0)
@@ -799,11 +830,14 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		EVP_Digest(ref, rl, h, &hl, EVP_sha256(), NULL);
 		hex(h, 16, hx);
 		snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
+		if ((lock = lock_pull(cache, hx)) < 0)
+			return lock;
 		rc = fetch_to_file(ref, part, 0, 64ull << 30, o, sha, &got);
 		if (rc == 0)
 			rc = admit(part, cache, NULL, NULL, o, true, path);
 		if (rc < 0)
 			unlink(part);
+		close(lock);
 		return rc;
 	}
 
@@ -873,6 +907,13 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		    (rc = write_atomic(sp, num, strlen(num))) < 0)
 			goto out;
 	}
+	char hx[65];
+	hex(e->sha256, 32, hx);
+	snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
+	if ((lock = lock_pull(cache, hx)) < 0) {
+		rc = lock;
+		goto out;
+	}
 	/* Already cached with exactly these bytes: nothing to download. */
 	{
 		char have[4400];
@@ -888,9 +929,6 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 			goto out;
 		}
 	}
-	char hx[65];
-	hex(e->sha256, 32, hx);
-	snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
 	snprintf(url, sizeof(url), "%s/%s", base, e->path);
 	rc = fetch_to_file(url, part, e->size, e->size, o, sha, &got);
 	if (rc < 0) {
@@ -911,6 +949,8 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	if (rc < 0)
 		unlink(part);
 out:
+	if (lock >= 0)
+		close(lock);
 	free(text);
 	free(sigtext);
 	repo__index_free(&idx);

@@ -65,6 +65,17 @@ t_check "pull NAME finds the cached one" sh -c "$A pull tiny | grep -q tiny-1.0.
 t_run "inspect says trusted" sh -c "$A inspect '$APPLIANCE_CACHE/packages/tiny-1.0.appliance' | grep -q 'trusted$'"
 t_run "verify --full of the cached package" $A verify --full "$APPLIANCE_CACHE/packages/tiny-1.0.appliance"
 
+# Two pulls of the same package at once, into an empty cache, with the
+# download slow enough that they overlap: both succeed, one downloads.
+: > repo/requests.log
+(APPLIANCE_CACHE=$T_TMP/cache-twice $A pull "$URL/slow/tiny" >twice1.out 2>&1; echo $? >twice1.st) &
+p1=$!
+(APPLIANCE_CACHE=$T_TMP/cache-twice $A pull "$URL/slow/tiny" >twice2.out 2>&1; echo $? >twice2.st) &
+wait $p1 $!
+t_check "two pulls of one package at once both succeed" [ "$(cat twice1.st)$(cat twice2.st)" = 00 ]
+t_check "  ... the package is downloaded once" [ "$(grep -c 'slow/packages/' repo/requests.log)" = 1 ]
+t_run "  ... and verifies" $A verify --full "$T_TMP/cache-twice/packages/tiny-1.0.appliance"
+
 # Version 2 published: pulls see it, and version 1's index is then a rollback.
 t_run "publish 2.0" $A publish tiny-2.0.appliance --repo repo --key k1.key
 t_check "index version went up" grep -q '^version = 2' repo/index.toml

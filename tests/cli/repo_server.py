@@ -11,6 +11,8 @@ support.  The first path component picks a behaviour:
                   the whole file with 200 (an old server or proxy)
   /endless/PATH   files under packages/ never end: the real bytes, then
                   junk, without a Content-Length (bounded to 64 MiB extra)
+  /slow/PATH      files under packages/ trickle out (16 KiB per 20 ms), so
+                  that two clients overlap
   /old/PATH       serves ROOT/old/PATH (a saved, older repository state);
                   so does /ok/PATH while the file ROOT/replay exists
 Every request line is appended to ROOT/requests.log.
@@ -92,7 +94,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
         try:
-            self.wfile.write(body)
+            if mode == "slow" and rel.startswith("packages/"):
+                import time
+                for i in range(0, len(body), 16384):
+                    self.wfile.write(body[i:i + 16384])
+                    self.wfile.flush()
+                    time.sleep(0.02)
+            else:
+                self.wfile.write(body)
         except OSError:
             pass   # the client hung up (refusing a reply is its right)
 
