@@ -36,47 +36,6 @@
 #define LOW_SIZE (192u * 1024)   /* the first region */
 #define HIGH_SIZE (64u * 1024)   /* right after it in GPA */
 
-static struct virtio_dev *new_device(unsigned kind, int read_only,
-				     const struct guest_mem *mem,
-				     imgfmt_image **img, int *peer)
-{
-	static const uint8_t zeros[4096];
-	struct virtio_dev *vdev = NULL;
-	char path[64];
-
-	if (kind == 0) {
-		int fd = fuzz__file(zeros, sizeof zeros, path);
-		if (fd < 0)
-			return NULL;
-		struct imgfmt_open_opts o = {
-			.flags = read_only ? 0 : IMGFMT_OPEN_RDWR,
-			.format = "raw",
-		};
-		struct virtio_blk_opts bo = { .read_only = read_only };
-		if (ftruncate(fd, 1 << 20) == 0 &&
-		    imgfmt__open(path, &o, img) == 0 &&
-		    virtio_blk__new(*img, &bo, mem, &vdev) < 0) {
-			imgfmt__close(*img);
-			*img = NULL;
-		}
-		close(fd);
-	} else if (kind == 1) {
-		virtio_rng__new(mem, &vdev);
-	} else {
-		int sv[2];
-		struct net_backend *be;
-		struct virtio_net_opts no = { .queue_size = 0 };
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-			return NULL;
-		if (net_stream__new(sv[0], &be) == 0 &&
-		    virtio_net__new(be, &no, mem, &vdev) == 0)
-			*peer = sv[1];
-		else
-			close(sv[1]);
-	}
-	return vdev;
-}
-
 static void no_signal(struct virtio_dev *v, unsigned bits, int q)
 {
 	(void)v;
@@ -115,8 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	imgfmt_image *img = NULL;
 	int peer = -1;
-	struct virtio_dev *vdev = new_device(kind, (data[0] & 16) != 0,
-					     &mem, &img, &peer);
+	struct virtio_dev *vdev = fuzz__virtio_device(kind,
+						      (data[0] & 16) != 0,
+						      &mem, &img, &peer);
 	if (!vdev)
 		abort(); /* setup, not the input, failed */
 	vdev->signal = no_signal;

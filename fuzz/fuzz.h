@@ -25,4 +25,16 @@ int fuzz__file(const uint8_t *data, size_t size, char path[64]);
  * checksum right by chance. */
 void fuzz__fix_avd_header(uint8_t *h);
 
+struct guest_mem;
+struct imgfmt_image;
+struct virtio_dev;
+
+/* A virtio device over guest memory mem, as the monitor makes them:
+ * kind 0 virtio-blk on a 1 MiB raw disk (read-only if asked; *img is
+ * the image to close after the device), 1 virtio-rng, 2 virtio-net over
+ * a socketpair (*peer is the other end, to close).  NULL on failure. */
+struct virtio_dev *fuzz__virtio_device(unsigned kind, int read_only,
+				       const struct guest_mem *mem,
+				       struct imgfmt_image **img, int *peer);
+
 #endif /* FUZZ_FUZZ_H */

@@ -4,7 +4,7 @@
 #   APPLIANCE=build/appliance sh fuzz/seeds.sh OUTDIR
 #
 # writes OUTDIR/TARGET/ for each target (image, package, text, nbd,
-# virtio): small valid inputs of every format (made by our own writers
+# virtio, devices): small valid inputs of every format (made by our own writers
 # and by qemu-img), so that libFuzzer starts from deep inside each
 # parser rather than at its magic number.  Each image seed appears twice: mode byte 0 (detect,
 # read-only) and 8 (detect, read-write), AVD and VHD ones also with mode
@@ -16,7 +16,8 @@ case $APPLIANCE in /*) ;; *) APPLIANCE=$(pwd)/$APPLIANCE ;; esac
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-mkdir -p "$OUT/image" "$OUT/package" "$OUT/text" "$OUT/nbd" "$OUT/virtio"
+mkdir -p "$OUT/image" "$OUT/package" "$OUT/text" "$OUT/nbd" "$OUT/virtio" \
+	"$OUT/devices"
 
 # Some data at the start, in the middle and at the end of a 1 MiB disk.
 data() {
@@ -213,6 +214,83 @@ seeds = {
                   [(bytes(1526), True)]], 2, indirect=False),
 }
 for name, data in seeds.items():
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
+PY
+
+# Register-level sessions for fuzz-devices.c: a PCI bus scan, the
+# legacy devices poked, and for each virtio device the driver's whole
+# bring-up (features, a queue, DRIVER_OK), a request in guest RAM and
+# the notify, in the target's operation encoding.
+python3 - "$OUT/devices" <<'PY'
+import os, struct, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+SIZES = {1: 0, 2: 1, 4: 2, 8: 3}
+
+def pio(port, size, value=None):
+    op = 0 | (SIZES[size] << 3) | (4 if value is not None else 0)
+    b = bytes([op]) + struct.pack("<H", port)
+    return b + (value.to_bytes(size, "little") if value is not None else b"")
+
+def mmio(off, size, value=None):
+    op = 1 | (SIZES[size] << 3) | (4 if value is not None else 0)
+    b = bytes([op]) + off.to_bytes(3, "little")
+    return b + (value.to_bytes(size, "little") if value is not None else b"")
+
+def ram(gpa, data):
+    data = data + bytes(-len(data) % 8)
+    return b"".join(bytes([2]) + (gpa + i).to_bytes(3, "little") +
+                    data[i:i + 8] for i in range(0, len(data), 8))
+
+def conf(slot, reg, size=4, value=None):
+    a = 0x80000000 | (slot << 11) | (reg & 0xFC)
+    return pio(0xCF8, 4, a) + pio(0xCFC + (reg & 3), size, value)
+
+scan = b"".join(conf(s, r) for s in range(5) for r in (0, 8, 0x10, 0x34))
+# BAR sizing, as firmware does: all ones, read back, restore.
+scan += conf(1, 0x10, 4, 0xFFFFFFFF) + conf(1, 0x10) + conf(1, 0x10, 4, 0xE0000000)
+legacy = (pio(0x3F8 + 3, 1, 0x80) + pio(0x3F8, 1, 1) + pio(0x3F8 + 3, 1, 3) +
+          pio(0x3F8 + 1, 1, 0xF) + pio(0x3F8, 1, 0x41) + pio(0x3F8 + 5, 1) +
+          pio(0x3F8 + 2, 1) + bytes([3, 0x42]) + pio(0x3F8, 1) +
+          pio(0x70, 1, 0x0A) + pio(0x71, 1) + pio(0x70, 1, 0x0B) + pio(0x71, 1, 0x02) +
+          pio(0x64, 1, 0x20) + pio(0x60, 1) + pio(0x64, 1, 0xAA) + pio(0x60, 1))
+for name, data in (("pci-scan", scan), ("legacy", legacy)):
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
+
+DESC, AVAIL, USED, BUF = 0x10000, 0x11000, 0x12000, 0x13000
+def bringup(k, features_lo, queue, qsize, chain):
+    bar = 0x4000 * k
+    c = lambda reg, size, v: mmio(bar + reg, size, v)
+    s = c(0x14, 1, 0) + c(0x14, 1, 1) + c(0x14, 1, 3)
+    s += c(0x08, 4, 1) + c(0x0C, 4, 1) + c(0x08, 4, 0) + c(0x0C, 4, features_lo)
+    s += c(0x14, 1, 0xB) + mmio(bar + 0x14, 1)
+    s += c(0x16, 2, queue) + mmio(bar + 0x18, 2) + c(0x18, 2, qsize)
+    s += c(0x1A, 2, 0) + c(0x10, 2, 1)
+    s += c(0x20, 4, DESC) + c(0x24, 4, 0) + c(0x28, 4, AVAIL) + c(0x2C, 4, 0)
+    s += c(0x30, 4, USED) + c(0x34, 4, 0) + c(0x1C, 2, 1) + c(0x14, 1, 0xF)
+    descs, at = b"", BUF
+    for i, (data, writable) in enumerate(chain):
+        s += ram(at, data)
+        flags = (2 if writable else 0) | (1 if i + 1 < len(chain) else 0)
+        descs += struct.pack("<QIHH", at, len(data), flags, i + 1)
+        at += (len(data) + 15) & ~15
+    s += ram(DESC, descs) + ram(AVAIL, struct.pack("<HHH", 0, 1, 0))
+    s += mmio(bar + 0x3000 + 4 * queue, 2, queue)
+    s += mmio(bar + 0x1000, 1) + mmio(bar + 0x2000, 8) + mmio(bar + 0x2000, 4)
+    return s
+
+blk_read = [(struct.pack("<IIQ", 0, 0, 0), False), (bytes(512), True), (bytes(1), True)]
+blk_write = [(struct.pack("<IIQ", 1, 0, 1), False), (b"w" * 512, False), (bytes(1), True)]
+rng = [(bytes(64), True)]
+net_tx = [(bytes(12) + b"\xff" * 6 + b"\x02" * 6 + b"\x08\x00" + bytes(46), False)]
+net_rx = [(bytes(1526), True)]
+for name, data in (("blk-read", bringup(0, 0, 0, 8, blk_read)),
+                   ("blk-write-indirect-eventidx", bringup(0, 3 << 28, 0, 8, blk_write)),
+                   ("rng", bringup(1, 0, 0, 4, rng)),
+                   ("net-tx", bringup(2, 0, 1, 8, net_tx)),
+                   ("net-rx", bringup(2, 0, 0, 8, net_rx))):
     with open(os.path.join(out, name), "wb") as f:
         f.write(data)
 PY

@@ -21,7 +21,7 @@ done
 
 if APPLIANCE=$APPLIANCE sh "$TOP/fuzz/seeds.sh" seeds >seeds.log 2>&1; then
 	t_pass "fuzz seeds made"
-	for target in image package text nbd virtio; do
+	for target in image package text nbd virtio devices; do
 		t_check "fuzz seeds $target present" \
 			[ -n "$(ls seeds/$target)" ]
 		t_run "fuzz seeds $target" \
