@@ -308,16 +308,32 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 	struct repo_index idx = { 0 };
 	char path[4096], *text = NULL, *sigtext = NULL;
 	size_t len;
-	int rc;
+	int rc, lock;
 
 	snprintf(path, sizeof(path), "%s/packages", dir);
 	if ((rc = mkdir_p(path)) < 0)
 		return rc;
+	/* Read the index, add to it, write it: two publishes at once would
+	 * both add to the same version and the second would drop the
+	 * first's entries.  The repository directory itself is the lock
+	 * (no lock file for the web server to serve). */
+	lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock < 0)
+		return repo_err(errno, "%s: %s", dir, strerror(errno));
+	while ((rc = flock(lock, LOCK_EX)) < 0 && errno == EINTR)
+		;
+	if (rc < 0) {
+		rc = repo_err(errno, "%s: cannot lock the repository against "
+			      "another publish: %s", dir, strerror(errno));
+		close(lock);
+		return rc;
+	}
 	snprintf(path, sizeof(path), "%s/%s", dir, REPO_INDEX);
 	if (access(path, F_OK) == 0) {
 		if ((rc = read_small_file(path, REPO_MAX_INDEX, &text, &len)) ||
 		    (rc = repo__index_parse(text, len, &idx))) {
 			free(text);
+			close(lock);
 			return rc;
 		}
 		free(text);
@@ -327,6 +343,7 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 					  (size_t)(idx.nr_entries + n + 1));
 	if (!ents) {
 		repo__index_free(&idx);
+		close(lock);
 		return repo_err(ENOMEM, "out of memory");
 	}
 	idx.entries = ents;
@@ -409,6 +426,7 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 	snprintf(path, sizeof(path), "%s/%s", dir, REPO_INDEX);
 	rc = write_atomic(path, text, strlen(text));
 out:
+	close(lock);
 	free(text);
 	free(sigtext);
 	repo__index_free(&idx);

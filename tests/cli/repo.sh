@@ -40,6 +40,15 @@ t_check "  ... and has no part CVs (SHA-256 is not a tree)" sh -c "! tar -tf sha
 t_run "  ... and it verifies" $A verify --full --key k1.pub sha.appliance
 t_fail "pack --leaf-hash md5 is refused" 2 $A pack b1 -o md5.appliance --leaf-hash md5
 t_check "  ... leaving no file" [ ! -e md5.appliance ]
+# Two publishes into one repository at once (parallel CI jobs): each
+# adds its package to the index, neither drops the other's.
+$A publish tiny-1.0.appliance --repo repo-both --key k1.key >/dev/null 2>&1 &
+p1=$!
+$A publish tiny-2.0.appliance --repo repo-both --key k1.key >/dev/null 2>&1
+wait $p1
+t_check "two publishes at once: both packages are in the index" [ "$(grep -c '^\[\[appliance' repo-both/index.toml)" = 2 ]
+t_check "  ... whose version counts both" grep -q '^version = 2$' repo-both/index.toml
+t_run "  ... and whose signature verifies" minisign -Vm repo-both/index.toml -p k1.pub
 t_run "publish 1.0" $A publish tiny-1.0.appliance --repo repo --key k1.key
 t_check "index is signed" [ -s repo/index.toml.minisig ]
 t_run "stock minisign verifies the index" minisign -Vm repo/index.toml -p k1.pub
