@@ -687,16 +687,19 @@ static int verify_index_sig(const char *text, size_t len, const char *sigtext,
 }
 
 /* The highest index version seen from a repository URL. */
+/* state/H.version for repository URL base; id gets "state-H", the name
+ * of its lock in locks/. */
 static void state_path(const char *cache, const char *base, char *out,
-		       size_t len)
+		       size_t len, char id[64])
 {
 	uint8_t h[32];
-	char hx[65];
+	char hx[33];
 	unsigned int hl = 32;
 
 	EVP_Digest(base, strlen(base), h, &hl, EVP_sha256(), NULL);
 	hex(h, 16, hx);
 	snprintf(out, len, "%s/state/%s.version", cache, hx);
+	snprintf(id, 64, "state-%s", hx);
 }
 
 /* Check a downloaded package file and move it into the cache. */
@@ -887,9 +890,16 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 			      idx.version);
 		goto out;
 	}
-	char sp[4300], *st = NULL;
+	char sp[4300], sid[64], *st = NULL;
 	size_t stlen;
-	state_path(cache, base, sp, sizeof(sp));
+	state_path(cache, base, sp, sizeof(sp), sid);
+	/* From reading the version seen to recording this one: pulls from
+	 * one repository at once must not record a lower version over a
+	 * higher one (that would re-admit the rollback between them). */
+	if ((lock = lock_pull(cache, sid)) < 0) {
+		rc = lock;
+		goto out;
+	}
 	if (read_small_file(sp, 64, &st, &stlen) == 0) {
 		uint64_t seen = strtoull(st, NULL, 10);
 		free(st);
@@ -925,6 +935,8 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		    (rc = write_atomic(sp, num, strlen(num))) < 0)
 			goto out;
 	}
+	close(lock);
+	lock = -1;
 	char hx[65];
 	hex(e->sha256, 32, hx);
 	snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
