@@ -257,6 +257,20 @@ static void temp_name(char *out, size_t outlen, const char *dst)
 	snprintf(out, outlen, "%s.tmp-%s", dst, sfx);
 }
 
+/* The writer's errors name the temporary file, which is gone by the time
+ * anyone reads them: name the destination the user gave instead. */
+static int name_destination(int r, const char *tmp, const char *dst)
+{
+	const char *msg = imgfmt__error(), *at = strstr(msg, tmp);
+	char buf[1024];
+
+	if (!at)
+		return r;
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - msg), msg, dst,
+		 at + strlen(tmp));
+	return imgfmt_err(-r, "%s", buf);
+}
+
 /* The rename is directory metadata: sync it, or a crash can lose it. */
 static int sync_dir_of(const char *path)
 {
@@ -329,7 +343,7 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	if (r < 0) {
 		if (r != -EEXIST)
 			unlink(tmp);
-		return r;
+		return name_destination(r, tmp, dst_path);
 	}
 	p.src = src;
 	p.size = src->virtual_size;
@@ -398,5 +412,5 @@ fail:
 	imgfmt__writer_abort(p.w);
 fail_unlink:
 	unlink(tmp);
-	return r;
+	return name_destination(r, tmp, dst_path);
 }

@@ -177,4 +177,10 @@ qemu-img convert -O qcow2 src.raw good.qcow2
 head -c 300000 good.qcow2 > trunc.qcow2
 t_fail "truncated qcow2 fails cleanly" 1 $A img convert -O raw trunc.qcow2 trunc.raw
 t_check "no destination after a failed read" [ ! -e trunc.raw ]
+# A write that fails half way (here the file size limit; a full disk
+# alike): the message names the destination, not the temporary file
+# that no longer exists, and nothing is left.
+sh -c 'trap "" XFSZ; ulimit -f 256; exec "$1" img convert -O qcow2 src.raw big.qcow2' - "$A" >efbig.out 2>&1
+t_check "a failed write names the destination" grep -q '^appliance: big.qcow2: write at [0-9]*: File too large' efbig.out
+t_check "  ... and leaves nothing" sh -c "! ls | grep -q 'big.qcow2'"
 t_done
