@@ -686,8 +686,8 @@ static int verify_index_sig(const char *text, size_t len, const char *sigtext,
 	return 0;
 }
 
-/* The highest index version seen from a repository URL. */
-/* state/H.version for repository URL base; id gets "state-H", the name
+/* The highest index version seen from a repository URL is kept in
+ * state/H.version for repository URL base; id gets "state-H", the name
  * of its lock in locks/. */
 static void state_path(const char *cache, const char *base, char *out,
 		       size_t len, char id[64])
@@ -872,13 +872,25 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	if (!want[0])
 		return repo_err(EINVAL, "%s: name the appliance after the "
 				"repository URL (URL/NAME[:VERSION])", ref);
-	snprintf(url, sizeof(url), "%s/%s", base, REPO_INDEX);
-	if ((rc = fetch_small(url, REPO_MAX_INDEX, &text, &len)) < 0)
-		return rc;
-	snprintf(url, sizeof(url), "%s/%s", base, REPO_INDEX_SIG);
-	rc = fetch_small(url, MINISIGN_SIGFILE_MAX, &sigtext, &siglen);
-	if (rc == 0)
-		rc = verify_index_sig(text, len, sigtext, siglen, o, base);
+	/* The index and its signature are two requests: a publish between
+	 * them pairs one version's index with another's signature.  Fetch
+	 * the pair once more before calling it bad; a forged or damaged
+	 * index fails again. */
+	for (int attempt = 0;; attempt++) {
+		snprintf(url, sizeof(url), "%s/%s", base, REPO_INDEX);
+		if ((rc = fetch_small(url, REPO_MAX_INDEX, &text, &len)) < 0)
+			return rc;
+		snprintf(url, sizeof(url), "%s/%s", base, REPO_INDEX_SIG);
+		rc = fetch_small(url, MINISIGN_SIGFILE_MAX, &sigtext, &siglen);
+		if (rc == 0)
+			rc = verify_index_sig(text, len, sigtext, siglen, o,
+					      base);
+		if (rc != -EBADMSG || attempt == 1 || o->insecure)
+			break;
+		free(text);
+		free(sigtext);
+		text = sigtext = NULL;
+	}
 	if (rc < 0 && !o->insecure)
 		goto out;
 	if ((rc = repo__index_parse(text, len, &idx)) < 0)

@@ -90,6 +90,12 @@ t_run "publish 2.0" $A publish tiny-2.0.appliance --repo repo --key k1.key
 t_check "index version went up" grep -q '^version = 2' repo/index.toml
 t_run "pull picks the newest version" sh -c "$A pull '$URL/ok/tiny' | grep -q tiny-2.0"
 t_run "pull NAME:VERSION" sh -c "$A pull '$URL/ok/tiny:1.0' | grep -q tiny-1.0"
+# A publish landing between the index and signature requests: the first
+# pair does not match (1.0's index, 2.0's signature); the pull fetches
+# the pair again and goes on.
+: > repo/requests.log
+t_run "an index and signature of two publishes: fetched again, pulled" sh -c "APPLIANCE_CACHE=$T_TMP/cache-racy $A pull '$URL/racy/tiny' | grep -q tiny-2.0"
+t_check "  ... after asking for the index twice" [ "$(grep -c 'racy/index.toml ' repo/requests.log)" = 2 ]
 touch repo/replay
 t_check "a replayed older index is refused as a rollback" sh -c "! $A pull '$URL/ok/tiny' 2>cerr; grep -q 'older than version 2' cerr"
 rm repo/replay

@@ -13,6 +13,9 @@ support.  The first path component picks a behaviour:
                   junk, without a Content-Length (bounded to 64 MiB extra)
   /slow/PATH      files under packages/ trickle out (16 KiB per 20 ms), so
                   that two clients overlap
+  /racy/PATH      the first GET of index.toml serves ROOT/old/index.toml,
+                  later ones the current one (a publish landing between a
+                  client's index and signature requests)
   /old/PATH       serves ROOT/old/PATH (a saved, older repository state);
                   so does /ok/PATH while the file ROOT/replay exists
 Every request line is appended to ROOT/requests.log.
@@ -51,6 +54,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # (a mirror replaying stale metadata at the same URL).
         replay = mode == "ok" and os.path.exists(os.path.join(ROOT, "replay"))
         base = os.path.join(ROOT, "old") if mode == "old" or replay else ROOT
+        if mode == "racy" and rel == "index.toml":
+            with lock:
+                first = ("racy", rel) not in cut_done
+                cut_done.add(("racy", rel))
+            if first:
+                base = os.path.join(ROOT, "old")
         path = os.path.join(base, rel)
         if not os.path.isfile(path):
             return self.send_error(404)
