@@ -492,6 +492,10 @@ static int dl_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow,
 
 /* GET url (from byte `from`), into d.  Returns 0, or <0 with a message;
  * *http_code receives the status. */
+#define REPO_MIN_RATE 1024L         /* bytes/s, averaged over ... */
+#define REPO_MIN_RATE_TIME 60L      /* ... this many seconds */
+#define REPO_METADATA_TIMEOUT 300L  /* seconds for a whole index or sig */
+
 static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 {
 	static int curl_ready;
@@ -513,9 +517,15 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
 	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-	/* A server that stops sending is a failure, not a hang. */
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+	/* A server that stops sending, or trickles (a slow-retrieval
+	 * attack: a byte now and then keeps a 1 byte/s limit happy for
+	 * weeks), is a failure, not a hang.  A package download cut this
+	 * way is resumed by the next pull; metadata (the index and its
+	 * signature, a few MiB at most) also has a deadline. */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, REPO_MIN_RATE);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, REPO_MIN_RATE_TIME);
+	if (!d->sink)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, REPO_METADATA_TIMEOUT);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dl_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);

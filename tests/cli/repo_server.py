@@ -16,6 +16,8 @@ support.  The first path component picks a behaviour:
   /racy/PATH      the first GET of index.toml serves ROOT/old/index.toml,
                   later ones the current one (a publish landing between a
                   client's index and signature requests)
+  /trickle/PATH   sends 2 bytes a second, forever (a slow-retrieval attack:
+                  faster than 1 byte/s, never done)
   /old/PATH       serves ROOT/old/PATH (a saved, older repository state);
                   so does /ok/PATH while the file ROOT/replay exists
 Every request line is appended to ROOT/requests.log.
@@ -50,6 +52,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) != 2 or ".." in parts[1]:
             return self.send_error(404)
         mode, rel = parts
+        if mode == "trickle":   # whatever the path
+            import time
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 30))
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b"# ")
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:
+                return
         # /old/, or /ok/ while ROOT/replay exists: the saved older state
         # (a mirror replaying stale metadata at the same URL).
         replay = mode == "ok" and os.path.exists(os.path.join(ROOT, "replay"))
