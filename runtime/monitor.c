@@ -5,8 +5,8 @@
  * synchronously on exits, and the caller's thread, which waits in poll()
  * on the stop eventfd, a signalfd for SIGINT/SIGTERM/SIGHUP and the
  * console, feeding keystrokes to the UART and watching for the console's
- * reader going away.  Every thread locks itself down
- * with seccomp before the guest runs.
+ * reader going away.  Every thread locks itself down with seccomp before
+ * the guest runs.
  */
 #include <errno.h>
 #include <fcntl.h>
