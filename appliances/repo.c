@@ -805,7 +805,8 @@ static int pull_local(const char *cache, const char *ref, char **path)
  * the package is admitted; the second then finds it cached, or resumes
  * what the first left.  The lock goes with the process however it ends.
  * A descriptor, or -errno. */
-static int lock_pull(const char *cache, const char *hx)
+static int lock_pull(const char *cache, const char *hx,
+		     const struct repo_pull_opts *o, const char *what)
 {
 	char lk[4400];
 	int fd, rc;
@@ -817,6 +818,10 @@ static int lock_pull(const char *cache, const char *hx)
 	fd = open(lk, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return repo_err(errno, "%s: %s", lk, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return fd;
+	if (errno == EWOULDBLOCK && o->waiting)
+		o->waiting(o->opaque, what);
 	while (flock(fd, LOCK_EX) < 0) {
 		if (errno != EINTR) {
 			int e = errno;
@@ -861,7 +866,7 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		EVP_Digest(ref, rl, h, &hl, EVP_sha256(), NULL);
 		hex(h, 16, hx);
 		snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
-		if ((lock = lock_pull(cache, hx)) < 0)
+		if ((lock = lock_pull(cache, hx, o, "the package")) < 0)
 			return lock;
 		rc = fetch_to_file(ref, part, 0, 64ull << 30, o, sha, &got);
 		if (rc == 0)
@@ -918,7 +923,7 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	/* From reading the version seen to recording this one: pulls from
 	 * one repository at once must not record a lower version over a
 	 * higher one (that would re-admit the rollback between them). */
-	if ((lock = lock_pull(cache, sid)) < 0) {
+	if ((lock = lock_pull(cache, sid, o, "the repository's index")) < 0) {
 		rc = lock;
 		goto out;
 	}
@@ -962,7 +967,7 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	char hx[65];
 	hex(e->sha256, 32, hx);
 	snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
-	if ((lock = lock_pull(cache, hx)) < 0) {
+	if ((lock = lock_pull(cache, hx, o, "the package")) < 0) {
 		rc = lock;
 		goto out;
 	}

@@ -62,6 +62,10 @@ struct repo_pull_opts {
 	const struct minisign_pubkey *key; /* NULL: the trust store */
 	/* Progress: called with bytes done / total (total 0: unknown). */
 	void (*progress)(void *opaque, uint64_t done, uint64_t total);
+	/* Called (if set) before waiting for another pull of the same
+	 * package, or from the same repository, to finish; what says
+	 * which ("the package" or "the repository's index"). */
+	void (*waiting)(void *opaque, const char *what);
 	void *opaque;
 	int64_t now;                   /* 0: time(NULL); for tests */
 };

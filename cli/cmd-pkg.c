@@ -400,11 +400,20 @@ static void pull_progress(void *opaque, uint64_t done, uint64_t total)
 	}
 }
 
+/* Another pull of the same thing holds the lock: say why we sit still. */
+static void pull_waiting(void *opaque, const char *what)
+{
+	(void)opaque;
+	fprintf(stderr, "appliance: waiting for another pull of %s to "
+		"finish\n", what);
+}
+
 int cli__pull(const char *ref, const char *keyfile, int insecure,
 	      char **path)
 {
 	struct minisign_pubkey pk;
-	struct repo_pull_opts o = { .insecure = insecure };
+	struct repo_pull_opts o = { .insecure = insecure,
+				    .waiting = pull_waiting };
 	int rc;
 
 	if (keyfile) {

@@ -83,6 +83,7 @@ p1=$!
 wait $p1 $!
 t_check "two pulls of one package at once both succeed" [ "$(cat twice1.st)$(cat twice2.st)" = 00 ]
 t_check "  ... the package is downloaded once" [ "$(grep -c 'slow/packages/' repo/requests.log)" = 1 ]
+t_check "  ... the other saying it waits for it" sh -c "cat twice1.out twice2.out | grep -q 'waiting for another pull of'"
 t_run "  ... and verifies" $A verify --full "$T_TMP/cache-twice/packages/tiny-1.0.appliance"
 
 # Version 2 published: pulls see it, and version 1's index is then a rollback.

@@ -11,7 +11,7 @@ support.  The first path component picks a behaviour:
                   the whole file with 200 (an old server or proxy)
   /endless/PATH   files under packages/ never end: the real bytes, then
                   junk, without a Content-Length (bounded to 64 MiB extra)
-  /slow/PATH      files under packages/ trickle out (16 KiB per 20 ms), so
+  /slow/PATH      files under packages/ trickle out (16 KiB per 100 ms), so
                   that two clients overlap
   /racy/PATH      the first GET of index.toml serves ROOT/old/index.toml,
                   later ones the current one (a publish landing between a
@@ -122,7 +122,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for i in range(0, len(body), 16384):
                     self.wfile.write(body[i:i + 16384])
                     self.wfile.flush()
-                    time.sleep(0.02)
+                    time.sleep(0.1)
             else:
                 self.wfile.write(body)
         except OSError:
