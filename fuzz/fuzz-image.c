@@ -24,6 +24,7 @@
 #include "imgfmt.h"
 #include "avd.h"
 #include "convert.h"
+#include "vhd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,14 +135,11 @@ static void convert_and_compare(imgfmt_image *img, uint64_t size,
 	rmdir(dir);
 }
 
-/* The byte-sum checksum of a VHD structure (imgfmt/vhd.md). */
+/* Put right the byte-sum checksum of a VHD structure (imgfmt/vhd.md). */
 static void vhd_fix(uint8_t *p, size_t len, size_t at)
 {
-	uint32_t sum = 0;
-	memset(p + at, 0, 4);
-	for (size_t i = 0; i < len; i++)
-		sum += p[i];
-	sum = ~sum;
+	uint32_t sum = vhd__checksum(p, len, at);
+
 	for (int i = 0; i < 4; i++)
 		p[at + i] = (uint8_t)(sum >> (24 - 8 * i));
 }

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "vhd.h"
 
 #define VHD_FOOTER_SIZE 512
 #define VHD_DYNHDR_SIZE 1024
@@ -87,9 +88,7 @@ static void put_be64(uint8_t *p, uint64_t v)
 	put_be32(p + 4, (uint32_t)v);
 }
 
-/* The footer and dynamic header checksum: one's complement of the byte sum
- * with the checksum field itself taken as zero. */
-static uint32_t vhd__checksum(const uint8_t *p, size_t len, size_t csum_off)
+uint32_t vhd__checksum(const uint8_t *p, size_t len, size_t csum_off)
 {
 	uint32_t sum = 0;
 
