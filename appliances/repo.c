@@ -302,6 +302,17 @@ static char *index_format(const struct repo_index *idx)
 	return buf;
 }
 
+/* Take an exclusive flock on fd, waiting for its holder as long as it
+ * takes (a signal does not end the wait).  0, or -1 with errno. */
+static int lock_wait(int fd)
+{
+	int r;
+
+	while ((r = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
+		;
+	return r;
+}
+
 int repo__publish(const char *dir, const char *const *packages, int n,
 		  const struct minisign_seckey *key, int64_t valid_seconds)
 {
@@ -320,9 +331,7 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 	lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (lock < 0)
 		return repo_err(errno, "%s: %s", dir, strerror(errno));
-	while ((rc = flock(lock, LOCK_EX)) < 0 && errno == EINTR)
-		;
-	if (rc < 0) {
+	if ((rc = lock_wait(lock)) < 0) {
 		rc = repo_err(errno, "%s: cannot lock the repository against "
 			      "another publish: %s", dir, strerror(errno));
 		close(lock);
@@ -490,12 +499,12 @@ static int dl_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow,
 	return 0;
 }
 
-/* GET url (from byte `from`), into d.  Returns 0, or <0 with a message;
- * *http_code receives the status. */
 #define REPO_MIN_RATE 1024L         /* bytes/s, averaged over ... */
 #define REPO_MIN_RATE_TIME 60L      /* ... this many seconds */
 #define REPO_METADATA_TIMEOUT 300L  /* seconds for a whole index or sig */
 
+/* GET url (from byte `from`), into d.  Returns 0, or <0 with a message;
+ * *http_code receives the status. */
 static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 {
 	static int curl_ready;
@@ -822,12 +831,10 @@ static int lock_pull(const char *cache, const char *hx,
 		return fd;
 	if (errno == EWOULDBLOCK && o->waiting)
 		o->waiting(o->opaque, what);
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno != EINTR) {
-			int e = errno;
-			close(fd);
-			return repo_err(e, "%s: %s", lk, strerror(e));
-		}
+	if (lock_wait(fd) < 0) {
+		int e = errno;
+		close(fd);
+		return repo_err(e, "%s: %s", lk, strerror(e));
 	}
 	return fd;
 }

@@ -2,9 +2,10 @@
  * server.c - the NBD server (see server.h and protocol.h).
  *
  * One thread accepts (or the caller hands over connected sockets); each
- * connection gets a thread that negotiates and then serves requests.  A client is untrusted: every length
- * is checked before anything is allocated or read, and a protocol error
- * ends only that client's connection.
+ * connection gets a thread that negotiates and then serves requests.  A
+ * client is untrusted: every length is checked before anything is
+ * allocated or read, and a protocol error ends only that client's
+ * connection.
  */
 #include <arpa/inet.h>
 #include <endian.h>
@@ -830,9 +831,10 @@ static void *conn_thread(void *arg)
 	return NULL;
 }
 
-/* Give a connected socket its thread; on failure the socket is closed
- * (a client beyond MAX_CONNECTIONS sees its connection end). */
-static int start_conn(struct nbd_server *s, int fd)
+/* Give a connected socket (accepted, or handed over by the caller) its
+ * thread; on failure the socket is closed (a client beyond
+ * MAX_CONNECTIONS sees its connection end). */
+int nbd_server__add_client(struct nbd_server *s, int fd)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
 	int slot = -1;
@@ -877,11 +879,6 @@ static int start_conn(struct nbd_server *s, int fd)
 	pthread_detach(c->thread);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
-}
-
-int nbd_server__add_client(struct nbd_server *s, int fd)
-{
-	return start_conn(s, fd);
 }
 
 /* ---- listening ------------------------------------------------------- */
@@ -1046,7 +1043,7 @@ int nbd_server__run(struct nbd_server *s)
 			continue;
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		start_conn(s, fd);
+		nbd_server__add_client(s, fd);
 	}
 
 	/* Shut down: wake every connection thread out of its recv(), wait
