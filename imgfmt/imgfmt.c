@@ -219,6 +219,29 @@ int imgfmt_open_file(const char *path, int flags, int named_by_image,
 	return fd;
 }
 
+/* A close-on-exec duplicate of fd for an image named `path`: a regular
+ * file or a block device, as imgfmt_open_file wants. */
+static int dup_file(const char *path, int fd, struct stat *st)
+{
+	int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	int e;
+
+	if (d < 0)
+		return imgfmt_err(errno, "%s: %s", path, strerror(errno));
+	if (fstat(d, st) < 0) {
+		e = imgfmt_err(errno, "%s: %s", path, strerror(errno));
+		close(d);
+		return e;
+	}
+	if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
+		e = imgfmt_err(EINVAL, "%s is %s, not a regular file or a "
+			       "block device", path, file_type_name(st->st_mode));
+		close(d);
+		return e;
+	}
+	return d;
+}
+
 int imgfmt__probe(const char *path, char *name, size_t name_size)
 {
 	struct stat st;
@@ -325,8 +348,13 @@ static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
 
 	/* seen->n: the images opened before this one, whose backing file
 	 * this is. */
-	img->fd = imgfmt_open_file(path, rw ? O_RDWR : O_RDONLY, seen->n > 0,
-				   &st);
+	if ((o->flags & IMGFMT_OPEN_FD) && seen->n == 0)
+		img->fd = rw ? imgfmt_err(EINVAL, "%s: IMGFMT_OPEN_FD is for "
+					  "read-only opens", path)
+			     : dup_file(path, o->fd, &st);
+	else
+		img->fd = imgfmt_open_file(path, rw ? O_RDWR : O_RDONLY,
+					   seen->n > 0, &st);
 	if (img->fd < 0) {
 		r = img->fd;
 		img->fd = -1;

@@ -71,6 +71,15 @@ enum imgfmt_open_flags {
 	                                     repeat the check.  Metadata is
 	                                     checked as always; a backing file
 	                                     keeps its checksums. */
+	IMGFMT_OPEN_FD = 1u << 4,         /* read-only: read the file already
+	                                     open as `fd` (a duplicate of it;
+	                                     the caller keeps its own) instead
+	                                     of opening `path`, which then only
+	                                     names the image in messages.  For
+	                                     a caller that holds something on
+	                                     that very file (a package's read
+	                                     lease), which opening the path
+	                                     again might not reach. */
 };
 
 struct imgfmt_open_opts {
@@ -82,6 +91,7 @@ struct imgfmt_open_opts {
 	 * Both 0: the whole file. */
 	uint64_t offset;
 	uint64_t length;
+	int fd;                 /* with IMGFMT_OPEN_FD */
 };
 
 int imgfmt__open(const char *path, const struct imgfmt_open_opts *opts,

@@ -3,6 +3,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -102,6 +103,42 @@ START_TEST(discard_and_zeroes_read_back_zero)
 }
 END_TEST
 
+/* IMGFMT_OPEN_FD reads the file open as fd, whatever its name names by
+ * now, keeps the caller's descriptor open, and is read-only. */
+START_TEST(open_fd_reads_that_file_not_the_name)
+{
+	imgfmt_image *img = create_open(8192), *byfd;
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_FD, .format = "raw" };
+	char buf[6] = { 0 };
+
+	ck_assert_int_eq(imgfmt__pwrite(img, "first", 5, 100), 0);
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	o.fd = open(path, O_RDONLY);
+	ck_assert_int_ge(o.fd, 0);
+	unlink(path);
+	img = create_open(8192);   /* another file under the name */
+	ck_assert_int_eq(imgfmt__pwrite(img, "other", 5, 100), 0);
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	ck_assert_msg(imgfmt__open(path, &o, &byfd) == 0, "%s", imgfmt__error());
+	ck_assert_int_eq(imgfmt__pread(byfd, buf, 5, 100), 0);
+	ck_assert_str_eq(buf, "first");
+	ck_assert_int_eq(imgfmt__close(byfd), 0);
+	ck_assert_int_ge(fcntl(o.fd, F_GETFD), 0);   /* still the caller's */
+	o.flags |= IMGFMT_OPEN_RDWR;
+	ck_assert_int_eq(imgfmt__open(path, &o, &byfd), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "read-only"));
+	close(o.fd);
+	/* A descriptor that is not a file is named by the path given. */
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	o = (struct imgfmt_open_opts){ .flags = IMGFMT_OPEN_FD, .fd = p[0] };
+	ck_assert_int_eq(imgfmt__open("the-pipe", &o, &byfd), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "the-pipe is a FIFO"));
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(missing_file_names_the_path)
 {
 	imgfmt_image *img;
@@ -123,6 +160,7 @@ int main(void)
 	tcase_add_test(tc, read_only_refuses_writes);
 	tcase_add_test(tc, discard_and_zeroes_read_back_zero);
 	tcase_add_test(tc, missing_file_names_the_path);
+	tcase_add_test(tc, open_fd_reads_that_file_not_the_name);
 	suite_add_tcase(s, tc);
 	return fx_run_suite(s);
 }
