@@ -24,6 +24,7 @@
 #include "appliances/trust.h"
 #include "builder/toml.h"
 #include "common/blake3.h"
+#include "common/lease.h"
 
 static __thread char package_errbuf[1024];
 
@@ -762,6 +763,7 @@ fail:
 }
 
 static void cv_cache_free(struct package_cv_cache *cc);
+static void checked_free(struct package_checked *ck);
 
 void package__close(struct package *p)
 {
@@ -775,6 +777,7 @@ void package__close(struct package *p)
 	free(p->cmdline);
 	free(p->leaves);
 	cv_cache_free(p->cv_cache);
+	checked_free(p->checked);
 	free(p);
 }
 
@@ -997,6 +1000,82 @@ static void cv_cache_put(struct package_cv_cache *cc, uint64_t c,
 }
 
 /*
+ * Parts of the disk checked once (FORMAT.md, "Checked once").  A read
+ * that hashed a part and found it genuine sets the part's bit; a later
+ * read of the part skips the hash if the package file has stood leased
+ * all along, so its bytes are the ones that were checked.  The bit is
+ * looked at after the bytes are read (the callbacks get them read):
+ * file_lease__unbroken() vouches only for reads already done.  Units are
+ * the parts of disk-subtrees, or whole clusters without that member.
+ * One bit per 4 KiB of disk: 32 MiB of bitmap per TiB, calloc'd, so
+ * resident only where the guest reads.
+ */
+struct package_checked {
+	struct file_lease *lease;
+	uint64_t *bits;
+	size_t units;          /* per cluster */
+	uint64_t skipped;      /* atomic: reads served without hashing */
+};
+
+static struct package_checked *checked_new(struct package *p)
+{
+	struct package_checked *ck = calloc(1, sizeof(*ck));
+
+	if (!ck)
+		return NULL;
+	ck->units = p->subtrees >= 0 ? subtree_entries(p) : 1;
+	ck->bits = calloc((p->nr_leaves * ck->units + 63) / 64, 8);
+	if (!ck->bits || file_lease__take(p->fd, &ck->lease) < 0) {
+		free(ck->bits);
+		free(ck);
+		return NULL;   /* every read is hashed, as without */
+	}
+	return ck;
+}
+
+static void checked_free(struct package_checked *ck)
+{
+	if (!ck)
+		return;
+	file_lease__release(ck->lease);
+	free(ck->bits);
+	free(ck);
+}
+
+/* 1 if units [j, j + k) of cluster c were all checked and the file is
+ * unchanged since: the bytes just read are those. */
+static int checked_before(struct package_checked *ck, uint64_t c, size_t j,
+			  size_t k)
+{
+	if (!ck)
+		return 0;
+	for (uint64_t u = c * ck->units + j; u < c * ck->units + j + k; u++)
+		if (!(__atomic_load_n(&ck->bits[u / 64], __ATOMIC_RELAXED) &
+		      (1ull << (u % 64))))
+			return 0;
+	if (!file_lease__unbroken(ck->lease))
+		return 0;
+	__atomic_fetch_add(&ck->skipped, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+static void checked_mark(struct package_checked *ck, uint64_t c, size_t j,
+			 size_t k)
+{
+	if (!ck)
+		return;
+	for (uint64_t u = c * ck->units + j; u < c * ck->units + j + k; u++)
+		__atomic_fetch_or(&ck->bits[u / 64], 1ull << (u % 64),
+				  __ATOMIC_RELAXED);
+}
+
+uint64_t package__disk_checks_skipped(const struct package *p)
+{
+	return p->checked ? __atomic_load_n(&p->checked->skipped,
+					     __ATOMIC_RELAXED) : 0;
+}
+
+/*
  * The verified view's part checker: bytes [off, off + len) of cluster c
  * are genuine if each part's CV is the entry the disk-subtrees member
  * has for it, once those entries are shown to merge to the signed leaf.
@@ -1016,6 +1095,8 @@ static int subtree_verify_cb(void *opaque, uint64_t c, size_t off,
 		return 1;
 	if (j + k > n)
 		return -1;
+	if (checked_before(p->checked, c, j, k))
+		return 0;
 	if (!cv_cache_get(p->cv_cache, c, j, k, cvs + 32 * j)) {
 		if (read_subtree_cvs(p, c, cvs) < 0 ||
 		    !cvs_match_leaf(p, c, cvs, n))
@@ -1030,6 +1111,7 @@ static int subtree_verify_cb(void *opaque, uint64_t c, size_t off,
 		d += l;
 		len -= l;
 	}
+	checked_mark(p->checked, c, off / ps, k);
 	return 0;
 }
 
@@ -1096,10 +1178,15 @@ static int open_disk_raw(struct package *p, imgfmt_image **out)
 	struct imgfmt_open_opts o = { .format = d->format,
 				      .offset = d->offset,
 				      .length = d->size,
+				      /* The very file the checks and the
+				       * lease are about, not whatever the
+				       * path names by now. */
+				      .fd = p->fd,
 				      /* Every use checks each cluster against
 				       * its leaf, which AVD's CRC32C would
 				       * only repeat. */
-				      .flags = IMGFMT_OPEN_NO_BACKING |
+				      .flags = IMGFMT_OPEN_FD |
+					       IMGFMT_OPEN_NO_BACKING |
 					       IMGFMT_OPEN_NO_DATA_CHECKSUMS };
 
 	if (imgfmt__open(p->path, &o, out) < 0)
@@ -1231,7 +1318,16 @@ static int verify_leaves_and_clusters(struct package *p, bool full)
 static int leaf_verify_cb(void *opaque, uint64_t cluster, const void *data,
 			  size_t len)
 {
-	return verify_leaf(opaque, cluster, data, len);
+	const struct package *p = opaque;
+	struct package_checked *ck = p->checked;
+
+	if (cluster < p->nr_leaves && checked_before(ck, cluster, 0,
+						     ck ? ck->units : 0))
+		return 0;
+	if (verify_leaf(p, cluster, data, len) < 0)
+		return -1;
+	checked_mark(ck, cluster, 0, ck ? ck->units : 0);
+	return 0;
 }
 
 /* A cluster whose leaf is the leaf of zeros holds zeros: the verified
@@ -1262,6 +1358,10 @@ int package__open_disk(struct package *p, imgfmt_image **out)
 	rc = open_disk_raw(p, &raw);
 	if (rc < 0)
 		return rc;
+	/* Before the view reads anything: bits are set only for reads made
+	 * under the lease. */
+	if (!p->checked)
+		p->checked = checked_new(p);
 	if (imgfmt__open_verified(raw, p->hash_cluster, leaf_verify_cb,
 				  leaf_zero_cb, p, out) < 0) {
 		imgfmt__close(raw);

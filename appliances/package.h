@@ -95,6 +95,11 @@ struct package {
 	/* Set by package__open_disk() with disk subtrees: the CVs of the
 	 * clusters read most recently, already merged to their leaves. */
 	struct package_cv_cache *cv_cache;
+
+	/* Set by package__open_disk() when the file can be leased: which
+	 * parts of the disk were checked since (see "Checked once" in
+	 * FORMAT.md). */
+	struct package_checked *checked;
 };
 
 const char *package__error(void);
@@ -138,8 +143,17 @@ int package__verify_signature(struct package *p,
 int package__verify_members(struct package *p, bool full);
 
 /* The disk, read-only, every cluster verified against its leaf.
- * package__verify_members() must have succeeded. */
+ * package__verify_members() must have succeeded.  The first call takes
+ * a read lease on the package file when it can (common/lease.h): while
+ * it stands, bytes checked once are not hashed again (FORMAT.md,
+ * "Checked once"). */
 int package__open_disk(struct package *p, imgfmt_image **out);
+
+/* For tests and benchmarks: reads of the disk that were served without
+ * hashing because their parts had been checked before in this run (the
+ * package file leased since, nobody writing it); 0 when the file could
+ * not be leased. */
+uint64_t package__disk_checks_skipped(const struct package *p);
 
 /* Copy a member to fd (from its current offset), checking its SHA-256 on
  * the way: the copy is what gets used, so a file changed after the check

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "appliances/package.h"
+#include "common/lease.h"
 #include "imgfmt.h"
 #include "fixture-run.h"
 
@@ -374,6 +375,89 @@ START_TEST(merged_cvs_are_kept_not_read_again)
 				       TAMPERED_CLUSTER + 12 * 4096), 0);
 	imgfmt__close(img);
 	package__close(p);
+}
+END_TEST
+
+/* 1 if the package file can be leased where the test makes it (not on
+ * overlayfs, say): reads are spared their hash only then. */
+static int leasable(void)
+{
+	struct file_lease *l;
+	int f = open(pkg, O_RDONLY);
+	int r = file_lease__take(f, &l);
+
+	file_lease__release(l);
+	close(f);
+	return r == 0;
+}
+
+/* 4 KiB at `off` through a fresh view of p's disk (no cache of the view's
+ * own in between): 0 or -errno. */
+static int read_4k(struct package *p, uint64_t off, uint8_t *buf)
+{
+	imgfmt_image *img;
+
+	ck_assert_int_eq(package__open_disk(p, &img), 0);
+	int r = imgfmt__pread(img, buf, 4096, off);
+	imgfmt__close(img);
+	return r;
+}
+
+/* FORMAT.md, "Checked once": bytes checked once are not hashed again
+ * while the package file stands leased; a write to the file (here by
+ * this very process, which must not be held by its own lease) makes the
+ * next read of them check them, and fail; and from then on every read
+ * is hashed. */
+START_TEST(checked_parts_are_hashed_again_only_after_a_write)
+{
+	struct package *p;
+	uint8_t buf[4096];
+	uint64_t off = TAMPERED_PART, other = 3 * 65536 + 4096;
+
+	if (!have_avd())
+		return;
+	remake_pkg(leaf_hashes[_i]);
+	int lease = leasable();
+	p = open_ok();
+	ck_assert_int_eq(package__verify_members(p, false), 0);
+	for (int k = 0; k < 3; k++) {
+		ck_assert_int_eq(read_4k(p, off, buf), 0);
+		ck_assert_uint_eq(buf[0], genuine_byte(off));
+		ck_assert_uint_eq(package__disk_checks_skipped(p),
+				  lease ? (uint64_t)k : 0);
+	}
+	flip(disk_byte_in_package(p, off + 100));
+	memset(buf, 0x55, sizeof(buf));
+	ck_assert_int_eq(read_4k(p, off, buf), -EBADMSG);
+	for (size_t k = 0; k < sizeof(buf); k++)
+		ck_assert_uint_eq(buf[k], 0);
+	uint64_t skipped = package__disk_checks_skipped(p);
+	ck_assert_int_eq(read_4k(p, other, buf), 0);
+	ck_assert_int_eq(read_4k(p, other, buf), 0);
+	ck_assert_uint_eq(buf[0], genuine_byte(other));
+	ck_assert_uint_eq(package__disk_checks_skipped(p), skipped);
+	package__close(p);
+}
+END_TEST
+
+/* A package some program has open for writing cannot be leased: every
+ * read is hashed, however often it repeats. */
+START_TEST(a_package_open_for_writing_is_always_hashed)
+{
+	struct package *p;
+	uint8_t buf[4096];
+
+	if (!have_avd())
+		return;
+	int w = open(pkg, O_WRONLY);
+	ck_assert_int_ge(w, 0);
+	p = open_ok();
+	ck_assert_int_eq(package__verify_members(p, false), 0);
+	for (int k = 0; k < 3; k++)
+		ck_assert_int_eq(read_4k(p, TAMPERED_PART, buf), 0);
+	ck_assert_uint_eq(package__disk_checks_skipped(p), 0);
+	package__close(p);
+	close(w);
 }
 END_TEST
 
@@ -857,6 +941,9 @@ int main(void)
 	tcase_add_loop_test(tc, tampered_members_are_refused, 0, 2);
 	tcase_add_loop_test(tc, small_reads_are_checked_by_their_parts, 0, 2);
 	tcase_add_test(tc, merged_cvs_are_kept_not_read_again);
+	tcase_add_loop_test(tc, checked_parts_are_hashed_again_only_after_a_write,
+			    0, 2);
+	tcase_add_test(tc, a_package_open_for_writing_is_always_hashed);
 	tcase_add_test(tc, bad_subtree_keys_are_refused);
 	tcase_add_test(tc, random_damage_never_yields_wrong_bytes);
 	tcase_add_test(tc, tampered_manifest_fails_the_signature);
