@@ -90,6 +90,7 @@ struct package {
 	/* Set by package__verify_members(). */
 	uint8_t *leaves;
 	uint64_t nr_leaves;
+	uint64_t *zero_clusters;   /* bit c: cluster c's leaf is that of zeros */
 	bool members_verified;
 
 	/* Set by package__open_disk() with disk subtrees: the CVs of the
