@@ -123,6 +123,7 @@ static void *watch(void *arg)
 {
 	struct file_lease *l = arg;
 	struct f_owner_ex me = { .type = F_OWNER_TID, .pid = gettid() };
+	uint64_t t = boottime_ns();   /* no later than the lease */
 	sigset_t set;
 	siginfo_t si;
 
@@ -131,8 +132,7 @@ static void *watch(void *arg)
 		start_done(l, -errno);
 		return NULL;
 	}
-	__atomic_store_n(&l->trusted_until, boottime_ns() + l->window,
-			 __ATOMIC_RELEASE);
+	__atomic_store_n(&l->trusted_until, t + l->window, __ATOMIC_RELEASE);
 	if (fcntl(l->fd, F_SETOWN_EX, &me) < 0) {
 		int e = errno;
 		fcntl(l->fd, F_SETLEASE, F_UNLCK);
@@ -178,12 +178,13 @@ int file_lease__take_opts(int fd, unsigned window_ms, bool no_watcher,
 	pthread_cond_init(&l->started, NULL);
 
 	if (no_watcher) {
+		uint64_t t = boottime_ns();
 		if (fcntl(fd, F_SETSIG, LEASE_SIGNAL) < 0 ||
 		    fcntl(fd, F_SETLEASE, F_RDLCK) < 0) {
 			r = -errno;
 			goto fail;
 		}
-		l->trusted_until = boottime_ns() + l->window;
+		l->trusted_until = t + l->window;
 		*out = l;
 		return 0;
 	}
