@@ -107,8 +107,8 @@ fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for pkg in worst-blake3 worst-sha256 realistic-blake3 realistic-sha256; do
 	echo "$pkg:"
-	echo "| request size | verified | unverified | verified / unverified |"
-	echo "|---|---|---|---|"
+	echo "| request size | verified, first read | verified, again | unverified | first / unverified | again / unverified | checks skipped |"
+	echo "|---|---|---|---|---|---|---|"
 	for bs in 4096 65536 1048576; do
 		"$BENCH" "$W/$pkg.appliance" "$bs"
 	done
