@@ -187,10 +187,12 @@ static const char *file_type_name(mode_t m)
 	       S_ISSOCK(m) ? "a socket" : "not a regular file";
 }
 
-int imgfmt_open_file(const char *path, int flags, int named_by_image,
-		     struct stat *st)
+/* fd, just opened (or -1, errno set) for the image at `path`, if it is
+ * a regular file or (unless an image names it) a block device; else
+ * closed and an error. */
+static int check_file(int fd, const char *path, int named_by_image,
+		      struct stat *st)
 {
-	int fd = open(path, flags | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	int e;
 
 	if (fd < 0)
@@ -209,6 +211,18 @@ int imgfmt_open_file(const char *path, int flags, int named_by_image,
 		close(fd);
 		return e;
 	}
+	return fd;
+}
+
+int imgfmt_open_file(const char *path, int flags, int named_by_image,
+		     struct stat *st)
+{
+	int fd = check_file(open(path, flags | O_CLOEXEC | O_NONBLOCK |
+				 O_NOCTTY), path, named_by_image, st);
+	int e;
+
+	if (fd < 0)
+		return fd;
 	/* Regular files ignore O_NONBLOCK; a block device should not. */
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
@@ -219,27 +233,11 @@ int imgfmt_open_file(const char *path, int flags, int named_by_image,
 	return fd;
 }
 
-/* A close-on-exec duplicate of fd for an image named `path`: a regular
- * file or a block device, as imgfmt_open_file wants. */
+/* A close-on-exec duplicate of fd (IMGFMT_OPEN_FD) for the image named
+ * `path`. */
 static int dup_file(const char *path, int fd, struct stat *st)
 {
-	int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	int e;
-
-	if (d < 0)
-		return imgfmt_err(errno, "%s: %s", path, strerror(errno));
-	if (fstat(d, st) < 0) {
-		e = imgfmt_err(errno, "%s: %s", path, strerror(errno));
-		close(d);
-		return e;
-	}
-	if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
-		e = imgfmt_err(EINVAL, "%s is %s, not a regular file or a "
-			       "block device", path, file_type_name(st->st_mode));
-		close(d);
-		return e;
-	}
-	return d;
+	return check_file(fcntl(fd, F_DUPFD_CLOEXEC, 3), path, 0, st);
 }
 
 int imgfmt__probe(const char *path, char *name, size_t name_size)
