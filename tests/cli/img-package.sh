@@ -75,6 +75,30 @@ cp unsigned.appliance ubad.appliance
 flip_byte ubad.appliance $((doff + foff + 70000))
 t_check "--insecure does not let a tampered cluster through" sh -c "! $A img convert --insecure -O raw ubad.appliance ubad.raw 2>err && grep -q 'cluster 2 (bytes 131072+65536) fails verification' err"
 
+# Changed while being served (appliances/FORMAT.md "Checked once"): a
+# part read and checked before is not hashed again, but the write (by
+# another process, held by the server's read lease only until the server
+# lets go) makes the next read of it check it, and fail.  Each read of
+# the part is followed by eight far away, so that the view takes the
+# next one for a random read (checked by its part, from the file), not
+# for a stream it serves from its cache of verified clusters.
+cp t.appliance live.appliance
+$A img serve --read-only --socket "$T_TMP/l.sock" live.appliance 2>/dev/null & srv=$!
+for i in $(seq 100); do [ -S "$T_TMP/l.sock" ] && break; sleep 0.05; done
+LURI="nbd+unix:///?socket=$T_TMP/l.sock"
+cat >part-then-far.sh <<EOF
+qemu-io -r -f raw -c 'read 135168 4k' -c 'read 1M 4k' -c 'read 1280k 4k' \\
+	-c 'read 1536k 4k' -c 'read 1792k 4k' -c 'read 2M 4k' \\
+	-c 'read 2304k 4k' -c 'read 2560k 4k' -c 'read 2816k 4k' '$LURI'
+EOF
+t_check "served: a part of cluster 2 reads, twice" sh -c "for i in 1 2; do sh part-then-far.sh | grep -q 'read 4096/4096 bytes at offset 135168' || exit 1; done"
+at=$((doff + foff + 70000))
+b=$(od -An -tu1 -j "$at" -N1 live.appliance | tr -d ' ')
+printf "\\$(printf '%03o' $((255 - b)))" >flip.bin
+t_run "  ... changing it under the server is not held up" timeout 10 dd if=flip.bin of=live.appliance bs=1 seek="$at" conv=notrunc status=none
+t_check "  ... and the next read of it fails" sh -c "qemu-io -r -f raw -c 'read 135168 4k' '$LURI' 2>&1 | grep -q 'read failed'"
+kill $srv; wait $srv 2>/dev/null
+
 # disk.subtrees (the optional part CVs) damaged: not hashed up front, so
 # the package still opens and reads the genuine bytes (those clusters are
 # checked whole); verify --full names the member.
