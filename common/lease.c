@@ -117,40 +117,44 @@ static void start_done(struct file_lease *l, int state)
 	pthread_mutex_unlock(&l->start_lock);
 }
 
+/* Take the lease, its notice to come as LEASE_SIGNAL, and start the
+ * window; 0 or -errno. */
+static int set_lease(struct file_lease *l)
+{
+	uint64_t t = boottime_ns();   /* no later than the lease */
+
+	if (fcntl(l->fd, F_SETSIG, LEASE_SIGNAL) < 0 ||
+	    fcntl(l->fd, F_SETLEASE, F_RDLCK) < 0)
+		return -errno;
+	__atomic_store_n(&l->trusted_until, t + l->window, __ATOMIC_RELEASE);
+	return 0;
+}
+
 /* Takes the lease itself, so the notice can be pointed at this thread,
  * then waits for a notice (or file_lease__release's nudge). */
 static void *watch(void *arg)
 {
 	struct file_lease *l = arg;
 	struct f_owner_ex me = { .type = F_OWNER_TID, .pid = gettid() };
-	uint64_t t = boottime_ns();   /* no later than the lease */
 	sigset_t set;
 	siginfo_t si;
+	int r = set_lease(l);
 
-	if (fcntl(l->fd, F_SETSIG, LEASE_SIGNAL) < 0 ||
-	    fcntl(l->fd, F_SETLEASE, F_RDLCK) < 0) {
-		start_done(l, -errno);
-		return NULL;
-	}
-	__atomic_store_n(&l->trusted_until, t + l->window, __ATOMIC_RELEASE);
-	if (fcntl(l->fd, F_SETOWN_EX, &me) < 0) {
-		int e = errno;
+	if (r == 0 && fcntl(l->fd, F_SETOWN_EX, &me) < 0) {
+		r = -errno;
 		fcntl(l->fd, F_SETLEASE, F_UNLCK);
-		start_done(l, -e);
-		return NULL;
 	}
-	start_done(l, 1);
+	start_done(l, r < 0 ? r : 1);
+	if (r < 0)
+		return NULL;
 	sigemptyset(&set);
 	sigaddset(&set, LEASE_SIGNAL);
-	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
-		if (sigwaitinfo(&set, &si) < 0)
-			continue;   /* EINTR */
-		if (__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE))
-			break;
-		/* Only the kernel and release() send it here: a break. */
+	while (sigwaitinfo(&set, &si) < 0)
+		;   /* EINTR */
+	/* Only the kernel and release() send it here: unless told to stop,
+	 * a break. */
+	if (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE))
 		mark_broken(l);
-		break;
-	}
 	return NULL;
 }
 
@@ -178,13 +182,8 @@ int file_lease__take_opts(int fd, unsigned window_ms, bool no_watcher,
 	pthread_cond_init(&l->started, NULL);
 
 	if (no_watcher) {
-		uint64_t t = boottime_ns();
-		if (fcntl(fd, F_SETSIG, LEASE_SIGNAL) < 0 ||
-		    fcntl(fd, F_SETLEASE, F_RDLCK) < 0) {
-			r = -errno;
+		if ((r = set_lease(l)) < 0)
 			goto fail;
-		}
-		l->trusted_until = t + l->window;
 		*out = l;
 		return 0;
 	}
