@@ -1284,9 +1284,8 @@ int package__verify_members(struct package *p, bool full)
  * check every cluster of the disk against its leaf. */
 static int verify_leaves_and_clusters(struct package *p, bool full)
 {
+	uint8_t zl[64];   /* the leaves of zeros: a whole cluster, the last */
 	int rc;
-
-	uint8_t zl[64];
 
 	free(p->leaves);
 	free(p->zero_clusters);
@@ -1345,13 +1344,13 @@ static int leaf_verify_cb(void *opaque, uint64_t cluster, const void *data,
 {
 	const struct package *p = opaque;
 	struct package_checked *ck = p->checked;
+	size_t all = ck ? ck->units : 0;   /* the cluster's units */
 
-	if (cluster < p->nr_leaves && checked_before(ck, cluster, 0,
-						     ck ? ck->units : 0))
+	if (cluster < p->nr_leaves && checked_before(ck, cluster, 0, all))
 		return 0;
 	if (verify_leaf(p, cluster, data, len) < 0)
 		return -1;
-	checked_mark(ck, cluster, 0, ck ? ck->units : 0);
+	checked_mark(ck, cluster, 0, all);
 	return 0;
 }
 
