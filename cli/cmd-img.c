@@ -68,11 +68,13 @@ const char cmd_img_help[] =
 	"        left by rewrites and discards (-c: zstd-compressed)\n"
 	"\n"
 	"Formats: avd (ours), raw, qcow2, vmdk, vhd; detected by magic unless\n"
-	"-f names one.  An appliance package (NAME-VERSION.appliance) opens as\n"
-	"its disk: read-only, once its signature is by a trusted key (or by\n"
-	"the one --key K.pub names), every cluster checked against the signed\n"
-	"hashes as it is read; --insecure opens an unsigned or untrusted one\n"
-	"too, with a warning.  Exit status: 0 ok, 1 failure or problems found,\n"
+	"-f names one; a detected raw image refuses writes that would make it\n"
+	"look like another format (-f raw allows them).  An appliance package\n"
+	"(NAME-VERSION.appliance) opens as its disk: read-only, once its\n"
+	"signature is by a trusted key (or by the one --key K.pub names),\n"
+	"every cluster checked against the signed hashes as it is read;\n"
+	"--insecure opens an unsigned or untrusted one too, with a warning.\n"
+	"Exit status: 0 ok, 1 failure or problems found,\n"
 	"2 usage error.\n";
 
 /* Options every image sub-command shares. */

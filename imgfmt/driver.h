@@ -111,6 +111,12 @@ struct imgfmt_image {
 	char *backing_format;  /* NULL: detect */
 	imgfmt_image *backing; /* opened read-only, or NULL */
 	int depth;             /* 1 + depth of the backing chain below */
+
+	/* Raw by detection, not by name: writes that would make the first
+	 * bytes look like another format are refused (imgfmt.c,
+	 * guard_raw_head), and head_lock orders those writes. */
+	int raw_probed;
+	pthread_mutex_t head_lock;
 };
 
 /* Record an error message (printf-style) for this thread and return -err.

@@ -18,6 +18,9 @@
 
 #include "driver.h"
 
+/* Detection looks at this many bytes at the start of an image. */
+#define IMGFMT_PROBE_BYTES 4096
+
 /* ---- errors ---------------------------------------------------------- */
 
 static __thread char imgfmt_errbuf[1024];
@@ -153,14 +156,29 @@ const char *const *imgfmt__formats(void)
 	return names;
 }
 
-/* Ask every driver to bid on the image's first bytes; highest bid wins. */
+/* Ask every driver to bid on an image's first bytes; highest bid wins. */
+static const struct imgfmt_driver *probe_head(const uint8_t *head, size_t n,
+					      uint64_t length)
+{
+	const struct imgfmt_driver *best = &imgfmt_raw_driver;
+	int best_bid = 0;
+
+	for (size_t i = 0; imgfmt_drivers[i]; i++) {
+		int bid = imgfmt_drivers[i]->probe
+			? imgfmt_drivers[i]->probe(head, n, length) : 0;
+		if (bid > best_bid) {
+			best_bid = bid;
+			best = imgfmt_drivers[i];
+		}
+	}
+	return best;
+}
+
 static const struct imgfmt_driver *probe_fd(int fd, uint64_t base,
 					    uint64_t length)
 {
-	uint8_t head[4096];
+	uint8_t head[IMGFMT_PROBE_BYTES];
 	ssize_t n;
-	const struct imgfmt_driver *best = &imgfmt_raw_driver;
-	int best_bid = 0;
 
 	do
 		n = pread(fd, head, sizeof(head), (off_t)base);
@@ -169,15 +187,7 @@ static const struct imgfmt_driver *probe_fd(int fd, uint64_t base,
 		n = 0;
 	if ((uint64_t)n > length)
 		n = (ssize_t)length;
-	for (size_t i = 0; imgfmt_drivers[i]; i++) {
-		int bid = imgfmt_drivers[i]->probe
-			? imgfmt_drivers[i]->probe(head, (size_t)n, length) : 0;
-		if (bid > best_bid) {
-			best_bid = bid;
-			best = imgfmt_drivers[i];
-		}
-	}
-	return best;
+	return probe_head(head, (size_t)n, length);
 }
 
 static const char *file_type_name(mode_t m)
@@ -339,6 +349,7 @@ static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
 		free(img);
 		return imgfmt_err(ENOMEM, "out of memory");
 	}
+	pthread_mutex_init(&img->head_lock, NULL);
 	img->read_only = !rw;
 	img->flags = o->flags;
 	img->cache_bytes = o->cache_bytes ? o->cache_bytes : 32u << 20;
@@ -396,6 +407,7 @@ static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
 		}
 	} else {
 		img->drv = probe_fd(img->fd, img->base, img->file_length);
+		img->raw_probed = img->drv == &imgfmt_raw_driver;
 	}
 	if (rw && !img->drv->pwrite) {
 		r = imgfmt_err(EROFS, "%s: the %s driver cannot write images",
@@ -460,6 +472,7 @@ int imgfmt__close(imgfmt_image *img)
 	free(img->backing_name);
 	free(img->backing_format);
 	free(img->path);
+	pthread_mutex_destroy(&img->head_lock);
 	free(img);
 	return r;
 }
@@ -522,6 +535,68 @@ static int check_writable(imgfmt_image *img, const char *op)
 	return 0;
 }
 
+/*
+ * A raw image whose format was detected, not named, is raw only because
+ * its first bytes match no other format, and those bytes are the guest's.
+ * A guest that wrote a qcow2 header naming /etc/shadow as its backing file
+ * would, at the next open that detects the format, be given the host file
+ * to read (qemu's CVE-2008-2004; a VMDK descriptor naming extents does the
+ * same).  So, as qemu does, such a write is refused; naming the format
+ * (-f raw) allows it.  The check looks at the first bytes as they will be
+ * after the write, not at the write alone, since a few bytes can complete
+ * a magic number; head_lock keeps two such writes from passing the check
+ * each on its own and landing together.
+ *
+ * head_write_begin() is called before a write of [off, off + len) (buf
+ * NULL: zeros).  It returns 1 with head_lock held (head_write_end()
+ * releases it), 0 when the write cannot change the format, or the error
+ * refusing the write.
+ */
+static int guard_raw_head(imgfmt_image *img, const void *buf, uint64_t off,
+			  uint64_t len)
+{
+	uint8_t head[IMGFMT_PROBE_BYTES];
+	size_t n = img->virtual_size < sizeof(head) ? (size_t)img->virtual_size
+						    : sizeof(head);
+	size_t end = off + len < n ? (size_t)(off + len) : n;
+	int r = imgfmt_file_read(img, head, n, 0, "the first bytes");
+
+	if (r < 0)
+		return r;
+	if (buf)
+		memcpy(head + off, buf, end - off);
+	else
+		memset(head + off, 0, end - off);
+	const struct imgfmt_driver *d = probe_head(head, n, img->file_length);
+	if (d == &imgfmt_raw_driver)
+		return 0;
+	return imgfmt_err(EPERM, "%s: refusing a write that would make this "
+			  "raw image look like a %s image (its format was "
+			  "detected, not named; name it, as with -f raw, to "
+			  "write such bytes)", img->path, d->name);
+}
+
+static int head_write_begin(imgfmt_image *img, const void *buf, uint64_t off,
+			    uint64_t len)
+{
+	if (!img->raw_probed || off >= IMGFMT_PROBE_BYTES ||
+	    off >= img->virtual_size)
+		return 0;
+	pthread_mutex_lock(&img->head_lock);
+	int r = guard_raw_head(img, buf, off, len);
+	if (r < 0) {
+		pthread_mutex_unlock(&img->head_lock);
+		return r;
+	}
+	return 1;
+}
+
+static void head_write_end(imgfmt_image *img, int held)
+{
+	if (held > 0)
+		pthread_mutex_unlock(&img->head_lock);
+}
+
 int imgfmt__pread(imgfmt_image *img, void *buf, size_t len, uint64_t off)
 {
 	int r = check_range(img, off, len, "read");
@@ -540,7 +615,12 @@ int imgfmt__pwrite(imgfmt_image *img, const void *buf, size_t len,
 		r = check_range(img, off, len, "write");
 	if (r < 0 || len == 0)
 		return r;
-	return img->drv->pwrite(img, buf, len, off);
+	int held = head_write_begin(img, buf, off, len);
+	if (held < 0)
+		return held;
+	r = img->drv->pwrite(img, buf, len, off);
+	head_write_end(img, held);
+	return r;
 }
 
 int imgfmt__flush(imgfmt_image *img)
@@ -561,7 +641,12 @@ int imgfmt__discard(imgfmt_image *img, uint64_t off, uint64_t len)
 	if (!img->drv->discard)
 		return imgfmt_err(ENOTSUP, "%s: %s images cannot discard",
 				  img->path, img->drv->name);
-	return img->drv->discard(img, off, len);
+	int held = head_write_begin(img, NULL, off, len);
+	if (held < 0)
+		return held;
+	r = img->drv->discard(img, off, len);
+	head_write_end(img, held);
+	return r;
 }
 
 int imgfmt__write_zeroes(imgfmt_image *img, uint64_t off, uint64_t len,
@@ -573,20 +658,24 @@ int imgfmt__write_zeroes(imgfmt_image *img, uint64_t off, uint64_t len,
 		r = check_range(img, off, len, "write-zeroes");
 	if (r < 0 || len == 0)
 		return r;
-	if (img->drv->write_zeroes)
-		return img->drv->write_zeroes(img, off, len, flags);
-
-	/* Fallback: write a zero buffer. */
-	static const uint8_t zeros[65536];
-	while (len > 0) {
-		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-		r = img->drv->pwrite(img, zeros, n, off);
-		if (r < 0)
-			return r;
-		off += n;
-		len -= n;
+	int held = head_write_begin(img, NULL, off, len);
+	if (held < 0)
+		return held;
+	if (img->drv->write_zeroes) {
+		r = img->drv->write_zeroes(img, off, len, flags);
+	} else {
+		/* Fallback: write a zero buffer. */
+		static const uint8_t zeros[65536];
+		while (r == 0 && len > 0) {
+			size_t n = len < sizeof(zeros) ? (size_t)len
+						       : sizeof(zeros);
+			r = img->drv->pwrite(img, zeros, n, off);
+			off += n;
+			len -= n;
+		}
 	}
-	return 0;
+	head_write_end(img, held);
+	return r;
 }
 
 int imgfmt__resize(imgfmt_image *img, uint64_t new_size)

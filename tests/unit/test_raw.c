@@ -139,6 +139,103 @@ START_TEST(open_fd_reads_that_file_not_the_name)
 }
 END_TEST
 
+/* The first bytes of every other format's image, as detection knows them:
+ * written into a raw image that was detected as raw, each would make the
+ * next detecting open read it as that format (a qcow2 or VMDK naming host
+ * files as its backing file or extents). */
+static const struct { const char *bytes; size_t len; const char *format; }
+foreign_heads[] = {
+	{ "QFI\xfb\0\0\0\3", 8, "qcow2" },
+	{ "AVD1\r\n\x1a\n", 8, "avd" },
+	{ "KDMV\1\0\0\0", 8, "vmdk" },
+	{ "# Disk DescriptorFile\n", 22, "vmdk" },
+	{ "conectix", 8, "vhd" },
+};
+
+static void assert_detected_as(const char *want)
+{
+	char name[16];
+
+	ck_assert_int_eq(imgfmt__probe(path, name, sizeof(name)), 0);
+	ck_assert_str_eq(name, want);
+}
+
+START_TEST(a_detected_raw_image_refuses_another_formats_header)
+{
+	imgfmt_image *img = create_open(1 << 20);
+	char head[64];
+
+	for (size_t i = 0; i < sizeof(foreign_heads) / sizeof(foreign_heads[0]);
+	     i++) {
+		ck_assert_int_eq(imgfmt__pwrite(img, foreign_heads[i].bytes,
+						foreign_heads[i].len, 0),
+				 -EPERM);
+		ck_assert_msg(strstr(imgfmt__error(), foreign_heads[i].format) &&
+			      strstr(imgfmt__error(), "detected, not named"),
+			      "%s", imgfmt__error());
+		/* Anywhere past the bytes detection reads, it is just data. */
+		ck_assert_int_eq(imgfmt__pwrite(img, foreign_heads[i].bytes,
+						foreign_heads[i].len, 4096), 0);
+	}
+	ck_assert_int_eq(imgfmt__pread(img, head, sizeof(head), 0), 0);
+	for (size_t i = 0; i < sizeof(head); i++)
+		ck_assert_int_eq(head[i], 0);
+	/* A boot sector is what belongs there. */
+	ck_assert_int_eq(imgfmt__pwrite(img, "\xeb\x63\x90", 3, 0), 0);
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	assert_detected_as("raw");
+}
+END_TEST
+
+/* The check is of the bytes as they will be, not of the write alone. */
+START_TEST(a_magic_completed_a_byte_at_a_time_is_refused)
+{
+	imgfmt_image *img = create_open(1 << 20);
+
+	ck_assert_int_eq(imgfmt__pwrite(img, "QFI", 3, 0), 0);
+	ck_assert_int_eq(imgfmt__pwrite(img, "\xfb", 1, 3), -EPERM);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "qcow2"));
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	assert_detected_as("raw");
+}
+END_TEST
+
+/* Zeros can complete a format too: an OVA is a tar whose first member's
+ * name ends in .ovf, and the name ends at its first NUL. */
+START_TEST(zeroing_or_discarding_cannot_make_another_format)
+{
+	imgfmt_image *img = create_open(1 << 20);
+
+	ck_assert_int_eq(imgfmt__pwrite(img, "disk.ovfXY", 10, 0), 0);
+	ck_assert_int_eq(imgfmt__pwrite(img, "ustar", 5, 257), 0);
+	ck_assert_int_eq(imgfmt__write_zeroes(img, 8, 2, 0), -EPERM);
+	ck_assert_ptr_nonnull(strstr(imgfmt__error(), "vmdk"));
+	ck_assert_int_eq(imgfmt__discard(img, 0, 65536), 0);  /* all zeros */
+	ck_assert_int_eq(imgfmt__pwrite(img, "disk.ovfXY", 10, 0), 0);
+	ck_assert_int_eq(imgfmt__pwrite(img, "ustar", 5, 257), 0);
+	ck_assert_int_eq(imgfmt__discard(img, 8, 4), -EPERM);
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	assert_detected_as("raw");
+}
+END_TEST
+
+/* Naming the format is the user saying the bytes are data. */
+START_TEST(a_raw_image_opened_as_raw_writes_any_bytes)
+{
+	imgfmt_image *img = create_open(1 << 20);
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_RDWR,
+				      .format = "raw" };
+
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	ck_assert_msg(imgfmt__open(path, &o, &img) == 0, "%s", imgfmt__error());
+	ck_assert_int_eq(imgfmt__pwrite(img, "QFI\xfb", 4, 0), 0);
+	ck_assert_int_eq(imgfmt__close(img), 0);
+	assert_detected_as("qcow2");
+	/* Detected as qcow2 now, and refused as a broken one, not read raw. */
+	ck_assert_int_lt(imgfmt__open(path, NULL, &img), 0);
+}
+END_TEST
+
 START_TEST(missing_file_names_the_path)
 {
 	imgfmt_image *img;
@@ -161,6 +258,10 @@ int main(void)
 	tcase_add_test(tc, discard_and_zeroes_read_back_zero);
 	tcase_add_test(tc, missing_file_names_the_path);
 	tcase_add_test(tc, open_fd_reads_that_file_not_the_name);
+	tcase_add_test(tc, a_detected_raw_image_refuses_another_formats_header);
+	tcase_add_test(tc, a_magic_completed_a_byte_at_a_time_is_refused);
+	tcase_add_test(tc, zeroing_or_discarding_cannot_make_another_format);
+	tcase_add_test(tc, a_raw_image_opened_as_raw_writes_any_bytes);
 	suite_add_tcase(s, tc);
 	return fx_run_suite(s);
 }
