@@ -614,11 +614,11 @@ static int serve_one(struct nbd_conn *c, struct nbd_request *rq)
 		if (!in_range)
 			return reply_status(c, cookie, NBD_ENOSPC,
 					    "write past the end of the export");
-		if (imgfmt__pwrite(s->img, rq->data, len, off) < 0 ||
-		    ((flags & NBD_CMD_FLAG_FUA) && imgfmt__flush(s->img) < 0))
-			return reply_status(c, cookie, NBD_EIO,
-					    imgfmt__error());
-		return reply_status(c, cookie, 0, NULL);
+		r = imgfmt__pwrite(s->img, rq->data, len, off);
+		if (r == 0 && (flags & NBD_CMD_FLAG_FUA))
+			r = imgfmt__flush(s->img);
+		return reply_status(c, cookie, r < 0 ? errno_to_nbd(-r) : 0,
+				    imgfmt__error());
 	case NBD_CMD_READ: {
 		if (len > NBD_MAX_PAYLOAD)
 			return reply_status(c, cookie, NBD_EOVERFLOW,

@@ -68,6 +68,28 @@ python3 "$TOP/tests/cli/nbd_hostile.py" "$SOCK"
 t_check "server survived the hostile clients" kill -0 "$SERVER"
 stop_server
 
+# A client (a guest) cannot turn a raw export into a qcow2 image that
+# names a host file as its backing file: the next server, detecting the
+# format, would serve that file's bytes.  Refused unless the format was
+# named (-f raw), as qemu does.
+echo "the host's secret" > secret.txt
+qemu-img create -q -f qcow2 -b "$PWD/secret.txt" -F raw evil.qcow2 64M
+head -c 65536 evil.qcow2 > evil.head
+qemu-img create -q -f raw guest.raw 64M
+start_server guest.raw
+qemu-io -f raw -c "write -s evil.head 0 64k" "$URI" > evil.out 2>&1
+t_check "a qcow2 header written into a detected raw export is refused" \
+	grep -q 'Operation not permitted' evil.out
+t_run "  ... the rest of the disk is still writable" qemu-io -f raw -c "write -P 0x33 1M 64k" "$URI"
+stop_server
+t_check "  ... the image is still raw" sh -c "$A img info guest.raw | grep -q 'file format: raw'"
+t_check "  ... and nothing of the host file shows" sh -c \
+	"! $A img read guest.raw 0 64M | grep -q 'secret'"
+start_server -f raw guest.raw
+t_run "named raw (-f raw), the export takes any bytes" qemu-io -f raw -c "write -s evil.head 0 64k" "$URI"
+stop_server
+rm -f secret.txt evil.qcow2 evil.head evil.out guest.raw
+
 # SIGHUP (the terminal closing) stops it as SIGTERM does: written data
 # flushed, the socket removed.
 qemu-img create -q -f raw hup.raw 8M
