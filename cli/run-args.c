@@ -37,7 +37,10 @@ const char cmd_run_help[] =
 	"                        note (CONFIG_PVH), booted through PVH\n"
 	"  --initrd FILE         initramfs\n"
 	"  --append CMDLINE      kernel command line (default console=ttyS0)\n"
-	"  --disk IMAGE[,ro]     a virtio-blk disk (any image format); repeat\n"
+	"  --disk IMAGE[,ro][,format=FMT]  a virtio-blk disk (any image\n"
+	"                        format; detected unless named: a detected raw\n"
+	"                        disk refuses guest writes that would make it\n"
+	"                        look like another format); repeat\n"
 	"  --net user|tap:IFNAME|none  the network: user-mode through passt\n"
 	"                        (default when there are port forwards; \"user\"\n"
 	"                        adds it without any), the host tap interface\n"
@@ -123,13 +126,22 @@ int run_args__parse(int argc, char **argv, struct run_args *a)
 				cli__error("out of memory");
 				return EXIT_FAIL;
 			}
-			char *comma = strrchr(name, ',');
+			/* Options from the right, so that a name may hold
+			 * commas. */
+			char *comma;
 			bool ro = false;
-			if (comma && strcmp(comma, ",ro") == 0) {
+			const char *fmt = NULL;
+			while ((comma = strrchr(name, ','))) {
+				if (strcmp(comma, ",ro") == 0)
+					ro = true;
+				else if (strncmp(comma, ",format=", 8) == 0)
+					fmt = comma + 8;
+				else
+					break;
 				*comma = '\0';
-				ro = true;
 			}
 			a->disk_ro[a->mc.nr_disks] = ro;
+			a->disk_format[a->mc.nr_disks] = fmt;
 			a->disk_names[a->mc.nr_disks] = name;
 			a->disks[a->mc.nr_disks++] = name;
 			break;
@@ -212,6 +224,7 @@ int run_args__parse(int argc, char **argv, struct run_args *a)
 				  "--net tap");
 	a->mc.disks = a->disks;
 	a->mc.disk_readonly = a->disk_ro;
+	a->mc.disk_formats = a->disk_format;
 	return 0;
 }
 

@@ -24,6 +24,7 @@ struct run_args {
 	const char *disks[MONITOR_MAX_DISKS];
 	char *disk_names[MONITOR_MAX_DISKS];   /* owned copies */
 	bool disk_ro[MONITOR_MAX_DISKS];
+	const char *disk_format[MONITOR_MAX_DISKS];  /* NULL: detect */
 	int affinity[VM_MAX_CPUS];
 	bool insecure, mem_given, cpus_given;
 	const char *key, *persist;

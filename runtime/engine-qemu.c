@@ -298,7 +298,9 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 		struct served_disk *d = &disks[i];
 		int ro = cfg->disk_readonly && cfg->disk_readonly[i];
 		struct imgfmt_open_opts oo = {
-			.flags = ro ? 0 : IMGFMT_OPEN_RDWR };
+			.flags = ro ? 0 : IMGFMT_OPEN_RDWR,
+			.format = cfg->disk_formats ? cfg->disk_formats[i]
+						    : NULL };
 		struct nbd_server_opts so = { .read_only = ro,
 					      .no_listen = 1 };
 		int sv[2];

@@ -32,6 +32,7 @@ struct qemu_engine_config {
 	const char *cmdline;         /* NULL: "console=ttyS0" */
 	const char *const *disks;    /* image paths, any format imgfmt reads */
 	const bool *disk_readonly;   /* NULL: all writable */
+	const char *const *disk_formats; /* NULL, or NULL for a disk: detect */
 	/* Already open images to serve instead of opening disks[] (which
 	 * then only describe them); they stay the caller's to close.  An
 	 * appliance's overlay, stacked on its verified disk, comes this

@@ -282,6 +282,7 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 		bool ro = c->disk_readonly && c->disk_readonly[i];
 		struct imgfmt_open_opts oo = {
 			.flags = ro ? 0 : IMGFMT_OPEN_RDWR,
+			.format = c->disk_formats ? c->disk_formats[i] : NULL,
 		};
 		struct virtio_blk_opts bo = { .read_only = ro };
 		struct virtio_dev *vdev;

@@ -34,6 +34,7 @@ struct monitor_config {
 	const char *cmdline;         /* NULL: "console=ttyS0" */
 	const char *const *disks;    /* imgfmt images, virtio-blk each */
 	const bool *disk_readonly;   /* NULL: all writable */
+	const char *const *disk_formats; /* NULL, or NULL for a disk: detect */
 	/* Already open images to attach instead of opening disks[] (which
 	 * then only name them in messages); they stay the caller's. */
 	struct imgfmt_image *const *disk_images;

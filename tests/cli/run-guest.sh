@@ -122,6 +122,17 @@ t_check "a read-only disk refuses the guest's write" grep -q '^guest: disk write
 t_check "the read-only image is unchanged" [ "$($A img read ro.raw 512 5 | od -An -c | tr -d ' \n')" = '\0\0\0\0\0' ]
 t_check "without --disk the guest finds none" grep -q '^guest: no virtio-blk' out.txt
 t_fail "a missing disk image fails" 1 $B --kernel "$G" --disk nonexistent.avd --console none
+# A raw disk whose first bytes look like a qcow2 header opens as qcow2
+# unless its format is named (and a detected raw disk refuses the guest
+# writes that would make it look so: test_raw, nbd-serve.sh).
+printf 'QFI\373-NAMED-RAW-DISK' > named.raw && truncate -s 64K named.raw
+t_fail "a raw disk starting with a qcow2 magic is not raw when detected" 1 $B --kernel "$G" --disk named.raw --console none
+t_run "  ... but is with ,format=raw" $B --kernel "$G" --disk named.raw,format=raw --console named.txt
+t_check "  ... the guest reads its first sector" grep -q "^guest: disk read 'QFI.-NAMED-RAW-D'" named.txt
+t_check "  ... and writes the second" grep -q '^guest: disk write ok' named.txt
+t_run "  ... options in either order" $B --kernel "$G" --disk named.raw,format=raw,ro --console named-ro.txt
+t_check "  ... ro taken too" grep -q '^guest: disk write failed' named-ro.txt
+t_fail "an unknown --disk format fails" 1 $B --kernel "$G" --disk named.raw,format=bogus --console none
 
 # The same guest as an ELF vmlinux-alike through the PVH entry: 32-bit
 # protected mode, paging off, %ebx = hvm_start_info.
