@@ -450,6 +450,7 @@ struct dl {
 	size_t mem_len, mem_max;
 	/* to a file */
 	struct download_sink *sink;
+	const char *path;          /* the sink's file, for messages */
 	uint64_t written, limit;   /* limit 0: none */
 	int too_large;
 	int write_error;
@@ -568,8 +569,8 @@ static int fetch(const char *url, struct dl *d, uint64_t from, long *http_code)
 				"announced (%" PRIu64 " bytes); refused",
 				url, d->limit ? d->limit : (uint64_t)d->mem_max);
 	if (d->write_error)
-		return repo_err(d->write_error, "writing the download: %s",
-				strerror(d->write_error));
+		return repo_err(d->write_error, "%s: writing the download: %s",
+				d->path, strerror(d->write_error));
 	/* libcurl refuses a 200 reply to a resume before any body. */
 	d->range_ignored = cr == CURLE_RANGE_ERROR;
 	if (cr != CURLE_OK)
@@ -605,7 +606,7 @@ static int fetch_to_file(const char *url, const char *part, uint64_t size,
 			 uint64_t max, const struct repo_pull_opts *o,
 			 uint8_t sha[32], uint64_t *got)
 {
-	struct dl d = { .o = o, .total = size };
+	struct dl d = { .o = o, .total = size, .path = part };
 	uint64_t have = 0;
 	long code;
 	int rc = 0, err;

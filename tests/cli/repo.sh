@@ -74,6 +74,18 @@ t_check "pull NAME finds the cached one" sh -c "$A pull tiny | grep -q tiny-1.0.
 t_run "inspect says trusted" sh -c "$A inspect '$APPLIANCE_CACHE/packages/tiny-1.0.appliance' | grep -q 'trusted$'"
 t_run "verify --full of the cached package" $A verify --full "$APPLIANCE_CACHE/packages/tiny-1.0.appliance"
 
+# The cache's file system refuses the download mid-way (a file size
+# limit stands in for a full disk): the error names the file, nothing
+# enters the cache, and the next pull completes.
+: > repo/requests.log
+APPLIANCE_CACHE=$T_TMP/cache-full \
+	sh -c "trap '' XFSZ; ulimit -f 40; exec $A pull '$URL/ok/tiny'" >full.out 2>&1
+t_check "a download the disk cannot hold fails, naming the partial file" \
+	grep -q 'partial/.*\.part: writing the download: File too large' full.out
+t_check "  ... nothing entered the cache" [ -z "$(ls "$T_TMP/cache-full/packages" 2>/dev/null)" ]
+t_run "  ... the next pull completes" env APPLIANCE_CACHE=$T_TMP/cache-full $A pull "$URL/ok/tiny"
+t_run "  ... and the package verifies" $A verify --full "$T_TMP/cache-full/packages/tiny-1.0.appliance"
+
 # Two pulls of the same package at once, into an empty cache, with the
 # download slow enough that they overlap: both succeed, one downloads.
 : > repo/requests.log
