@@ -809,35 +809,72 @@ static int pull_local(const char *cache, const char *ref, char **path)
 
 /* Two pulls of the same package at once (two `appliance run URL` in a
  * script) would both resume into one partial file, interleaving their
- * bytes.  Each holds an exclusive lock on locks/HASH (a file of its own,
- * never renamed or removed, so every pull locks the same inode; empty,
- * one per package ever pulled) from before it looks at the cache until
- * the package is admitted; the second then finds it cached, or resumes
- * what the first left.  The lock goes with the process however it ends.
- * A descriptor, or -errno. */
-static int lock_pull(const char *cache, const char *hx,
-		     const struct repo_pull_opts *o, const char *what)
-{
-	char lk[4400];
-	int fd, rc;
+ * bytes.  Each holds an exclusive lock on locks/HASH (an empty file of
+ * its own) from before it looks at the cache until the package is
+ * admitted; the second then finds it cached, or resumes what the first
+ * left.  The lock goes with the process however it ends.
+ *
+ * The holder removes the file as it lets go (unlock_pull), so locks/
+ * keeps only the locks of pulls running or killed.  A waiter may then
+ * hold the lock of a file no longer in locks/, while a third pull locks
+ * a new one under the name: so a lock counts only if, once taken, the
+ * name still leads to the locked file; else the pull tries again. */
+struct pull_lock {
+	int fd;          /* -1: not held */
+	char path[4400];
+};
 
-	snprintf(lk, sizeof(lk), "%s/locks", cache);
-	if ((rc = mkdir_p(lk)) < 0)
+static int lock_pull(const char *cache, const char *id,
+		     const struct repo_pull_opts *o, const char *what,
+		     struct pull_lock *l)
+{
+	struct stat held, named;
+	int rc, told = 0;
+
+	l->fd = -1;
+	snprintf(l->path, sizeof(l->path), "%s/locks", cache);
+	if ((rc = mkdir_p(l->path)) < 0)
 		return rc;
-	snprintf(lk, sizeof(lk), "%s/locks/%s", cache, hx);
-	fd = open(lk, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return repo_err(errno, "%s: %s", lk, strerror(errno));
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-		return fd;
-	if (errno == EWOULDBLOCK && o->waiting)
-		o->waiting(o->opaque, what);
-	if (lock_wait(fd) < 0) {
-		int e = errno;
-		close(fd);
-		return repo_err(e, "%s: %s", lk, strerror(e));
+	snprintf(l->path, sizeof(l->path), "%s/locks/%s", cache, id);
+	for (;;) {
+		int fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC |
+			      O_NOFOLLOW, 0644);
+		if (fd < 0)
+			return repo_err(errno, "%s: %s", l->path,
+					strerror(errno));
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			if (errno == EWOULDBLOCK && o->waiting && !told++)
+				o->waiting(o->opaque, what);
+			if (lock_wait(fd) < 0) {
+				int e = errno;
+				close(fd);
+				return repo_err(e, "%s: %s", l->path,
+						strerror(e));
+			}
+		}
+		int gone = 0;
+		if (fstat(fd, &held) < 0 ||
+		    (lstat(l->path, &named) < 0 && !(gone = errno == ENOENT))) {
+			int e = errno;
+			close(fd);
+			return repo_err(e, "%s: %s", l->path, strerror(e));
+		}
+		if (!gone && held.st_dev == named.st_dev &&
+		    held.st_ino == named.st_ino) {
+			l->fd = fd;
+			return 0;
+		}
+		close(fd);   /* removed by the holder we waited for */
 	}
-	return fd;
+}
+
+static void unlock_pull(struct pull_lock *l)
+{
+	if (l->fd < 0)
+		return;
+	unlink(l->path);
+	close(l->fd);
+	l->fd = -1;
 }
 
 int repo__pull(const char *ref, const struct repo_pull_opts *opts,
@@ -852,7 +889,8 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	int64_t now = o->now ? o->now : (int64_t)time(NULL);
 	uint8_t sha[32];
 	uint64_t got;
-	int rc, lock = -1;
+	struct pull_lock lock = { .fd = -1 };
+	int rc;
 
 	*path = NULL;
 	if ((rc = repo__cache_dir(cache, sizeof(cache))) < 0)
@@ -874,14 +912,14 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		EVP_Digest(ref, rl, h, &hl, EVP_sha256(), NULL);
 		hex(h, 16, hx);
 		snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
-		if ((lock = lock_pull(cache, hx, o, "the package")) < 0)
-			return lock;
+		if ((rc = lock_pull(cache, hx, o, "the package", &lock)) < 0)
+			return rc;
 		rc = fetch_to_file(ref, part, 0, 64ull << 30, o, sha, &got);
 		if (rc == 0)
 			rc = admit(part, cache, NULL, NULL, o, true, path);
 		if (rc < 0)
 			unlink(part);
-		close(lock);
+		unlock_pull(&lock);
 		return rc;
 	}
 
@@ -931,10 +969,9 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	/* From reading the version seen to recording this one: pulls from
 	 * one repository at once must not record a lower version over a
 	 * higher one (that would re-admit the rollback between them). */
-	if ((lock = lock_pull(cache, sid, o, "the repository's index")) < 0) {
-		rc = lock;
+	if ((rc = lock_pull(cache, sid, o, "the repository's index",
+			    &lock)) < 0)
 		goto out;
-	}
 	if (read_small_file(sp, 64, &st, &stlen) == 0) {
 		uint64_t seen = strtoull(st, NULL, 10);
 		free(st);
@@ -970,15 +1007,12 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 		    (rc = write_atomic(sp, num, strlen(num))) < 0)
 			goto out;
 	}
-	close(lock);
-	lock = -1;
+	unlock_pull(&lock);
 	char hx[65];
 	hex(e->sha256, 32, hx);
 	snprintf(part, sizeof(part), "%s/partial/%s.part", cache, hx);
-	if ((lock = lock_pull(cache, hx, o, "the package")) < 0) {
-		rc = lock;
+	if ((rc = lock_pull(cache, hx, o, "the package", &lock)) < 0)
 		goto out;
-	}
 	/* Already cached with exactly these bytes: nothing to download. */
 	{
 		char have[4400];
@@ -1014,8 +1048,7 @@ int repo__pull(const char *ref, const struct repo_pull_opts *opts,
 	if (rc < 0)
 		unlink(part);
 out:
-	if (lock >= 0)
-		close(lock);
+	unlock_pull(&lock);
 	free(text);
 	free(sigtext);
 	repo__index_free(&idx);

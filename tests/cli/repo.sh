@@ -86,17 +86,20 @@ t_check "  ... nothing entered the cache" [ -z "$(ls "$T_TMP/cache-full/packages
 t_run "  ... the next pull completes" env APPLIANCE_CACHE=$T_TMP/cache-full $A pull "$URL/ok/tiny"
 t_run "  ... and the package verifies" $A verify --full "$T_TMP/cache-full/packages/tiny-1.0.appliance"
 
-# Two pulls of the same package at once, into an empty cache, with the
-# download slow enough that they overlap: both succeed, one downloads.
+# Three pulls of the same package at once, into an empty cache, with the
+# download slow enough that they overlap: all succeed, one downloads.
 : > repo/requests.log
 (APPLIANCE_CACHE=$T_TMP/cache-twice $A pull "$URL/slow/tiny" >twice1.out 2>&1; echo $? >twice1.st) &
 p1=$!
 (APPLIANCE_CACHE=$T_TMP/cache-twice $A pull "$URL/slow/tiny" >twice2.out 2>&1; echo $? >twice2.st) &
-wait $p1 $!
-t_check "two pulls of one package at once both succeed" [ "$(cat twice1.st)$(cat twice2.st)" = 00 ]
+p2=$!
+(APPLIANCE_CACHE=$T_TMP/cache-twice $A pull "$URL/slow/tiny" >twice3.out 2>&1; echo $? >twice3.st) &
+wait $p1 $p2 $!
+t_check "three pulls of one package at once all succeed" [ "$(cat twice1.st twice2.st twice3.st | tr -d '\n')" = 000 ]
 t_check "  ... the package is downloaded once" [ "$(grep -c 'slow/packages/' repo/requests.log)" = 1 ]
-t_check "  ... the other saying it waits for it" sh -c "cat twice1.out twice2.out | grep -q 'waiting for another pull of'"
+t_check "  ... the others saying they wait for it" sh -c "[ \$(cat twice1.out twice2.out twice3.out | grep -c 'waiting for another pull of') -ge 2 ]"
 t_run "  ... and verifies" $A verify --full "$T_TMP/cache-twice/packages/tiny-1.0.appliance"
+t_check "  ... and their lock files are gone" [ -z "$(ls "$T_TMP/cache-twice/locks")" ]
 
 # Version 2 published: pulls see it, and version 1's index is then a rollback.
 t_run "publish 2.0" $A publish tiny-2.0.appliance --repo repo --key k1.key
