@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/durable.h"
@@ -19,6 +21,7 @@ static char dir[160], path[160];
 
 static void setup(void)
 {
+	umask(022);
 	fx_dir_new("test_durable");
 	snprintf(dir, sizeof(dir), "%s", fx_path(""));   /* "DIR/" */
 	snprintf(path, sizeof(path), "%s", fx_path("file"));
@@ -70,6 +73,10 @@ START_TEST(write_creates_and_replaces)
 	ck_assert_int_eq(entries(), 1);
 	ck_assert_int_eq(durable__write_file(path, "", 0, 0644, 0), 0);
 	assert_content("");
+	umask(077);   /* the user's umask has its say, as with open(2) */
+	ck_assert_int_eq(durable__write_file(path, "x", 1, 0644, 0), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
 }
 END_TEST
 
@@ -98,6 +105,83 @@ START_TEST(failures_leave_nothing)
 	ck_assert_int_eq(durable__write_file(ondir, "x", 1, 0644, 0),
 			 -EISDIR);
 	ck_assert_int_eq(entries(), 1);
+}
+END_TEST
+
+static void write_new(struct durable_new *n, const char *s)
+{
+	ck_assert_int_eq(durable__new_open(path, 0644, n), 0);
+	ck_assert_int_eq(write(n->fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* Where the file system has O_TMPFILE (the test directory's does), the
+ * new file has no name at all until its commit. */
+START_TEST(a_new_file_is_nameless_until_committed)
+{
+	struct durable_new n;
+	struct stat st;
+
+	write_new(&n, "content");
+	ck_assert_ptr_null(n.tmp);
+	ck_assert_int_eq(entries(), 0);
+	ck_assert_int_eq(durable__new_commit(&n, path, 0), 0);
+	ck_assert_int_eq(n.fd, -1);
+	assert_content("content");
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0644);
+	ck_assert_int_eq(entries(), 1);
+}
+END_TEST
+
+/* What a process killed while writing leaves: nothing, or (without
+ * O_TMPFILE) its temporary name only. */
+START_TEST(a_writer_killed_midway_leaves_nothing)
+{
+	pid_t pid = fork();
+	int status;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct durable_new n;
+		if (durable__new_open(path, 0644, &n) == 0 &&
+		    write(n.fd, "half", 4) == 4)
+			kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status));
+	ck_assert_int_eq(entries(), 0);
+}
+END_TEST
+
+/* Both ways, the unnamed file and the temporary name: replace, refuse to
+ * replace, discard; never a temporary name left. */
+START_TEST(commit_replaces_or_refuses_either_way)
+{
+	struct durable_new n;
+
+	durable__named_only = _i;
+	ck_assert_int_eq(durable__write_file(path, "old", 3, 0644, 0), 0);
+	write_new(&n, "new");
+	ck_assert_int_eq(n.tmp != NULL, _i);
+	ck_assert_int_eq(entries(), 1 + _i);
+	ck_assert_int_eq(durable__new_commit(&n, path, 1), -EEXIST);
+	assert_content("old");
+	ck_assert_int_eq(entries(), 1);
+	write_new(&n, "newer");
+	ck_assert_int_eq(durable__new_commit(&n, path, 0), 0);
+	assert_content("newer");
+	ck_assert_int_eq(entries(), 1);
+	write_new(&n, "dropped");
+	durable__new_discard(&n);
+	assert_content("newer");
+	ck_assert_int_eq(entries(), 1);
+	unlink(path);
+	write_new(&n, "fresh");
+	ck_assert_int_eq(durable__new_commit(&n, path, 1), 0);
+	assert_content("fresh");
+	ck_assert_int_eq(entries(), 1);
+	durable__named_only = 0;
 }
 END_TEST
 
@@ -130,6 +214,9 @@ int main(void)
 	tcase_add_test(tc, no_overwrite_keeps_the_old_file);
 	tcase_add_test(tc, failures_leave_nothing);
 	tcase_add_test(tc, fsync_dir_forms);
+	tcase_add_test(tc, a_new_file_is_nameless_until_committed);
+	tcase_add_test(tc, a_writer_killed_midway_leaves_nothing);
+	tcase_add_loop_test(tc, commit_replaces_or_refuses_either_way, 0, 2);
 	suite_add_tcase(s, tc);
 	return fx_run_suite(s);
 }
