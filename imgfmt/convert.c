@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "common/durable.h"
@@ -240,46 +239,6 @@ static void writer_loop(struct pipeline *p, const struct imgfmt_convert_opts *co
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* DST.tmp-XXXXXX next to the destination, so the final rename stays
- * within one filesystem. */
-static void temp_name(char *out, size_t outlen, const char *dst)
-{
-	static const char al[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-	uint8_t rnd[6];
-	char sfx[7];
-
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		for (size_t i = 0; i < sizeof(rnd); i++)
-			rnd[i] = (uint8_t)(rand() ^ getpid());
-	for (size_t i = 0; i < 6; i++)
-		sfx[i] = al[rnd[i] % (sizeof(al) - 1)];
-	sfx[6] = '\0';
-	snprintf(out, outlen, "%s.tmp-%s", dst, sfx);
-}
-
-/* The writer's errors name the temporary file, which is gone by the time
- * anyone reads them: name the destination the user gave instead. */
-static int name_destination(int r, const char *tmp, const char *dst)
-{
-	const char *msg = imgfmt__error(), *at = strstr(msg, tmp);
-	char buf[1024];
-
-	if (!at)
-		return r;
-	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - msg), msg, dst,
-		 at + strlen(tmp));
-	return imgfmt_err(-r, "%s", buf);
-}
-
-/* The rename is directory metadata: sync it, or a crash can lose it. */
-static int sync_dir_of(const char *path)
-{
-	int r = durable__fsync_dir_of(path);
-
-	return r < 0 ? imgfmt_err(-r, "%s: syncing its directory: %s", path,
-				  strerror(-r)) : 0;
-}
-
 static void free_slots(struct pipeline *p)
 {
 	for (uint64_t i = 0; i < p->window; i++) {
@@ -303,7 +262,7 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	struct pipeline p;
 	pthread_t tids[64];
 	int nthreads, started = 0, r;
-	char tmp[4096 + 16];
+	struct durable_new nf;
 
 	if (co_in)
 		co = *co_in;
@@ -334,16 +293,16 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 		nthreads = 64;
 
 	memset(&p, 0, sizeof(p));
-	for (int tries = 0;; tries++) {
-		temp_name(tmp, sizeof(tmp), dst_path);
-		r = imgfmt__writer_open(tmp, &wo, &p.w);
-		if (r != -EEXIST || tries >= 16)
-			break;
-	}
+	/* The image is written unnamed (or under a temporary name) and
+	 * named dst_path only once complete: a convert that fails or is
+	 * killed leaves no half-written destination. */
+	r = durable__new_open(dst_path, 0644, &nf);
+	if (r < 0)
+		return imgfmt_err(-r, "%s: %s", dst_path, strerror(-r));
+	r = imgfmt__writer_open_fd(dst_path, nf.fd, &wo, &p.w);
 	if (r < 0) {
-		if (r != -EEXIST)
-			unlink(tmp);
-		return name_destination(r, tmp, dst_path);
+		durable__new_discard(&nf);
+		return r;
 	}
 	p.src = src;
 	p.size = src->virtual_size;
@@ -393,24 +352,17 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	r = imgfmt__writer_finish(p.w);
 	p.w = NULL;
 	if (r < 0)
-		goto fail_unlink;
-	if (co.overwrite)
-		r = rename(tmp, dst_path);
-	else
-		r = renameat2(AT_FDCWD, tmp, AT_FDCWD, dst_path,
-			      RENAME_NOREPLACE);
-	if (r < 0) {
-		r = imgfmt_err(errno, "%s: %s", dst_path, strerror(errno));
-		goto fail_unlink;
-	}
-	r = sync_dir_of(dst_path);
-	if (r == 0 && stats)
+		goto fail_discard;
+	r = durable__new_commit(&nf, dst_path, !co.overwrite);
+	if (r < 0)
+		return imgfmt_err(-r, "%s: %s", dst_path, strerror(-r));
+	if (stats)
 		*stats = p.st;
-	return r;
+	return 0;
 
 fail:
 	imgfmt__writer_abort(p.w);
-fail_unlink:
-	unlink(tmp);
-	return name_destination(r, tmp, dst_path);
+fail_discard:
+	durable__new_discard(&nf);
+	return r;
 }

@@ -271,16 +271,12 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 	struct imgfmt_writer_opts wo = { 0 };
 	imgfmt_writer *w = NULL;
 	uint8_t *buf = NULL;
-	char *tmp = NULL;
+	struct durable_new nf;
 	int r;
 
 	r = imgfmt__info(src, &info);
 	if (r < 0)
 		return r;
-	tmp = malloc(strlen(dst_path) + 32);
-	if (!tmp)
-		return imgfmt_err(ENOMEM, "out of memory");
-	sprintf(tmp, "%s.tmp-%d", dst_path, (int)getpid());
 	wo.format = "avd";
 	wo.size = src->virtual_size;
 	wo.cluster_size = info.cluster_size >= IMGFMT_MIN_CLUSTER &&
@@ -292,9 +288,14 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 	wo.backing_file = src->backing_name;
 	wo.backing_format = src->backing_format;
 	wo.uuid = info.has_uuid ? info.uuid : NULL;
-	r = imgfmt__writer_open(tmp, &wo, &w);
+	/* Named only once complete (durable.h): a compact that fails or is
+	 * killed leaves dst_path as it was. */
+	r = durable__new_open(dst_path, 0644, &nf);
+	if (r < 0)
+		return imgfmt_err(-r, "%s: %s", dst_path, strerror(-r));
+	r = imgfmt__writer_open_fd(dst_path, nf.fd, &wo, &w);
 	if (r < 0) {
-		free(tmp);
+		durable__new_discard(&nf);
 		return r;
 	}
 	uint32_t cs = imgfmt__writer_chunk_size(w);
@@ -330,24 +331,13 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 	w = NULL;
 	if (r < 0)
 		goto fail;
-	if (rename(tmp, dst_path) < 0) {
-		r = imgfmt_err(errno, "%s: rename: %s", dst_path,
-			       strerror(errno));
-		goto fail;
-	}
-	if ((r = durable__fsync_dir_of(dst_path)) < 0) {
-		r = imgfmt_err(-r, "%s: syncing its directory: %s", dst_path,
-			       strerror(-r));
-		goto fail;
-	}
+	r = durable__new_commit(&nf, dst_path, 0);
 	free(buf);
-	free(tmp);
-	return 0;
+	return r < 0 ? imgfmt_err(-r, "%s: %s", dst_path, strerror(-r)) : 0;
 fail:
 	if (w)
 		imgfmt__writer_abort(w);
-	unlink(tmp);
+	durable__new_discard(&nf);
 	free(buf);
-	free(tmp);
 	return r;
 }

@@ -194,8 +194,9 @@ int imgfmt_writer_append(struct imgfmt_writer *w, void *buf, size_t len,
 	return 0;
 }
 
-int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
-			imgfmt_writer **out)
+/* fd -1: create path. */
+static int writer_open(const char *path, int fd,
+		       const struct imgfmt_writer_opts *o, imgfmt_writer **out)
 {
 	const char *fmt = o->format ? o->format : "avd";
 	const struct imgfmt_driver *d = imgfmt_driver_find(fmt);
@@ -232,15 +233,20 @@ int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 	pthread_mutex_init(&w->io->pool_lock, NULL);
 
 	if (d->writer_open) {
-		w->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		w->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3)
+			: open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (w->fd < 0) {
 			r = imgfmt_err(errno, "%s: %s", path, strerror(errno));
 			goto fail;
 		}
-		created = true;
+		created = fd < 0;
 		r = d->writer_open(w);
 		if (r < 0)
 			goto fail;
+	} else if (fd >= 0) {
+		r = imgfmt_err(ENOTSUP, "%s: the %s writer cannot write into "
+			       "an open file", path, fmt);
+		goto fail;
 	} else {
 		struct imgfmt_create_opts c = {
 			.format = d->name,
@@ -283,6 +289,19 @@ fail:
 	if (created)
 		unlink(path);
 	return r;
+}
+
+int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
+			imgfmt_writer **out)
+{
+	return writer_open(path, -1, o, out);
+}
+
+int imgfmt__writer_open_fd(const char *name, int fd,
+			   const struct imgfmt_writer_opts *o,
+			   imgfmt_writer **out)
+{
+	return writer_open(name, fd, o, out);
 }
 
 int imgfmt_writer_create_empty(const char *path,

@@ -64,6 +64,13 @@ struct imgfmt_chunk {
 
 int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 			imgfmt_writer **out);
+/* The same into fd, an empty file open for reading and writing (as
+ * common/durable.h's new files are), used through a duplicate and never
+ * removed; `name` is what messages call it and what a VMDK descriptor
+ * names as its extent: the name it is to have. */
+int imgfmt__writer_open_fd(const char *name, int fd,
+			   const struct imgfmt_writer_opts *o,
+			   imgfmt_writer **out);
 uint32_t imgfmt__writer_chunk_size(const imgfmt_writer *w);
 int imgfmt__writer_encode(imgfmt_writer *w, const void *guest_data,
 			  uint64_t offset, uint32_t length,

@@ -183,4 +183,17 @@ t_check "no destination after a failed read" [ ! -e trunc.raw ]
 sh -c 'trap "" XFSZ; ulimit -f 256; exec "$1" img convert -O qcow2 src.raw big.qcow2' - "$A" >efbig.out 2>&1
 t_check "a failed write names the destination" grep -q '^appliance: big.qcow2: write at [0-9]*: File too large' efbig.out
 t_check "  ... and leaves nothing" sh -c "! ls | grep -q 'big.qcow2'"
+# A convert killed outright: the image it was writing has no name yet
+# (O_TMPFILE), so nothing of it stays.  Killed once the unnamed file is
+# open: /proc shows it as DIR/#INODE (deleted).
+head -c 256M /dev/urandom > slow.raw
+"$A" img convert -O qcow2 -c slow.raw killed.qcow2 &
+pid=$!
+for i in $(seq 500); do
+	ls -l /proc/$pid/fd 2>/dev/null | grep -q "$PWD/#.* (deleted)" && break
+	sleep 0.01
+done
+kill -KILL $pid; wait $pid 2>/dev/null
+t_check "a convert killed midway leaves nothing behind" sh -c "[ \"\$(ls | grep killed)\" = '' ]"
+rm -f slow.raw
 t_done

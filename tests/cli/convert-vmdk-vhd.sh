@@ -88,6 +88,8 @@ for sub in monolithicSparse streamOptimized; do
 		sh -c "qemu-img info --output=json o-$sub.vmdk | grep -q '\"create-type\": \"$sub\"'"
 	t_check "ours $sub: stays sparse" [ "$(stat -c %s o-$sub.vmdk)" -lt 8000000 ]
 	t_run "ours $sub: our check" $A img check o-$sub.vmdk
+	t_check "ours $sub: the descriptor's extent is the file's own name" \
+		sh -c "head -c 70000 o-$sub.vmdk | strings | grep -qx 'RW [0-9]* SPARSE \"o-$sub.vmdk\"'"
 done
 t_run "default vmdk subformat is monolithicSparse" $A img convert -O vmdk src.raw o-default.vmdk
 t_check "default vmdk is monolithicSparse for qemu-img" \
