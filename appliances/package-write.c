@@ -24,6 +24,7 @@
 #include "appliances/package.h"
 #include "appliances/trust.h"
 #include "builder/toml.h"
+#include "common/durable.h"
 #include "common/tmpfile.h"
 
 struct tar_source {
@@ -36,27 +37,27 @@ struct tar_source {
 static int write_tar(const char *out_path, const struct tar_source *src,
 		     int n, int64_t mtime)
 {
-	char tmp[4096];
 	struct archive *a = archive_write_new();
 	struct archive_entry *e = archive_entry_new();
 	uint8_t *buf = malloc(1u << 20);
-	int fd, rc = 0;
+	struct durable_new nf = { .fd = -1 };
+	int rc = 0;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", out_path) >=
-	    (int)sizeof(tmp) || !a || !e || !buf) {
+	if (!a || !e || !buf) {
 		rc = package__err(ENOMEM, "out of memory");
 		goto out;
 	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		rc = package__err(errno, "%s: %s", tmp, strerror(errno));
+	/* Named only once complete (durable.h): a build or pack that fails
+	 * or is killed leaves no half-written package. */
+	if ((rc = durable__new_open(out_path, 0644, &nf)) < 0) {
+		rc = package__err(-rc, "%s: %s", out_path, strerror(-rc));
 		goto out;
 	}
-	fchmod(fd, 0644);
 	archive_write_set_format_ustar(a);
 	archive_write_add_filter_none(a);
-	if (archive_write_open_fd(a, fd) != ARCHIVE_OK) {
-		rc = package__err(EIO, "%s: %s", tmp, archive_error_string(a));
+	if (archive_write_open_fd(a, nf.fd) != ARCHIVE_OK) {
+		rc = package__err(EIO, "%s: %s", out_path,
+				  archive_error_string(a));
 		goto fail;
 	}
 	for (int i = 0; i < n; i++) {
@@ -69,7 +70,8 @@ static int write_tar(const char *out_path, const struct tar_source *src,
 		archive_entry_set_gid(e, 0);
 		archive_entry_set_mtime(e, mtime, 0);
 		if (archive_write_header(a, e) != ARCHIVE_OK) {
-			rc = package__err(EIO, "%s: %s", tmp, archive_error_string(a));
+			rc = package__err(EIO, "%s: %s", out_path,
+				  archive_error_string(a));
 			goto fail;
 		}
 		for (uint64_t done = 0; done < src[i].size;) {
@@ -84,7 +86,7 @@ static int write_tar(const char *out_path, const struct tar_source *src,
 				goto fail;
 			}
 			if (archive_write_data(a, p, k) != (la_ssize_t)k) {
-				rc = package__err(EIO, "%s: %s", tmp,
+				rc = package__err(EIO, "%s: %s", out_path,
 					     archive_error_string(a));
 				goto fail;
 			}
@@ -92,24 +94,20 @@ static int write_tar(const char *out_path, const struct tar_source *src,
 		}
 	}
 	if (archive_write_close(a) != ARCHIVE_OK) {
-		rc = package__err(EIO, "%s: %s", tmp, archive_error_string(a));
+		rc = package__err(EIO, "%s: %s", out_path,
+				  archive_error_string(a));
 		goto fail;
 	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		rc = package__err(errno, "%s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, out_path) < 0) {
-		rc = package__err(errno, "%s: %s", out_path, strerror(errno));
-		goto fail;
+	if ((rc = durable__new_commit(&nf, out_path, 0)) < 0) {
+		rc = package__err(-rc, "%s: %s", out_path, strerror(-rc));
+		goto out;
 	}
 	goto out;
 fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
+	/* The archive first: freeing it may still write to the file. */
+	archive_write_free(a);
+	a = NULL;
+	durable__new_discard(&nf);
 out:
 	if (a)
 		archive_write_free(a);

@@ -100,6 +100,44 @@ static int write_atomic(const char *path, const void *buf, size_t len)
 	return r < 0 ? repo_err(-r, "%s: %s", path, strerror(-r)) : 0;
 }
 
+/* Copy the file src into out, the new file dst: copy_file_range (which
+ * a file system may make a shared extent), else read and write.  0, or an
+ * error naming the side that failed. */
+static int copy_file(const char *src, int out, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), rc = 0;
+	char *buf = NULL;
+	ssize_t k;
+
+	if (in < 0)
+		return repo_err(errno, "%s: %s", src, strerror(errno));
+	while ((k = copy_file_range(in, NULL, out, NULL, 1u << 30, 0)) > 0)
+		;
+	if (k < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+		      errno == EOPNOTSUPP)) {
+		/* Not between these files: plain copying, from where
+		 * copy_file_range stopped (it moved both offsets). */
+		if (!(buf = malloc(1 << 20))) {
+			close(in);
+			return repo_err(ENOMEM, "out of memory");
+		}
+		while ((k = read(in, buf, 1 << 20)) > 0) {
+			ssize_t w = write(out, buf, (size_t)k);
+			if (w != k) {
+				int e = w < 0 ? errno : EIO;
+				rc = repo_err(e, "%s: %s", dst, strerror(e));
+				break;
+			}
+		}
+	}
+	if (k < 0 && rc == 0)
+		rc = repo_err(errno, "copying %s to %s: %s", src, dst,
+			      strerror(errno));
+	free(buf);
+	close(in);
+	return rc;
+}
+
 static int sha256_file(const char *path, uint8_t out[32], uint64_t *size)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -360,7 +398,7 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 	for (int i = 0; i < n; i++) {
 		struct package *p;
 		struct repo_entry e = { 0 };
-		char dst[4096], tmp[4200];
+		char dst[4096];
 		if ((rc = package__open(packages[i], &p)) < 0) {
 			rc = repo_err(EINVAL, "%s", package__error());
 			goto out;
@@ -373,33 +411,20 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 		snprintf(dst, sizeof(dst), "%s/%s", dir, e.path);
 		if ((rc = sha256_file(packages[i], e.sha256, &e.size)) < 0)
 			goto out;
-		/* Copy (packages may be large: stream) to a temp name. */
-		snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dst);
-		int out = mkstemp(tmp), in = open(packages[i], O_RDONLY);
-		char *buf = malloc(1 << 20);
-		ssize_t k = 0;
-		if (out < 0 || in < 0 || !buf) {
-			rc = repo_err(errno ? errno : ENOMEM, "%s: %s", dst,
-				      strerror(errno));
-		} else {
-			fchmod(out, 0644);
-			while ((k = read(in, buf, 1 << 20)) > 0)
-				if (write(out, buf, (size_t)k) != k) {
-					k = -1;
-					break;
-				}
-			if (k < 0 || fsync(out) < 0)
-				rc = repo_err(EIO, "%s: write error", dst);
+		/* Copy (packages may be large: stream), named only once
+		 * complete (durable.h): the web server never serves half a
+		 * package, and a killed publish leaves none. */
+		struct durable_new nf;
+		if ((rc = durable__new_open(dst, 0644, &nf)) < 0) {
+			rc = repo_err(-rc, "%s: %s", dst, strerror(-rc));
+			goto out;
 		}
-		free(buf);
-		if (in >= 0)
-			close(in);
-		if (out >= 0)
-			close(out);
-		if (rc == 0 && rename(tmp, dst) < 0)
-			rc = repo_err(errno, "%s: %s", dst, strerror(errno));
-		if (rc < 0) {
-			unlink(tmp);
+		if ((rc = copy_file(packages[i], nf.fd, dst)) < 0) {
+			durable__new_discard(&nf);
+			goto out;
+		}
+		if ((rc = durable__new_commit(&nf, dst, 0)) < 0) {
+			rc = repo_err(-rc, "%s: %s", dst, strerror(-rc));
 			goto out;
 		}
 		int j;
