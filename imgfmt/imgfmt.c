@@ -432,6 +432,14 @@ static int open_chain(const char *path, const struct imgfmt_open_opts *opts,
 	int by_name = !(img->backing_format &&
 			strcmp(img->backing_format, "appliance") == 0);
 	if (img->backing_name && by_name &&
+	    (o->flags & IMGFMT_OPEN_SELF_CONTAINED)) {
+		r = imgfmt_err(EPERM, "%s: the image names a backing file, "
+			       "%s, and was to be opened self-contained "
+			       "(reading nothing but itself)", path,
+			       img->backing_name);
+		goto fail;
+	}
+	if (img->backing_name && by_name &&
 	    !(o->flags & IMGFMT_OPEN_NO_BACKING)) {
 		r = open_backing(img, o, seen);
 		if (r < 0)

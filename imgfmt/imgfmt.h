@@ -80,6 +80,16 @@ enum imgfmt_open_flags {
 	                                     that very file (a package's read
 	                                     lease), which opening the path
 	                                     again might not reach. */
+	IMGFMT_OPEN_SELF_CONTAINED = 1u << 5,
+	                                  /* refuse an image that names other
+	                                     files to read: a backing file by
+	                                     name, a VMDK descriptor's extent
+	                                     files.  For a reader that is to
+	                                     see the image's own bytes and
+	                                     nothing else: a guest given a
+	                                     downloaded image would otherwise
+	                                     read whatever file of its user's
+	                                     the image names. */
 };
 
 struct imgfmt_open_opts {

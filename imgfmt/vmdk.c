@@ -1167,6 +1167,11 @@ static int vmdk__open_extent_file(imgfmt_image *img, struct vmdk_extent *e,
 	size_t flen = strlen(file);
 	struct stat st;
 
+	if (img->flags & IMGFMT_OPEN_SELF_CONTAINED)
+		return imgfmt_err(EPERM, "%s: the VMDK descriptor names an "
+				  "extent file, %s, and was to be opened "
+				  "self-contained (reading nothing but itself)",
+				  img->path, file);
 	e->name = malloc(dirlen + flen + 1);
 	if (!e->name)
 		return imgfmt_err(ENOMEM, "out of memory");

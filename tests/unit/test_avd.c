@@ -1145,6 +1145,37 @@ START_TEST(backing_digest_is_verified)
 }
 END_TEST
 
+/* Self-contained, an image may read nothing but itself: one naming a
+ * backing file is refused, naming it; one without opens. */
+START_TEST(self_contained_refuses_a_backing_file)
+{
+	uint8_t *model = make_base(1 << 20);
+	struct imgfmt_create_opts c = {
+		.backing_file = "base.raw", .backing_format = "raw",
+	};
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_SELF_CONTAINED };
+	imgfmt_image *img = NULL;
+
+	OK(imgfmt__create(fx_path("over.avd"), &c));
+	ck_assert_int_eq(imgfmt__open(fx_path("over.avd"), &o, &img), -EPERM);
+	ck_assert_ptr_null(img);
+	ck_assert_msg(strstr(imgfmt__error(), "names a backing file, base.raw") &&
+		      strstr(imgfmt__error(), "self-contained"), "%s",
+		      imgfmt__error());
+	o.flags |= IMGFMT_OPEN_RDWR;
+	ck_assert_int_eq(imgfmt__open(fx_path("over.avd"), &o, &img), -EPERM);
+	img = op("over.avd", 0, 0);   /* not asked to: the chain opens */
+	expect_content(img, model, 1 << 20);
+	OK(imgfmt__close(img));
+	c = (struct imgfmt_create_opts){ .size = 1 << 20 };
+	OK(imgfmt__create(fx_path("alone.avd"), &c));
+	o.flags = IMGFMT_OPEN_SELF_CONTAINED;
+	OK(imgfmt__open(fx_path("alone.avd"), &o, &img));
+	OK(imgfmt__close(img));
+	free(model);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("avd");
@@ -1153,6 +1184,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, crc32c_vectors);
+	tcase_add_test(tc, self_contained_refuses_a_backing_file);
 	tcase_add_test(tc, create_info_probe);
 	tcase_add_test(tc, partial_cluster_io);
 	tcase_add_test(tc, descriptors_backing_cow);

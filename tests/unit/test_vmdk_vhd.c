@@ -922,6 +922,14 @@ START_TEST(desc_flat_extent_reads)
 	ck_assert(memcmp(back, data + 4096 + 4096, 4096) == 0);
 	imgfmt__close(img);
 	free(data);
+	/* Self-contained, a descriptor (all extents are other files) is
+	 * refused, naming the extent. */
+	struct imgfmt_open_opts o = { .flags = IMGFMT_OPEN_SELF_CONTAINED };
+	img = NULL;
+	ck_assert_int_eq(imgfmt__open(path, &o, &img), -EPERM);
+	ck_assert_ptr_null(img);
+	ck_assert_msg(strstr(imgfmt__error(), "extent file, disk-flat.vmdk"),
+		      "%s", imgfmt__error());
 }
 END_TEST
 
