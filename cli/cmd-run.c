@@ -10,12 +10,41 @@
  * errors and --help come from the command the user typed, and the pull
  * sees --key and --insecure.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "imgfmt.h"
 #include "run.h"
+
+/* The runner opens --disk images self-contained, so one that names a
+ * backing file fails there; say here, where the options are known, how
+ * to allow it.  Other failures are the runner's to report. */
+static int check_disks(const struct run_args *a)
+{
+	for (int i = 0; i < a->mc.nr_disks; i++) {
+		struct imgfmt_open_opts o = {
+			.flags = IMGFMT_OPEN_SELF_CONTAINED,
+			.format = a->disk_format[i],
+		};
+		imgfmt_image *img;
+
+		if (a->disk_backing[i])
+			continue;
+		int r = imgfmt__open(a->disks[i], &o, &img);
+		if (r == 0)
+			imgfmt__close(img);
+		if (r == -EPERM) {
+			cli__error("run: %s; --disk %s,backing=on lets the "
+				   "guest read it", imgfmt__error(),
+				   a->disks[i]);
+			return EXIT_FAIL;
+		}
+	}
+	return 0;
+}
 
 int cmd_run(int argc, char **argv)
 {
@@ -26,6 +55,8 @@ int cmd_run(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	rc = run_args__parse(argc, argv, &a);
+	if (rc == 0)
+		rc = check_disks(&a);
 	run_args__free(&a);
 	if (rc != 0)
 		return rc < 0 ? EXIT_OK : rc;

@@ -37,10 +37,13 @@ const char cmd_run_help[] =
 	"                        note (CONFIG_PVH), booted through PVH\n"
 	"  --initrd FILE         initramfs\n"
 	"  --append CMDLINE      kernel command line (default console=ttyS0)\n"
-	"  --disk IMAGE[,ro][,format=FMT]  a virtio-blk disk (any image\n"
-	"                        format; detected unless named: a detected raw\n"
-	"                        disk refuses guest writes that would make it\n"
-	"                        look like another format); repeat\n"
+	"  --disk IMAGE[,ro][,format=FMT][,backing=on]  a virtio-blk disk\n"
+	"                        (any image format; detected unless named: a\n"
+	"                        detected raw disk refuses guest writes that\n"
+	"                        would make it look like another format); an\n"
+	"                        image naming a backing file is refused unless\n"
+	"                        backing=on lets the guest read that file;\n"
+	"                        repeat\n"
 	"  --net user|tap:IFNAME|none  the network: user-mode through passt\n"
 	"                        (default when there are port forwards; \"user\"\n"
 	"                        adds it without any), the host tap interface\n"
@@ -129,11 +132,13 @@ int run_args__parse(int argc, char **argv, struct run_args *a)
 			/* Options from the right, so that a name may hold
 			 * commas. */
 			char *comma;
-			bool ro = false;
+			bool ro = false, backing = false;
 			const char *fmt = NULL;
 			while ((comma = strrchr(name, ','))) {
 				if (strcmp(comma, ",ro") == 0)
 					ro = true;
+				else if (strcmp(comma, ",backing=on") == 0)
+					backing = true;
 				else if (strncmp(comma, ",format=", 8) == 0)
 					fmt = comma + 8;
 				else
@@ -142,6 +147,7 @@ int run_args__parse(int argc, char **argv, struct run_args *a)
 			}
 			a->disk_ro[a->mc.nr_disks] = ro;
 			a->disk_format[a->mc.nr_disks] = fmt;
+			a->disk_backing[a->mc.nr_disks] = backing;
 			a->disk_names[a->mc.nr_disks] = name;
 			a->disks[a->mc.nr_disks++] = name;
 			break;
@@ -225,6 +231,7 @@ int run_args__parse(int argc, char **argv, struct run_args *a)
 	a->mc.disks = a->disks;
 	a->mc.disk_readonly = a->disk_ro;
 	a->mc.disk_formats = a->disk_format;
+	a->mc.disk_backing = a->disk_backing;
 	return 0;
 }
 

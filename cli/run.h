@@ -25,6 +25,7 @@ struct run_args {
 	char *disk_names[MONITOR_MAX_DISKS];   /* owned copies */
 	bool disk_ro[MONITOR_MAX_DISKS];
 	const char *disk_format[MONITOR_MAX_DISKS];  /* NULL: detect */
+	bool disk_backing[MONITOR_MAX_DISKS];  /* ,backing=on */
 	int affinity[VM_MAX_CPUS];
 	bool insecure, mem_given, cpus_given;
 	const char *key, *persist;

@@ -297,8 +297,10 @@ int qemu_engine__run(const struct qemu_engine_config *cfg,
 	for (int i = 0; i < cfg->nr_disks; i++) {
 		struct served_disk *d = &disks[i];
 		int ro = cfg->disk_readonly && cfg->disk_readonly[i];
+		int named = cfg->disk_backing && cfg->disk_backing[i];
 		struct imgfmt_open_opts oo = {
-			.flags = ro ? 0 : IMGFMT_OPEN_RDWR,
+			.flags = (ro ? 0 : IMGFMT_OPEN_RDWR) |
+				 (named ? 0 : IMGFMT_OPEN_SELF_CONTAINED),
 			.format = cfg->disk_formats ? cfg->disk_formats[i]
 						    : NULL };
 		struct nbd_server_opts so = { .read_only = ro,

@@ -33,6 +33,9 @@ struct qemu_engine_config {
 	const char *const *disks;    /* image paths, any format imgfmt reads */
 	const bool *disk_readonly;   /* NULL: all writable */
 	const char *const *disk_formats; /* NULL, or NULL for a disk: detect */
+	/* Disks that may read the files their image names (a backing
+	 * file); NULL: none, each opened IMGFMT_OPEN_SELF_CONTAINED. */
+	const bool *disk_backing;
 	/* Already open images to serve instead of opening disks[] (which
 	 * then only describe them); they stay the caller's to close.  An
 	 * appliance's overlay, stacked on its verified disk, comes this

@@ -280,8 +280,10 @@ static int setup_devices(struct run_state *st, const struct monitor_config *c)
 			       MONITOR_MAX_DISKS);
 	for (int i = 0; i < c->nr_disks; i++) {
 		bool ro = c->disk_readonly && c->disk_readonly[i];
+		bool named = c->disk_backing && c->disk_backing[i];
 		struct imgfmt_open_opts oo = {
-			.flags = ro ? 0 : IMGFMT_OPEN_RDWR,
+			.flags = (ro ? 0 : IMGFMT_OPEN_RDWR) |
+				 (named ? 0 : IMGFMT_OPEN_SELF_CONTAINED),
 			.format = c->disk_formats ? c->disk_formats[i] : NULL,
 		};
 		struct virtio_blk_opts bo = { .read_only = ro };

@@ -35,6 +35,9 @@ struct monitor_config {
 	const char *const *disks;    /* imgfmt images, virtio-blk each */
 	const bool *disk_readonly;   /* NULL: all writable */
 	const char *const *disk_formats; /* NULL, or NULL for a disk: detect */
+	/* Disks that may read the files their image names (a backing
+	 * file); NULL: none, each opened IMGFMT_OPEN_SELF_CONTAINED. */
+	const bool *disk_backing;
 	/* Already open images to attach instead of opening disks[] (which
 	 * then only name them in messages); they stay the caller's. */
 	struct imgfmt_image *const *disk_images;

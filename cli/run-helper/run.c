@@ -127,6 +127,7 @@ static int run_qemu(struct run_args *a, bool use_kvm)
 	qc.disks = a->mc.disks;
 	qc.disk_readonly = a->mc.disk_readonly;
 	qc.disk_formats = a->mc.disk_formats;
+	qc.disk_backing = a->mc.disk_backing;
 	qc.nr_disks = a->mc.nr_disks;
 	qc.disk_images = a->mc.disk_images;
 	qc.ports = a->ports;
@@ -302,6 +303,7 @@ static int run_appliance(struct run_args *a)
 	a->disks[0] = l->overlay_path;
 	a->disk_ro[0] = false;
 	a->disk_format[0] = NULL;
+	a->disk_backing[0] = false;
 	a->mc.nr_disks = 1;
 	a->mc.disk_images = a->images;
 	/* The package's forwards, except where -p already maps that guest

@@ -133,6 +133,18 @@ t_check "  ... and writes the second" grep -q '^guest: disk write ok' named.txt
 t_run "  ... options in either order" $B --kernel "$G" --disk named.raw,format=raw,ro --console named-ro.txt
 t_check "  ... ro taken too" grep -q '^guest: disk write failed' named-ro.txt
 t_fail "an unknown --disk format fails" 1 $B --kernel "$G" --disk named.raw,format=bogus --console none
+# A disk image that names a backing file would give the guest that file
+# (a downloaded qcow2 naming ~/.ssh/id_rsa): refused unless allowed.
+$A img create base.avd 1M >/dev/null
+printf 'BASE-SECTOR-ZERO' | $A img write base.avd 0 16
+$A img create -b base.avd over.avd >/dev/null
+t_fail "a disk naming a backing file is refused" 1 $B --kernel "$G" --disk over.avd --console none
+t_check "  ... naming the file and how to allow it" sh -c \
+	"$B --kernel '$G' --disk over.avd --console none 2>&1 | grep -q 'names a backing file, base.avd.*--disk over.avd,backing=on lets the guest read it'"
+t_run "  ... allowed with ,backing=on" $B --kernel "$G" --disk over.avd,backing=on --console over.txt
+t_check "  ... the guest reads the backing file through it" grep -q "^guest: disk read 'BASE-SECTOR-ZERO'" over.txt
+t_check "  ... and its write lands in the overlay, not the backing file" \
+	sh -c "[ \"\$($A img read over.avd 512 25)\" = 'written by the test guest' ] && [ \"\$($A img read -f avd base.avd 512 7 | tr -d '\\0')\" = '' ]"
 
 # The same guest as an ELF vmlinux-alike through the PVH entry: 32-bit
 # protected mode, paging off, %ebx = hvm_start_info.

@@ -131,6 +131,32 @@ START_TEST(missing_disk_fails_before_qemu_starts)
 }
 END_TEST
 
+/* A disk whose image names a backing file would show the guest that
+ * file: refused before QEMU starts, unless allowed for that disk. */
+START_TEST(a_disk_naming_a_backing_file_is_refused_unless_allowed)
+{
+	struct imgfmt_create_opts base = { .format = "raw", .size = 1 << 20 };
+	struct imgfmt_create_opts over = { .backing_file = "base.raw",
+					   .backing_format = "raw" };
+	const char *disks[] = { fx_path("over.avd") };
+	const bool allowed = true;
+	struct qemu_engine_config c = { .kernel = "k", .disks = disks,
+					.nr_disks = 1, .console_in_fd = -1,
+					.console_out_fd = -1,
+					.qemu_binary = "/bin/false" };
+	struct qemu_engine_result r;
+
+	ck_assert_int_eq(imgfmt__create(fx_path("base.raw"), &base), 0);
+	ck_assert_int_eq(imgfmt__create(disks[0], &over), 0);
+	ck_assert_int_lt(qemu_engine__run(&c, &r), 0);
+	ck_assert_ptr_nonnull(strstr(r.message, "names a backing file"));
+	ck_assert_int_eq(r.qemu_status, -1);   /* never started */
+	c.disk_backing = &allowed;
+	ck_assert_int_eq(qemu_engine__run(&c, &r), -EIO);
+	ck_assert_int_eq(r.qemu_status, 1);   /* /bin/false ran */
+}
+END_TEST
+
 START_TEST(qemu_failure_is_reported)
 {
 	struct qemu_engine_config c = { .kernel = "k", .console_in_fd = -1,
@@ -236,6 +262,7 @@ int main(void)
 	tcase_add_test(tc, qemu_failure_is_reported);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, qemu_inherits_its_disk_socket_and_files);
+	tcase_add_test(tc, a_disk_naming_a_backing_file_is_refused_unless_allowed);
 	tcase_add_test(tc, closed_console_stops_qemu);
 	suite_add_tcase(s, tc);
 	return fx_run_suite(s);
