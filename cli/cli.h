@@ -24,11 +24,14 @@ struct cli_command {
 	const char *help;                    /* full text for `help NAME` */
 };
 
-/* Print "appliance: <message>" to stderr. */
+/* Print "appliance: <message>" to stderr, control bytes but line breaks
+ * escaped (\x1b): messages quote what images and packages say. */
 void cli__error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print a usage error plus a pointer to `appliance help CMD`; returns 2. */
 int cli__usage(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Print attacker-chosen text with its control bytes escaped as \xHH. */
+void cli__print_untrusted(FILE *f, const char *s);
 
 /* Parse a size such as "512", "64K", "10G", "1.5M" (binary units, optional
  * trailing "iB"/"B").  Returns 0 or -1 on malformed or overflowing input. */
@@ -78,7 +81,6 @@ int cmd_trust(int argc, char **argv);
 extern const char cmd_trust_help[];
 char *cli__passphrase(const char *file, int confirm); /* cmd-key.c */
 void cli__passphrase_free(char *pw);
-void cli__print_untrusted(FILE *f, const char *s);    /* cmd-sign.c */
 int cmd_run(int argc, char **argv);
 extern const char cmd_run_help[];
 

@@ -258,9 +258,15 @@ static int img_info(int argc, char **argv)
 		}
 		printf(",\n  \"chain-depth\": %d\n}\n", info.chain_depth);
 	} else {
-		printf("image: %s\nfile format: %s%s%s%s\n", argv[optind],
-		       info.format, info.subformat[0] ? " (" : "",
-		       info.subformat, info.subformat[0] ? ")" : "");
+		/* The subformat (a VMDK's createType) and the backing file's
+		 * name and format are the image's own words. */
+		printf("image: %s\nfile format: %s", argv[optind], info.format);
+		if (info.subformat[0]) {
+			printf(" (");
+			cli__print_untrusted(stdout, info.subformat);
+			printf(")");
+		}
+		printf("\n");
 		printf("virtual size: %s (%llu bytes)\n",
 		       cli__human_size(info.virtual_size, h1, sizeof(h1)),
 		       (unsigned long long)info.virtual_size);
@@ -273,9 +279,13 @@ static int img_info(int argc, char **argv)
 			print_hex_uuid(stdout, info.uuid);
 			printf("\n");
 		}
-		if (info.backing_file[0])
-			printf("backing file: %s (format %s)\n",
-			       info.backing_file, info.backing_format);
+		if (info.backing_file[0]) {
+			printf("backing file: ");
+			cli__print_untrusted(stdout, info.backing_file);
+			printf(" (format ");
+			cli__print_untrusted(stdout, info.backing_format);
+			printf(")\n");
+		}
 		if (info.chain_depth > 1)
 			printf("backing chain depth: %d\n", info.chain_depth);
 		if (info.dirty)

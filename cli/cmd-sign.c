@@ -55,19 +55,6 @@ const char cmd_verify_help[] =
 	"\n"
 	"Exit status: 0 valid, 1 invalid or unreadable, 2 usage error.\n";
 
-/* Comments are attacker-chosen text (even a trusted comment is only as
- * good as the key): never send raw control bytes to a terminal. */
-void cli__print_untrusted(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '\t' || (c >= 0x20 && c != 0x7f))
-			fputc(c, f);
-		else
-			fprintf(f, "\\x%02x", c);
-	}
-}
-
 enum { OPT_KEY = 1000, OPT_TC, OPT_COMMENT, OPT_SIG, OPT_PASSFILE,
        OPT_QUIET, OPT_JSON, OPT_FULL };
 

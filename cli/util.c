@@ -13,13 +13,53 @@
 
 #include "cli.h"
 
+/* Text from elsewhere (a package's comments, a backing file name an
+ * image chose) is attacker-chosen: never send raw control bytes to a
+ * terminal, where they can rewrite what was printed before. */
+static void print_escaped(FILE *f, const char *s, int keep_newlines)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '\t' || (c >= 0x20 && c != 0x7f) ||
+		    (c == '\n' && keep_newlines))
+			fputc(c, f);
+		else
+			fprintf(f, "\\x%02x", c);
+	}
+}
+
+void cli__print_untrusted(FILE *f, const char *s)
+{
+	print_escaped(f, s, 0);
+}
+
+/* "appliance: " and the message, escaped as untrusted: libraries' messages
+ * quote names and fields from the images and packages they read.  Line
+ * breaks stay (a failed build's message ends with its tool's output). */
+static void print_message(const char *fmt, va_list ap)
+{
+	char small[1024], *msg = small;
+	va_list copy;
+
+	va_copy(copy, ap);
+	int n = vsnprintf(small, sizeof(small), fmt, copy);
+	va_end(copy);
+	if (n >= (int)sizeof(small) && (msg = malloc((size_t)n + 1)))
+		vsnprintf(msg, (size_t)n + 1, fmt, ap);
+	if (!msg)
+		msg = small;   /* out of memory: the message cut short */
+	fputs("appliance: ", stderr);
+	print_escaped(stderr, msg, 1);
+	if (msg != small)
+		free(msg);
+}
+
 void cli__error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("appliance: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_message(fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 }
@@ -28,9 +68,8 @@ int cli__usage(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("appliance: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	print_message(fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nTry 'appliance help %s'.\n", cmd);
 	return EXIT_USAGE;

@@ -38,4 +38,18 @@ t_fail "the user naming a FIFO gets an error, not a wait" 1 \
 	timeout 20 $A img info fifo
 t_check "  ... saying what it is" sh -c \
 	"timeout 20 $A img info fifo 2>&1 | grep -q 'is a FIFO, not a regular file or a block device'"
+
+# Names an image chooses reach the terminal escaped: a backing file name
+# with an escape sequence in it (which could rewrite what the terminal
+# shows) prints as \x1b, in info's output and in error messages alike.
+ESC=$(printf '\033')
+touch "esc${ESC}[2Jname.raw"
+qemu-img create -q -f qcow2 -b "$PWD/esc${ESC}[2Jname.raw" -F raw esc.qcow2 1M
+$A img info esc.qcow2 > esc-info.out 2>&1
+t_check "img info shows an image's backing file name with its escape escaped" \
+	sh -c "grep -q 'backing file: .*esc\\\\x1b\\[2Jname.raw' esc-info.out && ! grep -q '$ESC' esc-info.out"
+rm -f "esc${ESC}[2Jname.raw"
+$A img info esc.qcow2 > esc-err.out 2>&1
+t_check "  ... and so does the error when it is missing" \
+	sh -c "grep -q 'esc\\\\x1b\\[2Jname.raw' esc-err.out && ! grep -q '$ESC' esc-err.out"
 t_done
