@@ -18,8 +18,10 @@
  * write, zero, discard and flush.  The oracles beyond "no crash, no
  * sanitizer report, no leak, no hang": map extents are non-empty and
  * inside the range asked for, a read past the end fails, data written
- * and flushed reads back as written whatever the image said before, and
- * a converted copy reads as its source. */
+ * and flushed reads back as written whatever the image said before, a
+ * detected raw image is still detected as raw after any write it took
+ * (its first bytes are the guest's: imgfmt.c's guard_raw_head), and a
+ * converted copy reads as its source. */
 #include "fuzz/fuzz.h"
 #include "imgfmt.h"
 #include "avd.h"
@@ -95,6 +97,30 @@ static void write_and_check(imgfmt_image *img, uint64_t size,
 	imgfmt__write_zeroes(img, size / 4, size / 8, 0);
 	imgfmt__discard(img, size / 3, size / 16);
 	imgfmt__flush(img);
+}
+
+/* A guest's writes into the first bytes of a detected raw image: the
+ * input's own bytes, at an offset it picks; whatever is taken, the file
+ * must still be detected as raw. */
+static void write_head_and_reprobe(imgfmt_image *img, const char *path,
+				   uint64_t size, const uint8_t *data,
+				   size_t len)
+{
+	char name[16];
+
+	if (len < 2)
+		return;
+	uint64_t off = data[0] % 64;
+	size_t n = len - 1 < 4096 ? len - 1 : 4096;
+	if (off >= size)
+		return;
+	if (n > size - off)
+		n = (size_t)(size - off);
+	imgfmt__pwrite(img, data + 1, n, off);
+	imgfmt__write_zeroes(img, data[1] % 16, data[0] % 8 + 1, 0);
+	if (imgfmt__probe(path, name, sizeof(name)) == 0 &&
+	    strcmp(name, "raw") != 0)
+		abort(); /* a guest turned its raw disk into another format */
 }
 
 /* Convert into a tmpfs (fsync is free there) and compare. */
@@ -203,6 +229,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (mode & 8)
 				write_and_check(img, info.virtual_size,
 						data + 1, size - 1);
+			if ((mode & 8) && !formats[mode & 7] &&
+			    strcmp(info.format, "raw") == 0)
+				write_head_and_reprobe(img, path,
+						       info.virtual_size,
+						       data + 1, size - 1);
 		}
 		imgfmt__close(img);
 	} else if (getenv("FUZZ_VERBOSE")) {
