@@ -15,6 +15,7 @@
 #include "appliances/package.h"
 #include "appliances/repo.h"
 #include "cli.h"
+#include "common/durable.h"
 
 const char cmd_pack_help[] =
 	"usage: appliance pack BUILD_DIR [-o PKG] [--sign KEY]\n"
@@ -147,7 +148,10 @@ int cmd_pack(int argc, char **argv)
 		snprintf(final, sizeof(final), "%s-%s.appliance", p->name,
 			 p->version);
 		package__close(p);
-		if (rename(defname, final) < 0) {
+		/* The rename is directory metadata: synced, as the write
+		 * before it was (common/durable.h). */
+		if (rename(defname, final) < 0 ||
+		    (errno = -durable__fsync_dir_of(final)) != 0) {
 			cli__error("%s: %s", final, strerror(errno));
 			unlink(defname);
 			return EXIT_FAIL;
