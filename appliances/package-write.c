@@ -53,6 +53,11 @@ static int write_tar(const char *out_path, const struct tar_source *src,
 		rc = package__err(-rc, "%s: %s", out_path, strerror(-rc));
 		goto out;
 	}
+	/* 0644 whatever the umask: packages are for others to download. */
+	if (fchmod(nf.fd, 0644) < 0) {
+		rc = package__err(errno, "%s: %s", out_path, strerror(errno));
+		goto fail;
+	}
 	archive_write_set_format_ustar(a);
 	archive_write_add_filter_none(a);
 	if (archive_write_open_fd(a, nf.fd) != ARCHIVE_OK) {

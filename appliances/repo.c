@@ -419,7 +419,10 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 			rc = repo_err(-rc, "%s: %s", dst, strerror(-rc));
 			goto out;
 		}
-		if ((rc = copy_file(packages[i], nf.fd, dst)) < 0) {
+		/* 0644 whatever the umask: the web server serves it. */
+		if (fchmod(nf.fd, 0644) < 0)
+			rc = repo_err(errno, "%s: %s", dst, strerror(errno));
+		if (rc < 0 || (rc = copy_file(packages[i], nf.fd, dst)) < 0) {
 			durable__new_discard(&nf);
 			goto out;
 		}

@@ -192,7 +192,11 @@ int durable__write_file(const char *path, const void *buf, size_t len,
 
 	if (r < 0)
 		return r;
-	r = write_all(n.fd, buf, len);
+	/* Exactly mode, whatever the umask: a key in the system-wide trust
+	 * store must be readable by everyone even if root's umask is 077. */
+	r = fchmod(n.fd, mode) < 0 ? -errno : 0;
+	if (r == 0)
+		r = write_all(n.fd, buf, len);
 	if (r < 0) {
 		durable__new_discard(&n);
 		return r;

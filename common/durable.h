@@ -51,7 +51,9 @@ int durable__new_commit(struct durable_new *n, const char *path,
 
 void durable__new_discard(struct durable_new *n);
 
-/* Write len bytes as the whole of path, created with mode less the umask.
+/* Write len bytes as the whole of path, created with exactly mode (the
+ * umask not applied: files such as the system-wide trust store's keys
+ * must be readable whatever the writer's umask).
  * With no_overwrite an existing path is left alone and -EEXIST returned.
  * On failure path is as it was and no temporary file is left. */
 int durable__write_file(const char *path, const void *buf, size_t len,
