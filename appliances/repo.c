@@ -846,7 +846,8 @@ static int pull_local(const char *cache, const char *ref, char **path)
  * keeps only the locks of pulls running or killed.  A waiter may then
  * hold the lock of a file no longer in locks/, while a third pull locks
  * a new one under the name: so a lock counts only if, once taken, the
- * name still leads to the locked file; else the pull tries again. */
+ * name still leads to the locked file; else the pull tries again.
+ * o NULL: do not wait; -EWOULDBLOCK if another holds it (no message). */
 struct pull_lock {
 	int fd;          /* -1: not held */
 	char path[4400];
@@ -871,6 +872,10 @@ static int lock_pull(const char *cache, const char *id,
 			return repo_err(errno, "%s: %s", l->path,
 					strerror(errno));
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			if (errno == EWOULDBLOCK && !o) {
+				close(fd);
+				return -EWOULDBLOCK;
+			}
 			if (errno == EWOULDBLOCK && o->waiting && !told++)
 				o->waiting(o->opaque, what);
 			if (lock_wait(fd) < 0) {
@@ -1151,4 +1156,97 @@ int repo__remove(const char *ref)
 	free(paths);
 	return removed ? removed : repo_err(ENOENT, "%s is not in the cache",
 					    ref);
+}
+
+/* Each partial/ID.part of the cache, and its size. */
+static int for_each_partial(int (*fn)(const char *cache, const char *id,
+				      const char *path, uint64_t size,
+				      void *arg),
+			    void *arg)
+{
+	char cache[4096], dir[4200], path[4500];
+	DIR *d;
+	struct dirent *de;
+	struct stat st;
+	int rc = 0;
+
+	if (repo__cache_dir(cache, sizeof(cache)) < 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/partial", cache);
+	if (!(d = opendir(dir)))
+		return 0;
+	while (rc == 0 && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		if (l < 6 || l > 200 || strcmp(de->d_name + l - 5, ".part"))
+			continue;
+		char id[200];
+		snprintf(id, sizeof(id), "%.*s", (int)(l - 5), de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+			rc = fn(cache, id, path, (uint64_t)st.st_size, arg);
+	}
+	closedir(d);
+	return rc;
+}
+
+struct partials {
+	int count, busy;
+	uint64_t bytes;
+};
+
+static int count_partial(const char *cache, const char *id, const char *path,
+			 uint64_t size, void *arg)
+{
+	struct partials *t = arg;
+
+	(void)cache;
+	(void)id;
+	(void)path;
+	t->count++;
+	t->bytes += size;
+	return 0;
+}
+
+int repo__partials(int *count, uint64_t *bytes)
+{
+	struct partials t = { 0 };
+	int rc = for_each_partial(count_partial, &t);
+
+	*count = t.count;
+	*bytes = t.bytes;
+	return rc;
+}
+
+/* Under the package's lock, so never the file a pull is writing. */
+static int remove_partial(const char *cache, const char *id, const char *path,
+			  uint64_t size, void *arg)
+{
+	struct partials *t = arg;
+	struct pull_lock lock;
+	int rc = lock_pull(cache, id, NULL, NULL, &lock);
+
+	if (rc == -EWOULDBLOCK) {
+		t->busy++;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	if (unlink(path) == 0) {
+		t->count++;
+		t->bytes += size;
+	} else if (errno != ENOENT) {
+		rc = repo_err(errno, "%s: %s", path, strerror(errno));
+	}
+	unlock_pull(&lock);
+	return rc;
+}
+
+int repo__remove_partials(uint64_t *bytes, int *busy)
+{
+	struct partials t = { 0 };
+	int rc = for_each_partial(remove_partial, &t);
+
+	*bytes = t.bytes;
+	*busy = t.busy;
+	return rc < 0 ? rc : t.count;
 }

@@ -87,4 +87,12 @@ int repo__list(char ***paths, int *n);
  * number removed, -ENOENT if none. */
 int repo__remove(const char *ref);
 
+/* Downloads that did not finish stay in the cache's partial/ for the next
+ * pull of the same package to resume; one never pulled again stays for
+ * good.  How many there are and their bytes: */
+int repo__partials(int *count, uint64_t *bytes);
+/* Remove them, but for any a pull is writing now (*busy counts those);
+ * returns how many were removed, *bytes what they held. */
+int repo__remove_partials(uint64_t *bytes, int *busy);
+
 #endif /* APPLIANCES_REPO_H */

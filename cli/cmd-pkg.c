@@ -61,10 +61,14 @@ const char cmd_pull_help[] =
 	"Prints the cached package's path.\n";
 
 const char cmd_list_help[] =
-	"usage: appliance list\n\nList the cached appliance packages.\n";
+	"usage: appliance list\n\nList the cached appliance packages, and how\n"
+	"much unfinished downloads hold (the next pull of the same package\n"
+	"resumes one).\n";
 
 const char cmd_rm_help[] =
-	"usage: appliance rm NAME[:VERSION]\n\nRemove cached packages.\n";
+	"usage: appliance rm NAME[:VERSION] | --partial\n\n"
+	"Remove cached packages; --partial removes the unfinished downloads\n"
+	"instead, except any a pull is writing now.\n";
 
 /* Load a secret key, asking for the passphrase only if it is encrypted. */
 int cli__load_secret_key(const char *path, const char *pfile,
@@ -493,13 +497,37 @@ int cmd_list(int argc, char **argv)
 		free(paths[i]);
 	}
 	free(paths);
+	int partials;
+	uint64_t bytes;
+	if (repo__partials(&partials, &bytes) == 0 && partials > 0) {
+		char h[32];
+		printf("(%d unfinished download%s, %s: 'appliance rm "
+		       "--partial' removes them)\n", partials,
+		       partials == 1 ? "" : "s",
+		       cli__human_size(bytes, h, sizeof(h)));
+	}
 	return EXIT_OK;
 }
 
 int cmd_rm(int argc, char **argv)
 {
 	if (argc != 2)
-		return cli__usage("rm", "expected NAME[:VERSION]");
+		return cli__usage("rm", "expected NAME[:VERSION] or --partial");
+	if (strcmp(argv[1], "--partial") == 0) {
+		uint64_t bytes;
+		int busy, n = repo__remove_partials(&bytes, &busy);
+		char h[32];
+		if (n < 0) {
+			cli__error("%s", repo__error());
+			return EXIT_FAIL;
+		}
+		printf("removed %d unfinished download%s (%s)", n,
+		       n == 1 ? "" : "s", cli__human_size(bytes, h, sizeof(h)));
+		if (busy)
+			printf("; left %d a pull is writing", busy);
+		printf("\n");
+		return EXIT_OK;
+	}
 	int n = repo__remove(argv[1]);
 	if (n < 0) {
 		cli__error("%s", repo__error());

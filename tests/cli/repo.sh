@@ -149,6 +149,25 @@ t_check "  ... keeping the partial file" [ "$(ls "$APPLIANCE_CACHE/partial" | wc
 t_run "the retry completes" $A pull "$URL/cut/tiny"
 t_check "  ... by resuming (Range request)" grep -q 'tiny-2.0.appliance bytes=[1-9]' repo/requests.log
 t_run "  ... and the result verifies" $A verify --full "$APPLIANCE_CACHE/packages/tiny-2.0.appliance"
+# An unfinished download no pull comes back for (the pull killed here):
+# list says what it holds, rm --partial removes it (and the killed pull's
+# lock file), but never the one a pull is writing.
+PC=$T_TMP/cache-partial
+wait_partial() { for i in $(seq 200); do [ -n "$(ls "$PC/partial" 2>/dev/null)" ] && return; sleep 0.05; done; }
+APPLIANCE_CACHE=$PC $A pull "$URL/slow/tiny" >/dev/null 2>&1 &
+p=$!; wait_partial; kill -KILL $p; wait $p 2>/dev/null
+t_check "list shows an unfinished download" sh -c \
+	"APPLIANCE_CACHE=$PC $A list | grep -q '^(1 unfinished download, .*: .appliance rm --partial. removes them)'"
+t_check "rm --partial removes it" sh -c "APPLIANCE_CACHE=$PC $A rm --partial | grep -q '^removed 1 unfinished download ('"
+t_check "  ... with the killed pull's lock file" [ -z "$(ls "$PC/partial")$(ls "$PC/locks")" ]
+t_check "  ... and list no longer mentions any" sh -c "! APPLIANCE_CACHE=$PC $A list | grep -q unfinished"
+APPLIANCE_CACHE=$PC $A pull "$URL/slow/tiny" >/dev/null 2>&1 &
+p=$!; wait_partial
+t_check "rm --partial leaves the download a pull is writing" sh -c \
+	"APPLIANCE_CACHE=$PC $A rm --partial | grep -q '^removed 0 unfinished downloads .*; left 1 a pull is writing'"
+wait $p; st=$?
+t_check "  ... and that pull completes" [ "$st" = 0 ]
+t_run "  ... with a package that verifies" $A verify --full "$PC/packages/tiny-2.0.appliance"
 # A server that ignores the Range of the retry sends the whole file: the
 # client starts over instead of appending it to the partial one.
 $A rm tiny >/dev/null
