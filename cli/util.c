@@ -16,15 +16,47 @@
 /* Text from elsewhere (a package's comments, a backing file name an
  * image chose) is attacker-chosen: never send raw control bytes to a
  * terminal, where they can rewrite what was printed before. */
-static void print_escaped(FILE *f, const char *s, int keep_newlines)
+/* The length of the well-formed UTF-8 sequence at s (1-4; no overlong
+ * forms, surrogates or code points past U+10FFFF) and its code point, or
+ * 0 if the bytes there are not one. */
+static int utf8_seq(const unsigned char *s, uint32_t *cp)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '\t' || (c >= 0x20 && c != 0x7f) ||
-		    (c == '\n' && keep_newlines))
-			fputc(c, f);
-		else
-			fprintf(f, "\\x%02x", c);
+	int n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 :
+		(s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+	uint32_t v = n == 1 ? s[0] : n == 2 ? s[0] & 0x1fu :
+		     n == 3 ? s[0] & 0x0fu : s[0] & 0x07u;
+	static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+
+	for (int i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (s[i] & 0x3fu);
+	}
+	if (n == 0 || v < min[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+/* Control characters, C1 ones (U+0080-U+009F, which some terminals obey
+ * as ESC sequences) and bytes that are not UTF-8 print as \xHH. */
+static void print_escaped(FILE *f, const char *str, int keep_newlines)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (*s) {
+		uint32_t cp;
+		int n = utf8_seq(s, &cp);
+		if (n > 0 && (cp == '\t' || (cp == '\n' && keep_newlines) ||
+			      (cp >= 0x20 && cp != 0x7f &&
+			       !(cp >= 0x80 && cp <= 0x9f)))) {
+			fwrite(s, 1, (size_t)n, f);
+			s += n;
+			continue;
+		}
+		for (int i = 0; i < (n > 0 ? n : 1); i++)
+			fprintf(f, "\\x%02x", s[i]);
+		s += n > 0 ? n : 1;
 	}
 }
 
@@ -140,17 +172,30 @@ const char *cli__human_size(uint64_t n, char *buf, size_t len)
 	return buf;
 }
 
-void cli__json_string(FILE *f, const char *s)
+/* Always valid JSON, whatever the bytes: text an image chose may not be
+ * UTF-8, and a parser refusing the output (a script vetting downloaded
+ * images) must not be the image's to cause.  A byte that is not part of
+ * well-formed UTF-8 becomes U+FFFD. */
+void cli__json_string(FILE *f, const char *str)
 {
+	const unsigned char *s = (const unsigned char *)str;
+
 	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
+	while (*s) {
+		uint32_t cp;
+		int n = utf8_seq(s, &cp);
+		if (n == 0) {
+			fputs("\\ufffd", f);
+			s++;
+			continue;
+		}
+		if (cp == '"' || cp == '\\')
+			fprintf(f, "\\%c", (int)cp);
+		else if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f))
+			fprintf(f, "\\u%04x", (unsigned)cp);
 		else
-			fputc(c, f);
+			fwrite(s, 1, (size_t)n, f);
+		s += n;
 	}
 	fputc('"', f);
 }

@@ -52,4 +52,15 @@ rm -f "esc${ESC}[2Jname.raw"
 $A img info esc.qcow2 > esc-err.out 2>&1
 t_check "  ... and so does the error when it is missing" \
 	sh -c "grep -q 'esc\\\\x1b\\[2Jname.raw' esc-err.out && ! grep -q '$ESC' esc-err.out"
+# Bytes that are not UTF-8, and C1 controls (U+009B is a one-character
+# CSI to some terminals): escaped in text, and --json stays valid JSON.
+BAD=$(printf 'bad\377\302\233x')
+touch "$BAD.raw"
+qemu-img create -q -f qcow2 -b "$PWD/$BAD.raw" -F raw bad.qcow2 1M
+$A img info bad.qcow2 > bad-info.out 2>&1
+t_check "img info escapes a name's invalid UTF-8 and C1 controls" \
+	grep -q 'bad\\xff\\xc2\\x9bx.raw' bad-info.out
+$A img info --json bad.qcow2 > bad-info.json 2>&1
+t_check "  ... and --json of it parses, with U+FFFD for the bad byte" \
+	python3 -c "import json,sys; d=json.load(open('bad-info.json', encoding='utf-8')); sys.exit(d['backing-filename'].endswith('bad\ufffd\u009bx.raw') is False)"
 t_done
