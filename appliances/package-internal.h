@@ -34,6 +34,10 @@ void package__cluster_parts(const void *data, size_t len,
 			    uint8_t *entries, uint8_t leaf[32]);
 /* A member name we accept: a plain file name, no directories. */
 int package__valid_member_name(const char *s);
+/* appliance.name and appliance.version as the manifest allows them
+ * (appliances/FORMAT.md); a package's file is named NAME-VERSION. */
+int package__valid_name(const char *s);
+int package__valid_version(const char *s);
 /* Manifest fields: t.key as a string (required or not) or an integer in
  * [min, max]; errors name the key as where.key. */
 int package__toml_str(const struct toml_value *t, const char *key,

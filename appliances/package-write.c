@@ -288,8 +288,9 @@ out:
 int package__create(const char *build_dir, const char *out_path,
 		    const struct minisign_seckey *key,
 		    const char *trusted_comment,
-		    enum package_leaf_hash leaf_hash)
+		    enum package_leaf_hash leaf_hash, char **written)
 {
+	char *path = NULL;
 	struct toml_value *root = NULL;
 	struct build_file bf[4] = { { 0 } };
 	struct text t = { 0 };
@@ -346,6 +347,21 @@ int package__create(const char *build_dir, const char *out_path,
 	    package__toml_str(vm, "console", "vm", 0, &console) < 0) {
 		rc = package__err(EINVAL, "%s: not a build manifest: %s", mpath,
 				  package__error_copy(why, sizeof(why)));
+		goto out;
+	}
+	/* As package__open will judge them; and they may name the file. */
+	if (!package__valid_name(name) || !package__valid_version(version)) {
+		rc = package__err(EINVAL, "%s: appliance name '%s' or version "
+				  "'%s' is not valid (appliances/FORMAT.md)",
+				  mpath, name, version);
+		goto out;
+	}
+	if (!out_path && asprintf(&path, "%s-%s.appliance", name, version) < 0)
+		path = NULL;
+	else if (out_path)
+		path = strdup(out_path);
+	if (!path) {
+		rc = package__err(ENOMEM, "out of memory");
 		goto out;
 	}
 	int64_t memory, cpus;
@@ -525,8 +541,13 @@ int package__create(const char *build_dir, const char *out_path,
 	if (dh.sub_fd >= 0)
 		src[ns++] = (struct tar_source){ .name = "disk.subtrees",
 			.fd = dh.sub_fd, .size = dh.sub_size };
-	rc = write_tar(out_path, src, ns, build_time);
+	rc = write_tar(path, src, ns, build_time);
+	if (rc == 0 && written) {
+		*written = path;
+		path = NULL;
+	}
 out:
+	free(path);
 	if (disk)
 		imgfmt__close(disk);
 	for (int i = 0; i < 4; i++) {

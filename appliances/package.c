@@ -365,6 +365,16 @@ static int valid_ident(const char *s, const char *extra, int first_upper)
 	return 1;
 }
 
+int package__valid_name(const char *s)
+{
+	return valid_ident(s, "._-", 0);
+}
+
+int package__valid_version(const char *s)
+{
+	return valid_ident(s, "._+~-", 1);
+}
+
 /* [disk_verity] subtrees and subtree_size: both or neither, and they
  * must agree with the disk-subtrees member (appliances/FORMAT.md). */
 static int parse_subtrees(struct package *p, const struct toml_value *ver)
@@ -450,7 +460,7 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 	if ((rc = only_keys(app, "[appliance]", app_keys)) ||
 	    (rc = package__toml_str(app, "name", "appliance", 1, &s)))
 		goto out;
-	if (!valid_ident(s, "._-", 0)) {
+	if (!package__valid_name(s)) {
 		rc = package__err(EINVAL, "manifest.toml: appliance.name '%s' is "
 			     "not a valid name", s);
 		goto out;
@@ -458,7 +468,7 @@ static int parse_manifest(struct package *p, const struct raw_member *raw,
 	snprintf(p->name, sizeof(p->name), "%s", s);
 	if ((rc = package__toml_str(app, "version", "appliance", 1, &s)))
 		goto out;
-	if (!valid_ident(s, "._+~-", 1)) {
+	if (!package__valid_version(s)) {
 		rc = package__err(EINVAL, "manifest.toml: appliance.version '%s' "
 			     "is not a valid version", s);
 		goto out;

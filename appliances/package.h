@@ -109,11 +109,14 @@ const char *package__role_name(enum package_role r);
 /* Write a package from a build directory (manifest.toml + the files it
  * lists, as `appliance build` leaves them): computes the disk hashes
  * with `leaf_hash`, writes the final manifest, signs it when `key` is
- * given, and writes `out_path` atomically (temp name, fsync, rename). */
+ * given, and writes `out_path` (NULL: NAME-VERSION.appliance, from the
+ * manifest, in the current directory), named only once complete
+ * (common/durable.h).  *written, unless NULL, gets the path written
+ * (malloc'ed). */
 int package__create(const char *build_dir, const char *out_path,
 		    const struct minisign_seckey *key,
 		    const char *trusted_comment,
-		    enum package_leaf_hash leaf_hash);
+		    enum package_leaf_hash leaf_hash, char **written);
 
 /* The leaf of `len` bytes (one disk cluster) under `alg`. */
 void package__leaf(enum package_leaf_hash alg, const void *data, size_t len,

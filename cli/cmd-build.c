@@ -212,7 +212,7 @@ int cmd_build(int argc, char **argv)
 		goto done;
 	}
 	if (package && package__create(workdir, out, sign_key ? &sk : NULL,
-				       NULL, PACKAGE_LEAF_BLAKE3) < 0) {
+				       NULL, PACKAGE_LEAF_BLAKE3, NULL) < 0) {
 		cli__error("%s", package__error());
 		rc = EXIT_FAIL;
 		goto done;

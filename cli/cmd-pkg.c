@@ -15,7 +15,6 @@
 #include "appliances/package.h"
 #include "appliances/repo.h"
 #include "cli.h"
-#include "common/durable.h"
 
 const char cmd_pack_help[] =
 	"usage: appliance pack BUILD_DIR [-o PKG] [--sign KEY]\n"
@@ -105,7 +104,6 @@ int cmd_pack(int argc, char **argv)
 	const char *out = NULL, *key = NULL, *pfile = NULL;
 	enum package_leaf_hash leaf = PACKAGE_LEAF_BLAKE3;
 	struct minisign_seckey sk;
-	char defname[300];
 	int c;
 
 	optind = 1;
@@ -127,43 +125,16 @@ int cmd_pack(int argc, char **argv)
 		return cli__usage("pack", "expected BUILD_DIR");
 	if (key && cli__load_secret_key(key, pfile, &sk) < 0)
 		return EXIT_FAIL;
-	if (!out) {
-		/* NAME-VERSION from the build's manifest, via a throwaway
-		 * package: simplest is to pack to a temp name and rename. */
-		snprintf(defname, sizeof(defname), "pack-%d.appliance.tmp",
-			 (int)getpid());
-		out = defname;
-	}
-	if (package__create(argv[optind], out, key ? &sk : NULL, NULL,
-			    leaf) < 0) {
+	char *written = NULL;
+	if (package__create(argv[optind], out, key ? &sk : NULL, NULL, leaf,
+			    &written) < 0) {
 		cli__error("%s", package__error());
 		minisign__seckey_wipe(&sk);
 		return EXIT_FAIL;
 	}
 	minisign__seckey_wipe(&sk);
-	if (out == defname) {
-		struct package *p;
-		char final[300];
-		if (package__open(defname, &p) < 0) {
-			cli__error("%s", package__error());
-			unlink(defname);
-			return EXIT_FAIL;
-		}
-		snprintf(final, sizeof(final), "%s-%s.appliance", p->name,
-			 p->version);
-		package__close(p);
-		/* The rename is directory metadata: synced, as the write
-		 * before it was (common/durable.h). */
-		if (rename(defname, final) < 0 ||
-		    (errno = -durable__fsync_dir_of(final)) != 0) {
-			cli__error("%s: %s", final, strerror(errno));
-			unlink(defname);
-			return EXIT_FAIL;
-		}
-		printf("%s\n", final);
-	} else {
-		printf("%s\n", out);
-	}
+	printf("%s\n", written);
+	free(written);
 	return EXIT_OK;
 }
 

@@ -15,6 +15,16 @@ mkbuild b1 1.0
 mkbuild b2 2.0
 t_run "pack and sign 1.0" $A pack b1 -o tiny-1.0.appliance --sign k1.key
 t_run "pack and sign 2.0" $A pack b2 -o tiny-2.0.appliance --sign k1.key
+# Without -o the package is named from its manifest, and nothing else is
+# left beside it; a name that could not be a package's is refused.
+mkdir -p packdir
+t_check "pack without -o names the file NAME-VERSION.appliance" sh -c \
+	"cd packdir && $A pack ../b1 --sign ../k1.key | grep -qx tiny-1.0.appliance && [ \"\$(ls)\" = tiny-1.0.appliance ]"
+t_check "  ... the same bytes as with -o" cmp packdir/tiny-1.0.appliance tiny-1.0.appliance
+cp -r b1 bad-name && sed -i 's|^name = "tiny"|name = "../evil"|' bad-name/manifest.toml
+t_fail "pack refuses a manifest whose name is not valid" 1 $A pack bad-name
+t_check "  ... and writes nothing" [ ! -e ../evil-1.0.appliance ]
+rm -rf packdir bad-name
 
 # The disk's leaves, checked by hand with stock tools (appliances/FORMAT.md):
 # `tar -xf`, the disk as raw, then b3sum (or sha256sum) of each cluster.

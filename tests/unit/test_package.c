@@ -128,7 +128,7 @@ static void setup(void)
 	if (have_avd()) {
 		make_build_dir();
 		ck_assert_msg(package__create(build, pkg, &sk, NULL,
-					      PACKAGE_LEAF_BLAKE3) == 0,
+					      PACKAGE_LEAF_BLAKE3, NULL) == 0,
 			      "%s", package__error());
 	}
 }
@@ -141,8 +141,8 @@ static const enum package_leaf_hash leaf_hashes[] = {
 
 static void remake_pkg(enum package_leaf_hash alg)
 {
-	ck_assert_msg(package__create(build, pkg, &sk, NULL, alg) == 0, "%s",
-		      package__error());
+	ck_assert_msg(package__create(build, pkg, &sk, NULL, alg, NULL) == 0,
+		      "%s", package__error());
 }
 
 static void teardown(void)
@@ -200,7 +200,7 @@ START_TEST(same_inputs_same_bytes)
 		return;
 	snprintf(other, sizeof(other), "%s/again.appliance", dir);
 	ck_assert_int_eq(package__create(build, other, &sk, NULL,
-					 PACKAGE_LEAF_BLAKE3), 0);
+					 PACKAGE_LEAF_BLAKE3, NULL), 0);
 	sha_hex(pkg, a);
 	sha_hex(other, b);
 	ck_assert_str_eq(a, b);
@@ -788,7 +788,7 @@ START_TEST(members_swapped_from_another_package_are_refused)
 	variant = 0;
 	snprintf(other_pkg, sizeof(other_pkg), "%s/other.appliance", dir);
 	ck_assert_msg(package__create(build, other_pkg, &sk, NULL,
-				      PACKAGE_LEAF_BLAKE3) == 0, "%s",
+				      PACKAGE_LEAF_BLAKE3, NULL) == 0, "%s",
 		      package__error());
 	snprintf(build, sizeof(build), "%s", saved);
 
