@@ -49,14 +49,10 @@ static int write_tar(const char *out_path, const struct tar_source *src,
 	}
 	/* Named only once complete (durable.h): a build or pack that fails
 	 * or is killed leaves no half-written package. */
-	if ((rc = durable__new_open(out_path, 0644, &nf)) < 0) {
+	/* 0644 whatever the umask: packages are for others to download. */
+	if ((rc = durable__new_open_exact(out_path, 0644, &nf)) < 0) {
 		rc = package__err(-rc, "%s: %s", out_path, strerror(-rc));
 		goto out;
-	}
-	/* 0644 whatever the umask: packages are for others to download. */
-	if (fchmod(nf.fd, 0644) < 0) {
-		rc = package__err(errno, "%s: %s", out_path, strerror(errno));
-		goto fail;
 	}
 	archive_write_set_format_ustar(a);
 	archive_write_add_filter_none(a);

@@ -413,16 +413,14 @@ int repo__publish(const char *dir, const char *const *packages, int n,
 			goto out;
 		/* Copy (packages may be large: stream), named only once
 		 * complete (durable.h): the web server never serves half a
-		 * package, and a killed publish leaves none. */
+		 * package, and a killed publish leaves none.  0644 whatever
+		 * the umask: the web server serves it. */
 		struct durable_new nf;
-		if ((rc = durable__new_open(dst, 0644, &nf)) < 0) {
+		if ((rc = durable__new_open_exact(dst, 0644, &nf)) < 0) {
 			rc = repo_err(-rc, "%s: %s", dst, strerror(-rc));
 			goto out;
 		}
-		/* 0644 whatever the umask: the web server serves it. */
-		if (fchmod(nf.fd, 0644) < 0)
-			rc = repo_err(errno, "%s: %s", dst, strerror(errno));
-		if (rc < 0 || (rc = copy_file(packages[i], nf.fd, dst)) < 0) {
+		if ((rc = copy_file(packages[i], nf.fd, dst)) < 0) {
 			durable__new_discard(&nf);
 			goto out;
 		}

@@ -25,18 +25,20 @@ int durable__fsync_dir(const char *dir)
 	return r;
 }
 
-int durable__fsync_dir_of(const char *path)
+/* The directory that holds path ("." for a bare name), malloc'ed. */
+static char *dir_of(const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir;
+
+	return !slash ? strdup(".") : slash == path ? strdup("/")
+	       : strndup(path, (size_t)(slash - path));
+}
+
+int durable__fsync_dir_of(const char *path)
+{
+	char *dir = dir_of(path);
 	int r;
 
-	if (!slash)
-		dir = strdup(".");
-	else if (slash == path)
-		dir = strdup("/");
-	else
-		dir = strndup(path, (size_t)(slash - path));
 	if (!dir)
 		return -ENOMEM;
 	r = durable__fsync_dir(dir);
@@ -96,9 +98,7 @@ int durable__named_only;
 
 int durable__new_open(const char *path, unsigned mode, struct durable_new *n)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir = !slash ? strdup(".") : slash == path ? strdup("/")
-		  : strndup(path, (size_t)(slash - path));
+	char *dir = dir_of(path);
 
 	n->tmp = NULL;
 	if (!dir)
@@ -114,6 +114,18 @@ int durable__new_open(const char *path, unsigned mode, struct durable_new *n)
 		 * one reports as well. */
 		n->fd = open_named_temp(path, mode, &n->tmp);
 	return n->fd < 0 ? n->fd : 0;
+}
+
+int durable__new_open_exact(const char *path, unsigned mode,
+			    struct durable_new *n)
+{
+	int r = durable__new_open(path, mode, n);
+
+	if (r == 0 && fchmod(n->fd, mode) < 0) {
+		r = -errno;
+		durable__new_discard(n);
+	}
+	return r;
 }
 
 /* Give the unnamed file n->fd the name `to`; -EEXIST if it is taken. */
@@ -188,15 +200,13 @@ int durable__write_file(const char *path, const void *buf, size_t len,
 			unsigned mode, int no_overwrite)
 {
 	struct durable_new n;
-	int r = durable__new_open(path, mode, &n);
+	/* Exactly mode, whatever the umask: a key in the system-wide trust
+	 * store must be readable by everyone even if root's umask is 077. */
+	int r = durable__new_open_exact(path, mode, &n);
 
 	if (r < 0)
 		return r;
-	/* Exactly mode, whatever the umask: a key in the system-wide trust
-	 * store must be readable by everyone even if root's umask is 077. */
-	r = fchmod(n.fd, mode) < 0 ? -errno : 0;
-	if (r == 0)
-		r = write_all(n.fd, buf, len);
+	r = write_all(n.fd, buf, len);
 	if (r < 0) {
 		durable__new_discard(&n);
 		return r;

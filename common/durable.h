@@ -39,6 +39,12 @@ struct durable_new {
 /* 0 or -errno (then nothing was created). */
 int durable__new_open(const char *path, unsigned mode, struct durable_new *n);
 
+/* The same with exactly `mode`, the umask not applied: for files others
+ * must read whatever the writer's umask (a package a web server serves,
+ * a key in the system-wide trust store). */
+int durable__new_open_exact(const char *path, unsigned mode,
+			    struct durable_new *n);
+
 /* Tests set this to take the temporary-name way, as on file systems
  * without O_TMPFILE. */
 extern int durable__named_only;
