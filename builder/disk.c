@@ -314,16 +314,15 @@ static int write_image(struct build_ctx *c, const char *dst, const char *fmt,
 	}
 	free(buf);
 	close(in);
-	if (imgfmt__writer_finish(w) < 0) {
-		unlink(dst);
+	/* The writer names dst only once complete: a failure, here or in
+	 * finish, leaves nothing to remove. */
+	if (imgfmt__writer_finish(w) < 0)
 		return build__err(EIO, "%s", imgfmt__error());
-	}
 	return 0;
 fail:
 	free(buf);
 	close(in);
 	imgfmt__writer_abort(w);
-	unlink(dst);
 	return rc;
 }
 

@@ -29,7 +29,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/durable.h"
 #include "convert.h"
 #include "driver.h"
 
@@ -262,7 +261,6 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	struct pipeline p;
 	pthread_t tids[64];
 	int nthreads, started = 0, r;
-	struct durable_new nf;
 
 	if (co_in)
 		co = *co_in;
@@ -293,17 +291,12 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 		nthreads = 64;
 
 	memset(&p, 0, sizeof(p));
-	/* The image is written unnamed (or under a temporary name) and
-	 * named dst_path only once complete: a convert that fails or is
-	 * killed leaves no half-written destination. */
-	r = durable__new_open(dst_path, 0644, &nf);
+	/* The writer names dst_path only once the image is complete: a
+	 * convert that fails or is killed leaves no half-written one. */
+	wo.replace = co.overwrite;
+	r = imgfmt__writer_open(dst_path, &wo, &p.w);
 	if (r < 0)
-		return imgfmt_err(-r, "%s: %s", dst_path, strerror(-r));
-	r = imgfmt__writer_open_fd(dst_path, nf.fd, &wo, &p.w);
-	if (r < 0) {
-		durable__new_discard(&nf);
 		return r;
-	}
 	p.src = src;
 	p.size = src->virtual_size;
 	p.cs = imgfmt__writer_chunk_size(p.w);
@@ -350,19 +343,11 @@ int imgfmt__convert(imgfmt_image *src, const char *dst_path,
 	}
 
 	r = imgfmt__writer_finish(p.w);
-	p.w = NULL;
-	if (r < 0)
-		goto fail_discard;
-	r = durable__new_commit(&nf, dst_path, !co.overwrite);
-	if (r < 0)
-		return imgfmt_err(-r, "%s: %s", dst_path, strerror(-r));
-	if (stats)
+	if (r == 0 && stats)
 		*stats = p.st;
-	return 0;
+	return r;
 
 fail:
 	imgfmt__writer_abort(p.w);
-fail_discard:
-	durable__new_discard(&nf);
 	return r;
 }

@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <sys/types.h>
 
+#include "common/durable.h"
 #include "imgfmt.h"
 #include "writer.h"
 
@@ -92,6 +93,8 @@ struct imgfmt_writer {
 	                          sets it; 0: the chunk size) */
 	struct imgfmt_writer_io *io; /* writer.c: gathered appends, buffer
 	                                pool, early writeback */
+	struct durable_new file; /* fd's file, named path by finish
+	                            (file.fd -1: the create fallback's) */
 };
 
 struct imgfmt_image {

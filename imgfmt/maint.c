@@ -4,8 +4,8 @@
  * Written over the public API (map + pread + pwrite), so commit and the
  * data part of rebase work for every writable format; only rewriting the
  * backing reference in a header is format-specific (AVD: avd__set_backing).
- * Compact streams a new AVD through the writer under a temporary name and
- * renames it into place only when it is complete and durable.
+ * Compact streams a new AVD through the writer, which names it only when
+ * it is complete and durable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "avd.h"
-#include "common/durable.h"
 
 #define MAINT_BUF (1u << 20)
 
@@ -271,7 +270,6 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 	struct imgfmt_writer_opts wo = { 0 };
 	imgfmt_writer *w = NULL;
 	uint8_t *buf = NULL;
-	struct durable_new nf;
 	int r;
 
 	r = imgfmt__info(src, &info);
@@ -288,16 +286,12 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 	wo.backing_file = src->backing_name;
 	wo.backing_format = src->backing_format;
 	wo.uuid = info.has_uuid ? info.uuid : NULL;
-	/* Named only once complete (durable.h): a compact that fails or is
-	 * killed leaves dst_path as it was. */
-	r = durable__new_open(dst_path, 0644, &nf);
+	/* The writer names dst_path only once the image is complete: a
+	 * compact that fails or is killed leaves it as it was. */
+	wo.replace = 1;
+	r = imgfmt__writer_open(dst_path, &wo, &w);
 	if (r < 0)
-		return imgfmt_err(-r, "%s: %s", dst_path, strerror(-r));
-	r = imgfmt__writer_open_fd(dst_path, nf.fd, &wo, &w);
-	if (r < 0) {
-		durable__new_discard(&nf);
 		return r;
-	}
 	uint32_t cs = imgfmt__writer_chunk_size(w);
 	buf = malloc(cs);
 	if (!buf) {
@@ -328,16 +322,10 @@ int imgfmt__compact(imgfmt_image *src, const char *dst_path,
 			goto fail;
 	}
 	r = imgfmt__writer_finish(w);
-	w = NULL;
-	if (r < 0)
-		goto fail;
-	r = durable__new_commit(&nf, dst_path, 0);
 	free(buf);
-	return r < 0 ? imgfmt_err(-r, "%s: %s", dst_path, strerror(-r)) : 0;
+	return r;
 fail:
-	if (w)
-		imgfmt__writer_abort(w);
-	durable__new_discard(&nf);
+	imgfmt__writer_abort(w);
 	free(buf);
 	return r;
 }

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -194,14 +195,13 @@ int imgfmt_writer_append(struct imgfmt_writer *w, void *buf, size_t len,
 	return 0;
 }
 
-/* fd -1: create path. */
-static int writer_open(const char *path, int fd,
-		       const struct imgfmt_writer_opts *o, imgfmt_writer **out)
+int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
+			imgfmt_writer **out)
 {
 	const char *fmt = o->format ? o->format : "avd";
 	const struct imgfmt_driver *d = imgfmt_driver_find(fmt);
 	imgfmt_writer *w;
-	bool created = false;   /* the file is ours to remove on failure */
+	bool created = false;   /* the create fallback made path */
 	int r;
 
 	*out = NULL;
@@ -213,6 +213,11 @@ static int writer_open(const char *path, int fd,
 				  (unsigned long long)o->size);
 	if (!d->writer_open && !d->create)
 		return imgfmt_err(ENOTSUP, "cannot write %s images", fmt);
+	/* Told now, not after the whole image is written (finish's link
+	 * still refuses a file that appears meanwhile). */
+	struct stat st;
+	if (!o->replace && lstat(path, &st) == 0)
+		return imgfmt_err(EEXIST, "%s: %s", path, strerror(EEXIST));
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return imgfmt_err(ENOMEM, "out of memory");
@@ -220,6 +225,7 @@ static int writer_open(const char *path, int fd,
 	w->opts = *o;
 	w->opts.format = d->name;
 	w->fd = -1;
+	w->file.fd = -1;
 	w->chunk_size = o->cluster_size ? o->cluster_size
 					: IMGFMT_DEFAULT_CLUSTER;
 	w->path = strdup(path);
@@ -233,20 +239,15 @@ static int writer_open(const char *path, int fd,
 	pthread_mutex_init(&w->io->pool_lock, NULL);
 
 	if (d->writer_open) {
-		w->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3)
-			: open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (w->fd < 0) {
-			r = imgfmt_err(errno, "%s: %s", path, strerror(errno));
+		r = durable__new_open(path, 0644, &w->file);
+		if (r < 0) {
+			r = imgfmt_err(-r, "%s: %s", path, strerror(-r));
 			goto fail;
 		}
-		created = fd < 0;
+		w->fd = w->file.fd;
 		r = d->writer_open(w);
 		if (r < 0)
 			goto fail;
-	} else if (fd >= 0) {
-		r = imgfmt_err(ENOTSUP, "%s: the %s writer cannot write into "
-			       "an open file", path, fmt);
-		goto fail;
 	} else {
 		struct imgfmt_create_opts c = {
 			.format = d->name,
@@ -285,23 +286,11 @@ fail:
 	imgfmt__writer_abort(w);
 	/* A failed open leaves nothing behind (an image whose options the
 	 * driver refused after the file was made: a VHD size that is not a
-	 * multiple of 512, a VMDK with a backing file, ...). */
+	 * multiple of 512, a VMDK with a backing file, ...): the new file
+	 * went with the abort, the create fallback's file goes here. */
 	if (created)
 		unlink(path);
 	return r;
-}
-
-int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
-			imgfmt_writer **out)
-{
-	return writer_open(path, -1, o, out);
-}
-
-int imgfmt__writer_open_fd(const char *name, int fd,
-			   const struct imgfmt_writer_opts *o,
-			   imgfmt_writer **out)
-{
-	return writer_open(name, fd, o, out);
 }
 
 int imgfmt_writer_create_empty(const char *path,
@@ -310,12 +299,7 @@ int imgfmt_writer_create_empty(const char *path,
 	imgfmt_writer *w;
 	int r = imgfmt__writer_open(path, wo, &w);
 
-	if (r < 0)
-		return r;
-	r = imgfmt__writer_finish(w);
-	if (r < 0)
-		unlink(path);
-	return r;
+	return r < 0 ? r : imgfmt__writer_finish(w);
 }
 
 int imgfmt_writer_write(struct imgfmt_writer *w, const void *buf, size_t len,
@@ -433,6 +417,13 @@ int imgfmt__writer_finish(imgfmt_writer *w)
 		if (r == 0 && fsync(w->fd) < 0)
 			r = imgfmt_err(errno, "%s: fsync: %s", w->path,
 				       strerror(errno));
+		/* Named now, or dropped: the descriptor goes either way. */
+		w->fd = -1;
+		int c = r < 0 ? 0 : durable__new_commit(&w->file, w->path,
+							!w->opts.replace);
+		if (c < 0)
+			r = imgfmt_err(-c, "%s: %s", w->path, strerror(-c));
+		durable__new_discard(&w->file);
 	} else {
 		r = imgfmt__flush(w->img);
 		int c = imgfmt__close(w->img);
@@ -452,5 +443,7 @@ void imgfmt__writer_abort(imgfmt_writer *w)
 		w->drv->writer_abort(w);
 	if (w->img)
 		imgfmt__close(w->img);
+	w->fd = -1;   /* the new file's: dropped with it */
+	durable__new_discard(&w->file);
 	writer_free(w);
 }

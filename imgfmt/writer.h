@@ -46,6 +46,9 @@ struct imgfmt_writer_opts {
 	const char *backing_file;   /* NULL: none */
 	const char *backing_format;
 	const uint8_t *uuid;        /* 16 bytes, NULL: random */
+	int replace;                /* finish replaces a file already at the
+	                               path (else it fails with EEXIST and
+	                               leaves that file alone) */
 };
 
 typedef struct imgfmt_writer imgfmt_writer;
@@ -62,15 +65,12 @@ struct imgfmt_chunk {
 	                          (release does not free it) */
 };
 
+/* The image is written to a file that gets the name `path` only when
+ * imgfmt__writer_finish succeeds (common/durable.h: unnamed where the
+ * file system allows), so a failed, aborted or killed writer leaves
+ * nothing; a VMDK's descriptor names `path` as its extent. */
 int imgfmt__writer_open(const char *path, const struct imgfmt_writer_opts *o,
 			imgfmt_writer **out);
-/* The same into fd, an empty file open for reading and writing (as
- * common/durable.h's new files are), used through a duplicate and never
- * removed; `name` is what messages call it and what a VMDK descriptor
- * names as its extent: the name it is to have. */
-int imgfmt__writer_open_fd(const char *name, int fd,
-			   const struct imgfmt_writer_opts *o,
-			   imgfmt_writer **out);
 uint32_t imgfmt__writer_chunk_size(const imgfmt_writer *w);
 int imgfmt__writer_encode(imgfmt_writer *w, const void *guest_data,
 			  uint64_t offset, uint32_t length,
