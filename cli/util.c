@@ -13,9 +13,6 @@
 
 #include "cli.h"
 
-/* Text from elsewhere (a package's comments, a backing file name an
- * image chose) is attacker-chosen: never send raw control bytes to a
- * terminal, where they can rewrite what was printed before. */
 /* The length of the well-formed UTF-8 sequence at s (1-4; no overlong
  * forms, surrogates or code points past U+10FFFF) and its code point, or
  * 0 if the bytes there are not one. */
@@ -38,8 +35,14 @@ static int utf8_seq(const unsigned char *s, uint32_t *cp)
 	return n;
 }
 
-/* Control characters, C1 ones (U+0080-U+009F, which some terminals obey
- * as ESC sequences) and bytes that are not UTF-8 print as \xHH. */
+/* C0 controls, DEL and the C1 controls U+0080-U+009F (which some
+ * terminals obey as ESC sequences). */
+static int is_control(uint32_t cp)
+{
+	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f);
+}
+
+/* Control characters and bytes that are not UTF-8 print as \xHH. */
 static void print_escaped(FILE *f, const char *str, int keep_newlines)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -47,9 +50,8 @@ static void print_escaped(FILE *f, const char *str, int keep_newlines)
 	while (*s) {
 		uint32_t cp;
 		int n = utf8_seq(s, &cp);
-		if (n > 0 && (cp == '\t' || (cp == '\n' && keep_newlines) ||
-			      (cp >= 0x20 && cp != 0x7f &&
-			       !(cp >= 0x80 && cp <= 0x9f)))) {
+		if (n > 0 && (!is_control(cp) || cp == '\t' ||
+			      (cp == '\n' && keep_newlines))) {
 			fwrite(s, 1, (size_t)n, f);
 			s += n;
 			continue;
@@ -60,6 +62,9 @@ static void print_escaped(FILE *f, const char *str, int keep_newlines)
 	}
 }
 
+/* Text from elsewhere (a package's comments, a backing file name an
+ * image chose) is attacker-chosen: never send raw control bytes to a
+ * terminal, where they can rewrite what was printed before. */
 void cli__print_untrusted(FILE *f, const char *s)
 {
 	print_escaped(f, s, 0);
@@ -191,7 +196,7 @@ void cli__json_string(FILE *f, const char *str)
 		}
 		if (cp == '"' || cp == '\\')
 			fprintf(f, "\\%c", (int)cp);
-		else if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f))
+		else if (is_control(cp))
 			fprintf(f, "\\u%04x", (unsigned)cp);
 		else
 			fwrite(s, 1, (size_t)n, f);
